@@ -1,0 +1,1 @@
+"""flowgauge: inflow, outflow, backlog level and aging of a support queue, in event time."""

@@ -1,0 +1,81 @@
+"""Alert rules as small state machines per (rule, scope), evaluated at each boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from streams.flow import FlowSnapshot
+from streams.timeline import iso
+
+INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    rule: str
+    scope: str
+    state: AlertState
+    at_us: int
+    value: float
+    threshold: float
+    fired_at_us: int
+
+    @property
+    def incident_id(self) -> str:
+        """Shared by a firing and its resolution; stable across replays."""
+        return f"{self.rule}:{self.scope}:{iso(self.fired_at_us)}"
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.incident_id}:{self.state.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossingPolicy:
+    window: str = "24h"
+    min_volume: int = 10
+    sustain: int = 3
+    clear: int = 3
+
+
+@dataclass(slots=True)
+class InflowAboveOutflow:
+    """Fires after ``sustain`` boundaries of inflow > outflow, resolves after ``clear`` of the reverse."""
+
+    scope: str
+    firing: bool = False
+    streak: int = 0
+    fired_at_us: int = 0
+
+    def evaluate(self, snapshot: FlowSnapshot, policy: CrossingPolicy) -> AlertTransition | None:
+        inflow = snapshot.inflow[policy.window]
+        outflow = snapshot.outflow[policy.window]
+        holds = outflow >= inflow if self.firing else inflow > outflow and inflow >= policy.min_volume
+        self.streak = self.streak + 1 if holds else 0
+        if self.streak < (policy.clear if self.firing else policy.sustain):
+            return None
+        self.firing = not self.firing
+        self.streak = 0
+        if self.firing:
+            self.fired_at_us = snapshot.as_of_us
+        state = AlertState.FIRING if self.firing else AlertState.RESOLVED
+        return AlertTransition(
+            INFLOW_ABOVE_OUTFLOW,
+            self.scope,
+            state,
+            snapshot.as_of_us,
+            float(inflow - outflow),
+            0.0,
+            self.fired_at_us,
+        )
+
+
+def crossing_applies(scope: str) -> bool:
+    """The headline rule runs for the whole backlog and for every queue."""
+    return scope == "all" or scope.startswith("queue:")

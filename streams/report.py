@@ -1,0 +1,135 @@
+"""The whole pipeline in one process over a file of events: ``flowgauge report``.
+
+It runs the same core as the stream, in file order and with the same lateness
+rule, so its CSV is what the worker's derived topics must equal.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from streams.aging import BANDS, PERCENTILES
+from streams.events import InvalidEvent, TicketEvent, parse_event
+from streams.scope import Emitted, ScopeState, Settings, scope_order
+from streams.ticket import Ticket, apply_event
+from streams.timeline import iso
+from streams.watermark import Watermarks
+
+
+@dataclass(slots=True)
+class Counters:
+    processed: int = 0
+    duplicates: int = 0
+    late: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LocalPipeline:
+    """Ticket stage and scope stage wired together directly, one input partition."""
+
+    settings: Settings
+    grace_us: int
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    scopes: dict[str, ScopeState] = field(default_factory=dict)
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    counters: Counters = field(default_factory=Counters)
+
+    def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
+        at = event.occurred_us
+        if self.watermarks.is_late(at, self.grace_us):
+            self.counters.late += 1
+        self.watermarks.observe(0, at)
+        applied = apply_event(self.tickets.get(event.ticket_id), event)
+        if applied is None:
+            self.counters.duplicates += 1
+            return
+        ticket, transitions = applied
+        self.tickets[event.ticket_id] = ticket
+        self.counters.processed += 1
+        for scope in ticket.scopes():
+            self._scope(scope).flow.see(at)
+        for transition in transitions:
+            self._scope(transition.scope).add(transition, self.settings)
+        limit = self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
+        yield from self._emit_through(limit)
+
+    def finish(self) -> Iterator[Emitted]:
+        """End of input: every partition is idle, so flush through the newest event."""
+        self.watermarks.set_idle(0, True)
+        yield from self._emit_through(
+            self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
+        )
+
+    def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
+        if limit is None:
+            return
+        for state in self.scopes.values():
+            yield from state.emit_through(limit, self.settings)
+
+    def _scope(self, scope: str) -> ScopeState:
+        state = self.scopes.get(scope)
+        if state is None:
+            state = self.scopes[scope] = ScopeState.new(scope, self.settings)
+        return state
+
+
+def run(lines: Iterable[bytes], settings: Settings, grace_us: int) -> tuple[list[Emitted], Counters]:
+    """Every emitted boundary of every scope, ordered by as_of then scope."""
+    pipeline = LocalPipeline(settings, grace_us)
+    emitted: list[Emitted] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_event(line)
+        except InvalidEvent as exc:
+            pipeline.counters.invalid.append((number, str(exc)))
+            continue
+        emitted.extend(pipeline.ingest(event))
+    emitted.extend(pipeline.finish())
+    emitted.sort(key=lambda e: (e.flow.as_of_us, scope_order(e.flow.scope)))
+    return emitted, pipeline.counters
+
+
+def flow_columns(window_names: Iterable[str]) -> list[str]:
+    names = list(window_names)
+    leading = [f"{kind}_{w}" for w in names for kind in ("inflow", "outflow")]
+    transfers = [f"{kind}_{w}" for w in names for kind in ("transfers_in", "transfers_out")]
+    return ["as_of", "scope", "open", *leading, *transfers]
+
+
+AGING_COLUMNS = [name for name, _, _ in BANDS] + ["oldest_age_seconds", "untouched"]
+PERCENTILE_COLUMNS = [f"p{p}_age_seconds" for p in PERCENTILES]
+
+
+def write_rows(out: IO[str], emitted: list[Emitted], settings: Settings) -> None:
+    names = list(settings.windows.steps)
+    header = flow_columns(names)
+    if settings.track_aging:
+        header += AGING_COLUMNS + PERCENTILE_COLUMNS
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for item in emitted:
+        flow = item.flow
+        row: list[object] = [iso(flow.as_of_us), flow.scope, flow.open]
+        row += [count for w in names for count in (flow.inflow[w], flow.outflow[w])]
+        row += [count for w in names for count in (flow.transfers_in[w], flow.transfers_out[w])]
+        if item.aging is not None:
+            aging = item.aging
+            row += [aging.bands[name] for name, _, _ in BANDS]
+            row += [aging.oldest_age_seconds, aging.untouched]
+            row += [aging.percentiles[p] for p in PERCENTILES]
+        writer.writerow(row)
+
+
+def write_alerts(out: IO[str], emitted: list[Emitted]) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["at", "rule", "scope", "state"])
+    for item in emitted:
+        if item.alert is not None:
+            alert = item.alert
+            writer.writerow([iso(alert.at_us), alert.rule, alert.scope, alert.state.value])

@@ -1,0 +1,42 @@
+"""Event time: integer microseconds since the UTC epoch, durations and step boundaries.
+
+Integers keep every boundary and age exact; floats would round ages at whole seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+US_PER_SECOND = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``90s``, ``5m``, ``24h``, ``7d`` or ``2w``."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) <= 0:
+        raise ValueError(f"not a positive duration like 5m, 24h or 7d: {text!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def iso(us: int) -> str:
+    """ISO 8601 in UTC with a Z, to the second, or to the microsecond when it has them."""
+    text = from_us(us).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def boundary_index(us: int, step_us: int) -> int:
+    """Index of the first boundary at or after ``us``: boundary i is at ``i * step_us``."""
+    return -(-us // step_us)
