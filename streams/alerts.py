@@ -79,3 +79,23 @@ class InflowAboveOutflow:
 def crossing_applies(scope: str) -> bool:
     """The headline rule runs for the whole backlog and for every queue."""
     return scope == "all" or scope.startswith("queue:")
+
+
+def describe(alert: AlertTransition, snapshot: FlowSnapshot, dashboard_url: str | None) -> str:
+    """The alert in the team's terms, per day, as the chat message and the topic carry it."""
+    window = snapshot.inflow
+    name = "Whole backlog" if alert.scope == "all" else alert.scope.split(":", 1)[1]
+    inflow = next(iter(window.values())) if window else 0
+    daily_in = snapshot.inflow.get("24h", inflow)
+    daily_out = snapshot.outflow.get("24h", 0)
+    weekly_out = snapshot.outflow.get("7d")
+    capacity = f"; backlog {snapshot.open / (weekly_out / 7):.1f} days of capacity" if weekly_out else ""
+    if alert.state is AlertState.FIRING:
+        text = (
+            f"{name}: inflow {daily_in}/day now exceeds outflow {daily_out}/day"
+            f"{capacity} and growing {daily_in - daily_out}/day"
+        )
+    else:
+        text = f"{name}: outflow {daily_out}/day has caught up with inflow {daily_in}/day{capacity}"
+    link = f" ({dashboard_url})" if dashboard_url else ""
+    return f"{text}; {snapshot.open} open as of {iso(snapshot.as_of_us)}{link}"

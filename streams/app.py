@@ -1,0 +1,255 @@
+"""The Faust shell: topics, agents, changelogged tables, the idle heartbeat and /metrics.
+
+It holds no business rule: every decision is in ``streams.stages`` and the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import faust
+from aiohttp import web
+from faust.types import TP
+
+from streams import tansu
+from streams.config import FlowgaugeConfig
+from streams.metrics import PipelineMetrics
+from streams.alerts import describe
+from streams.records import AlertRecord, DeadLetter, FlowRecord
+from streams.scope import Emitted, ScopeState, Settings
+from streams.stages import (
+    Message,
+    PartitionRecord,
+    Progress,
+    ScopeDelta,
+    ScopeRecord,
+    apply_delta,
+    apply_progress,
+    emit,
+    run_ticket_batch,
+)
+from streams.tables import PartitionedTable
+from streams.timeline import US_PER_SECOND, parse_duration
+from streams.topics import ALERTS, DEAD_LETTERS, FLOW, INPUT, ensure_input_topic
+
+log = logging.getLogger(__name__)
+DELTAS = "scope-deltas"
+
+
+def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
+    """A Faust app wired to the core; ``partitions`` is the input topic's partition count."""
+    settings = config.core(track_aging=False)
+    grace_us = config.grace_us
+    idle_us = parse_duration(config.idle_timeout) * US_PER_SECOND
+    horizon_us = parse_duration(config.live_horizon) * US_PER_SECOND
+    app = faust.App(
+        config.app_id,
+        broker=config.broker,
+        store="memory://",
+        datadir=str(config.data_dir),
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        broker_rebalance_timeout=config.rebalance_timeout,
+        broker_session_timeout=config.rebalance_timeout * 1.5,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4 * config.batch_size, 4096),
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=config.web_host,
+        web_bind=config.web_host,
+        web_port=config.web_port,
+        web_in_thread=False,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    events = app.topic(INPUT, partitions=partitions, **raw)
+    dead_letters = app.topic(DEAD_LETTERS, partitions=partitions, **raw)
+    flow_out = app.topic(FLOW, partitions=partitions, **raw)
+    alerts_out = app.topic(ALERTS, partitions=partitions, **raw)
+    deltas = app.topic(
+        f"{config.app_id}-{DELTAS}", partitions=partitions, internal=True, key_type=bytes,
+        key_serializer="raw", value_serializer="pickle",
+    )
+    tickets = PartitionedTable.create(app, "tickets", partitions)
+    scopes = PartitionedTable.create(app, "scopes", partitions)
+    scope_partitions = PartitionedTable.create(app, "scope-partitions", partitions)
+    metrics = PipelineMetrics(config.label_cap)
+    newest: dict[int, int] = {}
+    arrivals: dict[int, float] = {}
+    processed_offsets: dict[int, int] = {}
+
+    @app.agent(events, name="tickets")
+    async def ticket_stage(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
+            messages = [
+                Message(e.message.partition, e.message.offset, e.message.key, e.message.value)
+                for e in batch
+            ]
+            result = run_ticket_batch(messages, lambda key: tickets.get(key.encode()), newest, grace_us)
+            sends = [
+                await deltas.send(key=d.scope.encode(), value=d)
+                for d in result.deltas.values()
+            ]
+            sends += [await _broadcast(deltas, p, partitions) for p in result.progress.values()]
+            sends += [
+                await dead_letters.send(
+                    key=dl.message.key,
+                    value=DeadLetter.of(
+                        dl.message.value, dl.reason, INPUT, dl.message.partition, dl.message.offset
+                    ).to_bytes(),
+                )
+                for dl in result.dead_letters
+            ]
+            # The table is written only once everything derived from the batch is on
+            # the broker: a crash in between replays the batch, and the scope stage
+            # drops what it already applied by source offset.
+            await _acked(sends)
+            for ticket_id, (partition, ticket) in result.changed.items():
+                tickets.put(partition, ticket_id.encode(), ticket)
+            now = time.monotonic()
+            for message in messages:
+                arrivals[message.partition] = now
+                processed_offsets[message.partition] = message.offset
+            metrics.count_ticket_batch(result)
+            yield None
+
+    @app.agent(deltas, name="scopes")
+    async def scope_stage(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
+            touched: dict[int, PartitionRecord] = {}
+            changed: dict[str, ScopeRecord] = {}
+            late = 0
+            for event in batch:
+                partition = event.message.partition
+                record = touched.get(partition) or _partition(scope_partitions, partition, partitions)
+                touched[partition] = record
+                item = event.value
+                if isinstance(item, Progress):
+                    apply_progress(record, item)
+                elif isinstance(item, ScopeDelta):
+                    scope = changed.get(item.scope) or _scope(scopes, item.scope, partition, settings)
+                    changed[item.scope] = scope
+                    record.scopes.add(item.scope)
+                    late += apply_delta(scope, item, settings)
+            emitted: list[Emitted] = []
+            for record in touched.values():
+                limit = record.emit_limit(settings, grace_us, horizon_us)
+                if limit is None:
+                    continue
+                for name in sorted(record.scopes):
+                    scope = changed.get(name) or scopes.get(name.encode())
+                    fresh = list(emit([scope], limit, settings)) if scope else []
+                    if fresh:
+                        changed[name] = scope
+                        emitted += fresh
+            await _acked(await _publish(emitted, flow_out, alerts_out, config))
+            for name, scope in changed.items():
+                scopes.put(scope.partition, name.encode(), scope)
+            for partition, record in touched.items():
+                scope_partitions.put(partition, _partition_key(partition), record)
+            metrics.count_scope_batch(late, emitted)
+            yield None
+
+    @app.timer(interval=1.0)
+    async def heartbeat() -> None:
+        """Tell the scope stage which owned input partitions are caught up and idle."""
+        now = time.monotonic()
+        for tp in _owned(app, INPUT):
+            lag = _lag(app, tp, processed_offsets)
+            quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
+            if lag is not None:
+                metrics.set_lag(tp.partition, lag)
+            if lag == 0 and quiet:
+                progress = Progress(tp.partition, newest.get(tp.partition), True, _wall_us())
+                await _acked([await _broadcast(deltas, progress, partitions)])
+
+    @app.page("/metrics")
+    async def metrics_page(_: Any, request: web.Request) -> web.Response:
+        active = {tp.partition for tp in _owned(app, deltas.get_topic_name())}
+        owned = [
+            s for s in scopes.values() if isinstance(s, ScopeRecord) and s.partition in active
+        ]
+        body = metrics.render(owned)
+        return web.Response(body=body, headers={"Content-Type": metrics.content_type})
+
+    return app
+
+
+def _partition_key(partition: int) -> bytes:
+    return f"partition/{partition}".encode()
+
+
+def _partition(table: PartitionedTable, partition: int, sources: int) -> PartitionRecord:
+    record = table.get(_partition_key(partition))
+    if isinstance(record, PartitionRecord):
+        return record
+    return PartitionRecord(partition, sources)
+
+
+def _scope(table: PartitionedTable, scope: str, partition: int, settings: Settings) -> ScopeRecord:
+    record = table.get(scope.encode())
+    if isinstance(record, ScopeRecord):
+        return record
+    return ScopeRecord(ScopeState.new(scope, settings), partition)
+
+
+async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -> list[Any]:
+    return [await topic.send(key=None, value=progress, partition=p) for p in range(partitions)]
+
+
+async def _publish(
+    emitted: Iterable[Emitted], flow_out: faust.TopicT, alerts_out: faust.TopicT, config: FlowgaugeConfig
+) -> list[Any]:
+    sends = []
+    for item in emitted:
+        record = FlowRecord.of(item.flow)
+        sends.append(await flow_out.send(key=record.scope.encode(), value=record.to_bytes()))
+        if item.alert is not None:
+            summary = describe(item.alert, item.flow, config.dashboard_url)
+            alert = AlertRecord.of(item.alert, summary)
+            sends.append(await alerts_out.send(key=alert.incident_id.encode(), value=alert.to_bytes()))
+    return sends
+
+
+async def _acked(sends: Iterable[Any]) -> None:
+    futures = []
+    for sent in sends:
+        futures += sent if isinstance(sent, list) else [sent]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def _owned(app: faust.App, topic: str) -> list[TP]:
+    return sorted(tp for tp in app.assignor.assigned_actives() if tp.topic == topic)
+
+
+def _position(app: faust.App, tp: TP, processed: dict[int, int]) -> int:
+    """The next input offset this worker will process."""
+    done = processed.get(tp.partition)
+    committed = app.consumer._committed_offset.get(tp) or 0
+    return max(done + 1 if done is not None else 0, committed)
+
+
+def _lag(app: faust.App, tp: TP, processed: dict[int, int]) -> int | None:
+    """Messages not processed yet; None before the first fetch says where the end is."""
+    highwater = app.consumer.highwater(tp)
+    return None if highwater is None else max(0, int(highwater) - _position(app, tp, processed))
+
+
+def _wall_us() -> int:
+    return int(time.time() * US_PER_SECOND)
+
+
+def run_worker(config: FlowgaugeConfig) -> int:
+    """``flowgauge worker``: create the input topic if needed, then run until stopped."""
+    partitions = asyncio.run(ensure_input_topic(config))
+    tansu.install_recovery_fix()
+    app = build_app(config, partitions)
+    worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0

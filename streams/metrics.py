@@ -1,0 +1,175 @@
+"""Prometheus metrics: pipeline counters and gauges holding each scope's latest snapshot.
+
+Every worker has its own registry. Scope gauges are rendered at scrape time from
+the scopes of the partitions this worker actively owns, so ``sum()`` across
+workers is exact. Label values that come from input are capped per dimension.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from streams.scope import Emitted
+from streams.stages import ScopeRecord, TicketBatch
+from streams.ticket import DIMENSIONS
+
+OTHER = "other"
+SCOPE_LABELS = list(DIMENSIONS)
+
+
+class LabelCap:
+    """The first ``cap`` distinct values of each dimension keep their name; later ones are "other"."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept: dict[str, set[str]] = defaultdict(set)
+
+    def __call__(self, dimension: str, value: str) -> str:
+        kept = self.kept[dimension]
+        if value in kept:
+            return value
+        if len(kept) < self.cap:
+            kept.add(value)
+            return value
+        return OTHER
+
+    def scope_labels(self, scope: str) -> tuple[str, str, str]:
+        """Labels of a scope: the dimension it is cut by, the others empty ("all of them")."""
+        labels = {dimension: "" for dimension in DIMENSIONS}
+        if scope != "all":
+            dimension, _, value = scope.partition(":")
+            labels[dimension] = self(dimension, value)
+        return labels["queue"], labels["priority"], labels["channel"]
+
+
+class ScopeCollector(Collector):
+    """Renders the latest emitted snapshot of every owned scope, summed per capped label set."""
+
+    def __init__(self, cap: LabelCap) -> None:
+        self.cap = cap
+        self.owned: list[ScopeRecord] = []
+
+    def collect(self) -> Iterator[Metric]:
+        latest = [(r, r.last) for r in self.owned if r.last is not None]
+        families = _scope_families()
+        sums: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
+        for record, emitted in latest:
+            assert emitted is not None
+            labels = self.cap.scope_labels(record.state.scope)
+            for name, value in _scope_values(emitted):
+                sums[(name[0], (*name[1:], *labels))] += value
+            if record.state.crossing is not None:
+                sums[("alert_firing", ("inflow_above_outflow", *labels))] += record.state.crossing.firing
+        for (name, labels), value in sorted(sums.items()):
+            families[name].add_metric(list(labels), value)
+        yield from families.values()
+
+
+def _scope_families() -> dict[str, GaugeMetricFamily]:
+    def family(name: str, doc: str, extra: list[str]) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"flowgauge_{name}", doc, labels=[*extra, *SCOPE_LABELS])
+
+    return {
+        "open": family("open_tickets", "Open tickets at the latest emitted boundary", []),
+        "inflow": family("inflow_tickets", "Tickets opened or reopened in the window", ["window"]),
+        "outflow": family("outflow_tickets", "Tickets resolved or closed in the window", ["window"]),
+        "transfers_in": family("transfers_in_tickets", "Tickets moved into the scope", ["window"]),
+        "transfers_out": family("transfers_out_tickets", "Tickets moved out of the scope", ["window"]),
+        "as_of": family(
+            "snapshot_timestamp_seconds", "Event time (Unix) of the latest emitted boundary", []
+        ),
+        "alert_firing": family("alert_firing", "1 while the rule fires for the scope", ["rule"]),
+    }
+
+
+def _scope_values(emitted: Emitted) -> Iterator[tuple[tuple[str, ...], float]]:
+    flow = emitted.flow
+    yield ("open",), flow.open
+    yield ("as_of",), flow.as_of_us / 1_000_000
+    for kind, per_window in (
+        ("inflow", flow.inflow),
+        ("outflow", flow.outflow),
+        ("transfers_in", flow.transfers_in),
+        ("transfers_out", flow.transfers_out),
+    ):
+        for window, count in per_window.items():
+            yield (kind, window), count
+
+
+class PipelineMetrics:
+    """The metrics one worker serves on ``GET /metrics``."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, label_cap: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.cap = LabelCap(label_cap)
+        self.scopes = ScopeCollector(self.cap)
+        self.registry.register(self.scopes)
+        r = self.registry
+        ticket_labels = SCOPE_LABELS
+        self.lifecycle = {
+            cause: Counter(f"flowgauge_tickets_{cause}", f"Tickets {cause}", ticket_labels, registry=r)
+            for cause in ("created", "reopened", "resolved")
+        }
+        self.processed = Counter(
+            "flowgauge_events_processed", "Valid events applied, by type", ["type"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "flowgauge_events_dead_lettered", "Invalid events sent to the dead-letter topic", registry=r
+        )
+        self.duplicates = Counter(
+            "flowgauge_events_duplicate", "Redelivered events ignored", registry=r
+        )
+        self.late = Counter(
+            "flowgauge_events_late",
+            "Events older than their partition's newest event minus the grace period",
+            registry=r,
+        )
+        self.late_transitions = Counter(
+            "flowgauge_late_transitions",
+            "Transitions that arrived after their boundary was emitted (kept in later ones)",
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "flowgauge_snapshots_emitted", "Scope snapshots published", registry=r
+        )
+        self.last_event = Gauge(
+            "flowgauge_last_event_timestamp_seconds",
+            "Event time (Unix) of the newest event this worker has processed",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "flowgauge_consumer_lag_messages", "Input messages not yet processed", ["partition"],
+            registry=r,
+        )
+
+    def count_ticket_batch(self, batch: TicketBatch) -> None:
+        for (cause, queue, priority, channel), count in batch.lifecycle.items():
+            labels = (self.cap("queue", queue), self.cap("priority", priority), self.cap("channel", channel))
+            self.lifecycle[cause].labels(*labels).inc(count)
+        for kind, count in batch.processed.items():
+            self.processed.labels(kind).inc(count)
+        self.dead_lettered.inc(len(batch.dead_letters))
+        self.duplicates.inc(batch.duplicates)
+        self.late.inc(batch.late)
+        newest = max((p.newest_us for p in batch.progress.values() if p.newest_us), default=None)
+        if newest is not None:
+            self.last_event.set(max(self.last_event._value.get(), newest / 1_000_000))
+
+    def count_scope_batch(self, late: int, emitted: Iterable[Emitted]) -> None:
+        self.late_transitions.inc(late)
+        self.snapshots.inc(sum(1 for _ in emitted))
+
+    def set_lag(self, partition: int, lag: int) -> None:
+        self.lag.labels(str(partition)).set(lag)
+
+    def render(self, owned: list[ScopeRecord]) -> bytes:
+        self.scopes.owned = owned
+        return generate_latest(self.registry)

@@ -1,0 +1,201 @@
+"""The two stages of the stream as plain functions over one batch, with no Faust import.
+
+Ticket stage (keyed by ticket, one input partition at a time): validate, dedupe,
+run the state machine, and fold the batch's transitions into one delta per
+(scope, source partition). Scope stage (keyed by scope): apply deltas exactly
+once by source offset, track every source partition's progress, and emit the
+boundaries the watermark allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from streams.events import EventType, InvalidEvent, parse_event
+from streams.scope import Emitted, ScopeState, Settings
+from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
+from streams.watermark import Watermarks
+
+# An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us).
+Entry = tuple[int, int, int, str, int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One input message as the shell hands it over."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class ScopeDelta:
+    """What one batch of one source partition changed in one scope."""
+
+    scope: str
+    source_partition: int
+    last_offset: int
+    seen_us: int
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Progress:
+    """A source partition's event-time progress, broadcast to every scope partition."""
+
+    source_partition: int
+    newest_us: int | None
+    idle: bool = False
+    now_us: int | None = None
+
+
+@dataclass(slots=True)
+class DeadLetterOut:
+    message: Message
+    reason: str
+
+
+@dataclass(slots=True)
+class TicketBatch:
+    """Everything one batch of the ticket stage produces."""
+
+    deltas: dict[tuple[str, int], ScopeDelta] = field(default_factory=dict)
+    progress: dict[int, Progress] = field(default_factory=dict)
+    dead_letters: list[DeadLetterOut] = field(default_factory=list)
+    changed: dict[str, tuple[int, Ticket]] = field(default_factory=dict)
+    lifecycle: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    processed: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    late: int = 0
+
+
+def run_ticket_batch(
+    messages: Iterable[Message],
+    lookup: Callable[[str], Ticket | None],
+    newest: dict[int, int],
+    grace_us: int,
+) -> TicketBatch:
+    """Apply a batch of input messages; ``newest`` (per partition) is updated in place."""
+    batch = TicketBatch()
+    for message in messages:
+        try:
+            event = parse_event(message.value)
+        except InvalidEvent as exc:
+            batch.dead_letters.append(DeadLetterOut(message, str(exc)))
+            continue
+        at = event.occurred_us
+        partition = message.partition
+        previous = newest.get(partition)
+        if previous is not None and at < previous - grace_us:
+            batch.late += 1
+        newest[partition] = at if previous is None else max(previous, at)
+        batch.progress[partition] = Progress(partition, newest[partition])
+        known = batch.changed.get(event.ticket_id)
+        applied = apply_event(known[1] if known else lookup(event.ticket_id), event)
+        if applied is None:
+            batch.duplicates += 1
+            continue
+        ticket, transitions = applied
+        batch.changed[event.ticket_id] = (partition, ticket)
+        batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
+        for scope in ticket.scopes():
+            _delta(batch, scope, message, at)
+        for transition in transitions:
+            _delta(batch, transition.scope, message, at).entries.append(
+                (message.offset, int(transition.kind), transition.at_us, transition.ticket_id,
+                 transition.first_open_us, transition.replied_us)
+            )
+            if transition.scope == ALL_SCOPE and transition.kind in _LIFECYCLE:
+                cause = _cause(transition.kind, event.type)
+                key = (cause, ticket.queue, ticket.priority, ticket.channel)
+                batch.lifecycle[key] = batch.lifecycle.get(key, 0) + 1
+    return batch
+
+
+_LIFECYCLE = frozenset({Kind.INFLOW, Kind.OUTFLOW})
+
+
+def _cause(kind: Kind, event_type: EventType) -> str:
+    if kind is Kind.OUTFLOW:
+        return "resolved"
+    return "reopened" if event_type is EventType.REOPENED else "created"
+
+
+def _delta(batch: TicketBatch, scope: str, message: Message, at: int) -> ScopeDelta:
+    key = (scope, message.partition)
+    delta = batch.deltas.get(key)
+    if delta is None:
+        delta = batch.deltas[key] = ScopeDelta(scope, message.partition, message.offset, at)
+    delta.last_offset = message.offset
+    delta.seen_us = min(delta.seen_us, at)
+    return delta
+
+
+@dataclass(slots=True)
+class ScopeRecord:
+    """A scope's state as the scope stage stores it: the core state plus exactly-once bookkeeping."""
+
+    state: ScopeState
+    partition: int
+    applied: dict[int, int] = field(default_factory=dict)
+    last: Emitted | None = None
+
+
+@dataclass(slots=True)
+class PartitionRecord:
+    """Per scope partition: the progress of every source partition, and the scopes it holds."""
+
+    partition: int
+    source_partitions: int
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    scopes: set[str] = field(default_factory=set)
+    now_us: int | None = None
+
+    def emit_limit(self, settings: Settings, grace_us: int, live_horizon_us: int) -> int | None:
+        """The last boundary that may be emitted: every source partition must be accounted for."""
+        if len(self.watermarks.partitions) < self.source_partitions:
+            return None
+        now = self.now_us
+        newest = self.watermarks.newest_us
+        live = now is not None and newest is not None and now - newest <= live_horizon_us
+        return self.watermarks.emit_limit(settings.windows.step_us, grace_us, now if live else None)
+
+
+def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> int:
+    """Apply the entries not applied before; the count of late transitions among them."""
+    done = record.applied.get(delta.source_partition, -1)
+    if delta.last_offset <= done:
+        return 0
+    record.state.flow.see(delta.seen_us)
+    late = 0
+    for offset, kind, at, ticket_id, first_open, replied in delta.entries:
+        if offset > done:
+            transition = Transition(delta.scope, Kind(kind), at, ticket_id, first_open, replied)
+            late += record.state.add(transition, settings)
+    record.applied[delta.source_partition] = delta.last_offset
+    return late
+
+
+def apply_progress(record: PartitionRecord, progress: Progress) -> None:
+    if progress.newest_us is not None:
+        record.watermarks.observe(progress.source_partition, progress.newest_us)
+    elif progress.source_partition not in record.watermarks.partitions:
+        record.watermarks.observe(progress.source_partition, _NO_DATA)
+    record.watermarks.set_idle(progress.source_partition, progress.idle)
+    if progress.now_us is not None:
+        record.now_us = max(record.now_us or 0, progress.now_us)
+
+
+# An empty partition is accounted for but never the newest: it only matters while busy,
+# and a partition without data is idle by definition.
+_NO_DATA = -(2**62)
+
+
+def emit(records: Iterable[ScopeRecord], limit: int, settings: Settings) -> Iterator[Emitted]:
+    for record in records:
+        for emitted in record.state.emit_through(limit, settings):
+            record.last = emitted
+            yield emitted

@@ -1,0 +1,59 @@
+"""A fix for table recovery on the embedded Tansu broker.
+
+Tansu 0.6 answers ListOffsets(LATEST) with the base offset of the last record
+batch plus one, not the log end. Faust takes that as the changelog's high-water
+mark, so recovery stops early and table updates are lost. The true high-water
+mark comes with every Fetch response, so it is read from one. On Apache Kafka
+both agree and the probe only costs one fetch per changelog partition at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+async def true_highwaters(
+    bootstrap: Any, partitions: Iterable[TopicPartition], reported: Mapping[Any, int | None],
+    timeout: float = 10.0,
+) -> dict[Any, int]:
+    result = {tp: reported.get(tp) or 0 for tp in partitions}
+    todo = [tp for tp, end in result.items() if end > 0]
+    if not todo:
+        return result
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        max_partition_fetch_bytes=64 * 1024,
+    )
+    await probe.start()
+    try:
+        probe.assign(todo)
+        for tp in todo:
+            probe.seek(tp, result[tp] - 1)  # an offset that surely exists
+        pending = set(todo)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while pending and asyncio.get_running_loop().time() < deadline:
+            await probe.getmany(*pending, timeout_ms=200)
+            for tp in list(pending):
+                highwater = probe.highwater(tp)
+                if highwater is not None:
+                    result[tp] = max(result[tp], highwater)
+                    pending.discard(tp)
+    finally:
+        await probe.stop()
+    return result
+
+
+async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
+    consumer = self._ensure_consumer()
+    reported = await consumer.end_offsets(partitions)
+    return await true_highwaters(consumer._client._bootstrap_servers, partitions, reported)
+
+
+def install_recovery_fix() -> None:
+    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters

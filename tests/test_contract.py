@@ -1,0 +1,84 @@
+"""The event contract and the derived records: validation rules and schemas/ in step with models."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from streams.events import InvalidEvent, TicketEvent, parse_event
+from streams.records import EXAMPLES, render_schemas
+from tests.conftest import ROOT
+
+SCHEMAS = ROOT / "schemas"
+VALID = {"event_id": "E1", "ticket_id": "T1", "type": "created", "occurred_at": "2026-03-02T08:00:00Z"}
+
+
+def _event(**changes: object) -> bytes:
+    return json.dumps({**VALID, **changes}).encode()
+
+
+def test_schema_files_are_exactly_what_the_models_generate() -> None:
+    rendered = render_schemas()
+    on_disk = {path.name: path.read_text() for path in SCHEMAS.glob("*.json")}
+    assert on_disk == rendered, "schemas/ drifted from the models: run `flowgauge schemas`"
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_each_example_validates_against_its_schema(name: str) -> None:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    example = json.loads((SCHEMAS / f"{name}.example.json").read_text())
+    jsonschema.validate(example, schema)
+
+
+def test_a_schema_rejects_a_record_missing_a_required_field() -> None:
+    schema = json.loads((SCHEMAS / "flow.schema.json").read_text())
+    example = json.loads((SCHEMAS / "flow.example.json").read_text())
+    del example["open"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(example, schema)
+
+
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [("urgent", "P0"), ("High", "P1"), ("NORMAL", "P2"), ("low", "P3"), ("p2", "P2"), ("P1", "P1")],
+)
+def test_priority_aliases_are_case_insensitive(alias: str, canonical: str) -> None:
+    assert parse_event(_event(priority=alias)).priority == canonical
+
+
+def test_defaults_and_unknown_fields() -> None:
+    event = parse_event(_event(surprise={"nested": True}))
+    assert (event.schema_version, event.meaningful, event.tags) == (1, True, [])
+    assert event.queue is None  # the ticket's defaults apply in the state machine
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[1, 2]", "event: Input should be an object"),
+        (_event(ticket_id=None), "ticket_id"),
+        (json.dumps({k: v for k, v in VALID.items() if k != "event_id"}).encode(), "event_id"),
+        (_event(event_id=17), "event_id"),
+        (_event(type="teleported"), "type"),
+        (_event(schema_version=2), "schema_version"),
+        (_event(occurred_at="2026-03-02T08:00:00"), "no UTC offset"),
+        (_event(occurred_at="yesterday"), "not ISO 8601"),
+        (_event(occurred_at=1772438400), "must be an ISO 8601 string"),
+        (_event(priority="P7"), "priority"),
+        (_event(ticket_id=""), "ticket_id"),
+    ],
+)
+def test_invalid_events_are_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_event(raw)
+
+
+def test_offsets_other_than_utc_are_converted_exactly() -> None:
+    east = parse_event(_event(occurred_at="2026-03-02T10:00:00+02:00"))
+    utc = parse_event(_event(occurred_at="2026-03-02T08:00:00Z"))
+    assert east.occurred_us == utc.occurred_us
+    assert isinstance(east, TicketEvent)
