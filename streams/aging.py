@@ -40,6 +40,7 @@ class AgingSnapshot:
     oldest_age_seconds: int
     untouched: int
     percentiles: dict[int, int]
+    oldest_open_us: int | None
 
 
 @dataclass(slots=True)
@@ -77,7 +78,9 @@ class ScopeAging:
         ticket_id = transition.ticket_id
         current = self.tickets.get(ticket_id)
         if transition.kind in OPENING_KINDS and current is None:
-            replied = transition.replied_us is not None and transition.replied_us <= transition.at_us
+            replied = (
+                transition.replied_us is not None and transition.replied_us <= transition.at_us
+            )
             self.tickets[ticket_id] = OpenTicket(transition.first_open_us, replied)
             self.first_opens.add(transition.first_open_us)
             self.untouched += not replied
@@ -98,7 +101,10 @@ class ScopeAging:
             p: (as_of_us - opens[count - _nearest_rank(p, count)]) // US_PER_SECOND if count else 0
             for p in PERCENTILES
         }
-        return AgingSnapshot(as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles)
+        first = opens[0] if count else None
+        return AgingSnapshot(
+            as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first
+        )
 
     def _count_aged(self, as_of_us: int, lo: int, hi: int | None) -> int:
         """Open tickets whose age is in [lo, hi) seconds: first opened in (B - hi, B - lo]."""

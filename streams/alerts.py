@@ -46,7 +46,7 @@ class CrossingPolicy:
 
 @dataclass(slots=True)
 class InflowAboveOutflow:
-    """Fires after ``sustain`` boundaries of inflow > outflow, resolves after ``clear`` of the reverse."""
+    """Fires after ``sustain`` boundaries of inflow > outflow; resolves after ``clear`` reversed."""
 
     scope: str
     firing: bool = False
@@ -56,7 +56,9 @@ class InflowAboveOutflow:
     def evaluate(self, snapshot: FlowSnapshot, policy: CrossingPolicy) -> AlertTransition | None:
         inflow = snapshot.inflow[policy.window]
         outflow = snapshot.outflow[policy.window]
-        holds = outflow >= inflow if self.firing else inflow > outflow and inflow >= policy.min_volume
+        holds = (
+            outflow >= inflow if self.firing else inflow > outflow and inflow >= policy.min_volume
+        )
         self.streak = self.streak + 1 if holds else 0
         if self.streak < (policy.clear if self.firing else policy.sustain):
             return None
@@ -89,7 +91,9 @@ def describe(alert: AlertTransition, snapshot: FlowSnapshot, dashboard_url: str 
     daily_in = snapshot.inflow.get("24h", inflow)
     daily_out = snapshot.outflow.get("24h", 0)
     weekly_out = snapshot.outflow.get("7d")
-    capacity = f"; backlog {snapshot.open / (weekly_out / 7):.1f} days of capacity" if weekly_out else ""
+    capacity = (
+        f"; backlog {snapshot.open / (weekly_out / 7):.1f} days of capacity" if weekly_out else ""
+    )
     if alert.state is AlertState.FIRING:
         text = (
             f"{name}: inflow {daily_in}/day now exceeds outflow {daily_out}/day"

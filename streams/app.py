@@ -9,17 +9,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from aiohttp import web
 from faust.types import TP
 
-from streams import tansu
+from streams import codec, tansu
+from streams.alerts import describe
 from streams.config import FlowgaugeConfig
 from streams.metrics import PipelineMetrics
-from streams.alerts import describe
-from streams.records import AlertRecord, DeadLetter, FlowRecord
+from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
     Message,
@@ -34,7 +35,7 @@ from streams.stages import (
 )
 from streams.tables import PartitionedTable
 from streams.timeline import US_PER_SECOND, parse_duration
-from streams.topics import ALERTS, DEAD_LETTERS, FLOW, INPUT, ensure_input_topic
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, ensure_input_topic
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
@@ -42,7 +43,8 @@ DELTAS = "scope-deltas"
 
 def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     """A Faust app wired to the core; ``partitions`` is the input topic's partition count."""
-    settings = config.core(track_aging=False)
+    codec.register()
+    settings = config.core()
     grace_us = config.grace_us
     idle_us = parse_duration(config.idle_timeout) * US_PER_SECOND
     horizon_us = parse_duration(config.live_horizon) * US_PER_SECOND
@@ -56,6 +58,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         broker_rebalance_timeout=config.rebalance_timeout,
         broker_session_timeout=config.rebalance_timeout * 1.5,
         broker_heartbeat_interval=1.0,
+        table_standby_replicas=0,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4 * config.batch_size, 4096),
@@ -66,14 +69,24 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         web_port=config.web_port,
         web_in_thread=False,
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     events = app.topic(INPUT, partitions=partitions, **raw)
     dead_letters = app.topic(DEAD_LETTERS, partitions=partitions, **raw)
     flow_out = app.topic(FLOW, partitions=partitions, **raw)
     alerts_out = app.topic(ALERTS, partitions=partitions, **raw)
+    aging_out = app.topic(AGING, partitions=partitions, **raw)
     deltas = app.topic(
-        f"{config.app_id}-{DELTAS}", partitions=partitions, internal=True, key_type=bytes,
-        key_serializer="raw", value_serializer="pickle",
+        f"{config.app_id}-{DELTAS}",
+        partitions=partitions,
+        internal=True,
+        key_type=bytes,
+        key_serializer="raw",
+        value_serializer=codec.NAME,
     )
     tickets = PartitionedTable.create(app, "tickets", partitions)
     scopes = PartitionedTable.create(app, "scopes", partitions)
@@ -90,9 +103,11 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 Message(e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch
             ]
-            result = run_ticket_batch(messages, lambda key: tickets.get(key.encode()), newest, grace_us)
+            result = run_ticket_batch(
+                messages, lambda key: tickets.get(key.encode()), newest, grace_us
+            )
             sends = [
-                await deltas.send(key=d.scope.encode(), value=d)
+                await deltas.send(key=d.scope.encode(), value=d, force=True)
                 for d in result.deltas.values()
             ]
             sends += [await _broadcast(deltas, p, partitions) for p in result.progress.values()]
@@ -102,10 +117,13 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     value=DeadLetter.of(
                         dl.message.value, dl.reason, INPUT, dl.message.partition, dl.message.offset
                     ).to_bytes(),
+                    force=True,
                 )
                 for dl in result.dead_letters
             ]
-            # The table is written only once everything derived from the batch is on
+            # force=True: sent now, not attached to the batch's commit, since we wait for
+            # the acks before acking the batch. The table is written only once everything
+            # derived from the batch is on
             # the broker: a crash in between replays the batch, and the scope stage
             # drops what it already applied by source offset.
             await _acked(sends)
@@ -126,13 +144,17 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             late = 0
             for event in batch:
                 partition = event.message.partition
-                record = touched.get(partition) or _partition(scope_partitions, partition, partitions)
+                record = touched.get(partition) or _partition(
+                    scope_partitions, partition, partitions
+                )
                 touched[partition] = record
                 item = event.value
                 if isinstance(item, Progress):
                     apply_progress(record, item)
                 elif isinstance(item, ScopeDelta):
-                    scope = changed.get(item.scope) or _scope(scopes, item.scope, partition, settings)
+                    scope = changed.get(item.scope) or _scope(
+                        scopes, item.scope, partition, settings
+                    )
                     changed[item.scope] = scope
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
@@ -147,7 +169,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     if fresh:
                         changed[name] = scope
                         emitted += fresh
-            await _acked(await _publish(emitted, flow_out, alerts_out, config))
+            await _acked(await _publish(emitted, Outputs(flow_out, aging_out, alerts_out), config))
             for name, scope in changed.items():
                 scopes.put(scope.partition, name.encode(), scope)
             for partition, record in touched.items():
@@ -171,9 +193,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     @app.page("/metrics")
     async def metrics_page(_: Any, request: web.Request) -> web.Response:
         active = {tp.partition for tp in _owned(app, deltas.get_topic_name())}
-        owned = [
-            s for s in scopes.values() if isinstance(s, ScopeRecord) and s.partition in active
-        ]
+        owned = [s for s in scopes.values() if isinstance(s, ScopeRecord) and s.partition in active]
         body = metrics.render(owned)
         return web.Response(body=body, headers={"Content-Type": metrics.content_type})
 
@@ -199,20 +219,37 @@ def _scope(table: PartitionedTable, scope: str, partition: int, settings: Settin
 
 
 async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -> list[Any]:
-    return [await topic.send(key=None, value=progress, partition=p) for p in range(partitions)]
+    return [
+        await topic.send(key=None, value=progress, partition=p, force=True)
+        for p in range(partitions)
+    ]
 
 
-async def _publish(
-    emitted: Iterable[Emitted], flow_out: faust.TopicT, alerts_out: faust.TopicT, config: FlowgaugeConfig
-) -> list[Any]:
+@dataclass(frozen=True)
+class Outputs:
+    flow: faust.TopicT
+    aging: faust.TopicT
+    alerts: faust.TopicT
+
+
+async def _publish(emitted: Iterable[Emitted], out: Outputs, config: FlowgaugeConfig) -> list[Any]:
     sends = []
     for item in emitted:
-        record = FlowRecord.of(item.flow)
-        sends.append(await flow_out.send(key=record.scope.encode(), value=record.to_bytes()))
+        key = item.flow.scope.encode()
+        sends.append(
+            await out.flow.send(key=key, value=FlowRecord.of(item.flow).to_bytes(), force=True)
+        )
+        if item.aging is not None:
+            aging = AgingRecord.of(item.aging).to_bytes()
+            sends.append(await out.aging.send(key=key, value=aging, force=True))
         if item.alert is not None:
             summary = describe(item.alert, item.flow, config.dashboard_url)
             alert = AlertRecord.of(item.alert, summary)
-            sends.append(await alerts_out.send(key=alert.incident_id.encode(), value=alert.to_bytes()))
+            sends.append(
+                await out.alerts.send(
+                    key=alert.incident_id.encode(), value=alert.to_bytes(), force=True
+                )
+            )
     return sends
 
 

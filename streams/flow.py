@@ -106,7 +106,9 @@ class ScopeFlow:
             sums = self.sums.setdefault(name, _zeros())
             leaving = self.buckets.get(index - steps)
             for kind in FLOW_KINDS:
-                sums[kind] += (entering[kind] if entering else 0) - (leaving[kind] if leaving else 0)
+                sums[kind] += (entering[kind] if entering else 0) - (
+                    leaving[kind] if leaving else 0
+                )
         self.buckets.pop(index - windows.longest, None)
 
     def _snapshot(self, index: int, windows: Windows) -> FlowSnapshot:

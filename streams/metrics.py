@@ -18,13 +18,14 @@ from prometheus_client.registry import Collector
 from streams.scope import Emitted
 from streams.stages import ScopeRecord, TicketBatch
 from streams.ticket import DIMENSIONS
+from streams.timeline import US_PER_SECOND
 
 OTHER = "other"
 SCOPE_LABELS = list(DIMENSIONS)
 
 
 class LabelCap:
-    """The first ``cap`` distinct values of each dimension keep their name; later ones are "other"."""
+    """The first ``cap`` distinct values of a dimension keep their name; later ones are "other"."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -41,7 +42,7 @@ class LabelCap:
 
     def scope_labels(self, scope: str) -> tuple[str, str, str]:
         """Labels of a scope: the dimension it is cut by, the others empty ("all of them")."""
-        labels = {dimension: "" for dimension in DIMENSIONS}
+        labels = dict.fromkeys(DIMENSIONS, "")
         if scope != "all":
             dimension, _, value = scope.partition(":")
             labels[dimension] = self(dimension, value)
@@ -56,19 +57,24 @@ class ScopeCollector(Collector):
         self.owned: list[ScopeRecord] = []
 
     def collect(self) -> Iterator[Metric]:
-        latest = [(r, r.last) for r in self.owned if r.last is not None]
         families = _scope_families()
-        sums: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
-        for record, emitted in latest:
-            assert emitted is not None
+        values: dict[tuple[str, tuple[str, ...]], float] = {}
+        for record in self.owned:
+            if record.last is None:
+                continue
             labels = self.cap.scope_labels(record.state.scope)
-            for name, value in _scope_values(emitted):
-                sums[(name[0], (*name[1:], *labels))] += value
-            if record.state.crossing is not None:
-                sums[("alert_firing", ("inflow_above_outflow", *labels))] += record.state.crossing.firing
-        for (name, labels), value in sorted(sums.items()):
+            for name, extra, value in _scope_values(record):
+                key = (name, (*extra, *labels))
+                # Scopes capped into "other" add up, except the oldest ticket: the earliest wins.
+                merge = min if name == "oldest" else _add
+                values[key] = merge(values[key], value) if key in values else value
+        for (name, labels), value in sorted(values.items()):
             families[name].add_metric(list(labels), value)
         yield from families.values()
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
 
 
 def _scope_families() -> dict[str, GaugeMetricFamily]:
@@ -78,20 +84,34 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
     return {
         "open": family("open_tickets", "Open tickets at the latest emitted boundary", []),
         "inflow": family("inflow_tickets", "Tickets opened or reopened in the window", ["window"]),
-        "outflow": family("outflow_tickets", "Tickets resolved or closed in the window", ["window"]),
+        "outflow": family(
+            "outflow_tickets", "Tickets resolved or closed in the window", ["window"]
+        ),
         "transfers_in": family("transfers_in_tickets", "Tickets moved into the scope", ["window"]),
-        "transfers_out": family("transfers_out_tickets", "Tickets moved out of the scope", ["window"]),
+        "transfers_out": family(
+            "transfers_out_tickets", "Tickets moved out of the scope", ["window"]
+        ),
         "as_of": family(
             "snapshot_timestamp_seconds", "Event time (Unix) of the latest emitted boundary", []
         ),
         "alert_firing": family("alert_firing", "1 while the rule fires for the scope", ["rule"]),
+        "band": family("open_tickets_by_age", "Open tickets per age band", ["band"]),
+        "untouched": family(
+            "untouched_tickets", "Open tickets with no meaningful agent reply yet", []
+        ),
+        "oldest": family(
+            "oldest_open_ticket_timestamp_seconds",
+            "When the oldest open ticket first opened (Unix); time() - x is its age",
+            [],
+        ),
     }
 
 
-def _scope_values(emitted: Emitted) -> Iterator[tuple[tuple[str, ...], float]]:
-    flow = emitted.flow
-    yield ("open",), flow.open
-    yield ("as_of",), flow.as_of_us / 1_000_000
+def _scope_values(record: ScopeRecord) -> Iterator[tuple[str, tuple[str, ...], float]]:
+    assert record.last is not None
+    flow, aging = record.last.flow, record.last.aging
+    yield "open", (), flow.open
+    yield "as_of", (), flow.as_of_us / US_PER_SECOND
     for kind, per_window in (
         ("inflow", flow.inflow),
         ("outflow", flow.outflow),
@@ -99,7 +119,15 @@ def _scope_values(emitted: Emitted) -> Iterator[tuple[tuple[str, ...], float]]:
         ("transfers_out", flow.transfers_out),
     ):
         for window, count in per_window.items():
-            yield (kind, window), count
+            yield kind, (window,), count
+    if record.state.crossing is not None:
+        yield "alert_firing", ("inflow_above_outflow",), record.state.crossing.firing
+    if aging is not None:
+        for band, count in aging.bands.items():
+            yield "band", (band.removeprefix("age_"),), count
+        yield "untouched", (), aging.untouched
+        if aging.oldest_open_us is not None:
+            yield "oldest", (), aging.oldest_open_us / US_PER_SECOND
 
 
 class PipelineMetrics:
@@ -115,14 +143,18 @@ class PipelineMetrics:
         r = self.registry
         ticket_labels = SCOPE_LABELS
         self.lifecycle = {
-            cause: Counter(f"flowgauge_tickets_{cause}", f"Tickets {cause}", ticket_labels, registry=r)
+            cause: Counter(
+                f"flowgauge_tickets_{cause}", f"Tickets {cause}", ticket_labels, registry=r
+            )
             for cause in ("created", "reopened", "resolved")
         }
         self.processed = Counter(
             "flowgauge_events_processed", "Valid events applied, by type", ["type"], registry=r
         )
         self.dead_lettered = Counter(
-            "flowgauge_events_dead_lettered", "Invalid events sent to the dead-letter topic", registry=r
+            "flowgauge_events_dead_lettered",
+            "Invalid events sent to the dead-letter topic",
+            registry=r,
         )
         self.duplicates = Counter(
             "flowgauge_events_duplicate", "Redelivered events ignored", registry=r
@@ -146,13 +178,19 @@ class PipelineMetrics:
             registry=r,
         )
         self.lag = Gauge(
-            "flowgauge_consumer_lag_messages", "Input messages not yet processed", ["partition"],
+            "flowgauge_consumer_lag_messages",
+            "Input messages not yet processed",
+            ["partition"],
             registry=r,
         )
 
     def count_ticket_batch(self, batch: TicketBatch) -> None:
         for (cause, queue, priority, channel), count in batch.lifecycle.items():
-            labels = (self.cap("queue", queue), self.cap("priority", priority), self.cap("channel", channel))
+            labels = (
+                self.cap("queue", queue),
+                self.cap("priority", priority),
+                self.cap("channel", channel),
+            )
             self.lifecycle[cause].labels(*labels).inc(count)
         for kind, count in batch.processed.items():
             self.processed.labels(kind).inc(count)

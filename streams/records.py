@@ -154,7 +154,10 @@ EXAMPLES: dict[str, BaseModel] = {
         as_of="2026-03-02T09:00:00Z",
         scope="all",
         open=3,
-        bands={name: 1 if name in {"age_lt_1h", "age_1h_4h", "age_1d_3d"} else 0 for name, _, _ in BANDS},
+        bands={
+            name: 1 if name in {"age_lt_1h", "age_1h_4h", "age_1d_3d"} else 0
+            for name, _, _ in BANDS
+        },
         oldest_age_seconds=90000,
         untouched=1,
         p50_age_seconds=7200,
@@ -172,7 +175,9 @@ EXAMPLES: dict[str, BaseModel] = {
         threshold=0.0,
         summary="billing: inflow 214/day now exceeds outflow 188/day",
     ),
-    "dead-letter": DeadLetter.of(b"{not json", "not JSON: key must be a string", "ticket-events", 2, 17),
+    "dead-letter": DeadLetter.of(
+        b"{not json", "not JSON: key must be a string", "ticket-events", 2, 17
+    ),
 }
 MODELS: dict[str, type[BaseModel]] = {name: type(example) for name, example in EXAMPLES.items()}
 
@@ -185,7 +190,9 @@ def render_schemas() -> dict[str, str]:
         mode = "validation" if isinstance(example, TicketEvent) else "serialization"
         schema = type(example).model_json_schema(mode=mode)
         files[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
-        files[f"{name}.example.json"] = example.model_dump_json(indent=2, exclude_defaults=False) + "\n"
+        files[f"{name}.example.json"] = (
+            example.model_dump_json(indent=2, exclude_defaults=False) + "\n"
+        )
     return files
 
 

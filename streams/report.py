@@ -77,7 +77,9 @@ class LocalPipeline:
         return state
 
 
-def run(lines: Iterable[bytes], settings: Settings, grace_us: int) -> tuple[list[Emitted], Counters]:
+def run(
+    lines: Iterable[bytes], settings: Settings, grace_us: int
+) -> tuple[list[Emitted], Counters]:
     """Every emitted boundary of every scope, ordered by as_of then scope."""
     pipeline = LocalPipeline(settings, grace_us)
     emitted: list[Emitted] = []

@@ -16,7 +16,7 @@ class Settings:
     """What the scope stage needs to know of the configuration."""
 
     windows: Windows
-    crossing: CrossingPolicy = CrossingPolicy()
+    crossing: CrossingPolicy = field(default_factory=CrossingPolicy)
     track_aging: bool = True
 
 

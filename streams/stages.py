@@ -105,8 +105,14 @@ def run_ticket_batch(
             _delta(batch, scope, message, at)
         for transition in transitions:
             _delta(batch, transition.scope, message, at).entries.append(
-                (message.offset, int(transition.kind), transition.at_us, transition.ticket_id,
-                 transition.first_open_us, transition.replied_us)
+                (
+                    message.offset,
+                    int(transition.kind),
+                    transition.at_us,
+                    transition.ticket_id,
+                    transition.first_open_us,
+                    transition.replied_us,
+                )
             )
             if transition.scope == ALL_SCOPE and transition.kind in _LIFECYCLE:
                 cause = _cause(transition.kind, event.type)
@@ -136,7 +142,7 @@ def _delta(batch: TicketBatch, scope: str, message: Message, at: int) -> ScopeDe
 
 @dataclass(slots=True)
 class ScopeRecord:
-    """A scope's state as the scope stage stores it: the core state plus exactly-once bookkeeping."""
+    """A scope's state as the scope stage stores it: core state plus exactly-once bookkeeping."""
 
     state: ScopeState
     partition: int

@@ -12,6 +12,8 @@ from typing import Any
 
 from faust.types import AppT, TableT
 
+from streams import codec
+
 
 class PartitionedTable:
     def __init__(self, table: TableT) -> None:
@@ -21,7 +23,7 @@ class PartitionedTable:
     def create(cls, app: AppT, name: str, partitions: int) -> PartitionedTable:
         """A table of internal state: bytes keys, pickled core dataclasses as values."""
         table = app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
-        table.value_serializer = "pickle"
+        table.value_serializer = codec.NAME
         return cls(table)
 
     def get(self, key: bytes) -> Any:
@@ -29,7 +31,11 @@ class PartitionedTable:
         return self.table.data.get(key)
 
     def put(self, partition: int, key: bytes, value: Any) -> None:
-        self.table.data[key] = value
+        store = self.table.data
+        store[key] = value
+        # The memory store only knows the partition of recovered keys; without this
+        # it keeps a key after its partition moves to another worker.
+        store._key_partition[key] = partition
         self.table.send_changelog(partition, key, value)
 
     def values(self) -> Iterator[Any]:

@@ -19,22 +19,29 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
 async def true_highwaters(
-    bootstrap: Any, partitions: Iterable[TopicPartition], reported: Mapping[Any, int | None],
+    bootstrap: Any,
+    partitions: Iterable[TopicPartition],
+    reported: Mapping[Any, int | None],
     timeout: float = 10.0,
 ) -> dict[Any, int]:
-    result = {tp: reported.get(tp) or 0 for tp in partitions}
+    # aiokafka's seek() accepts only its own TopicPartition, not Faust's TP; an
+    # exception here would cancel Faust's recovery task and hang the worker.
+    tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+    result = {tp: reported.get(tp) or 0 for tp in tps}
     todo = [tp for tp, end in result.items() if end > 0]
     if not todo:
         return result
     probe = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
         max_partition_fetch_bytes=64 * 1024,
     )
     await probe.start()
     try:
         probe.assign(todo)
         for tp in todo:
-            probe.seek(tp, result[tp] - 1)  # an offset that surely exists
+            probe.seek(tp, int(result[tp]) - 1)  # an offset that surely exists
         pending = set(todo)
         deadline = asyncio.get_running_loop().time() + timeout
         while pending and asyncio.get_running_loop().time() < deadline:

@@ -73,7 +73,9 @@ class Ticket:
         )
 
 
-def apply_event(ticket: Ticket | None, event: TicketEvent) -> tuple[Ticket, list[Transition]] | None:
+def apply_event(
+    ticket: Ticket | None, event: TicketEvent
+) -> tuple[Ticket, list[Transition]] | None:
     """Apply one event; ``None`` when (ticket_id, event_id) was applied before."""
     if ticket is None:
         ticket = Ticket()

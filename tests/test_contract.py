@@ -12,7 +12,12 @@ from streams.records import EXAMPLES, render_schemas
 from tests.conftest import ROOT
 
 SCHEMAS = ROOT / "schemas"
-VALID = {"event_id": "E1", "ticket_id": "T1", "type": "created", "occurred_at": "2026-03-02T08:00:00Z"}
+VALID = {
+    "event_id": "E1",
+    "ticket_id": "T1",
+    "type": "created",
+    "occurred_at": "2026-03-02T08:00:00Z",
+}
 
 
 def _event(**changes: object) -> bytes:

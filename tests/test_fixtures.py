@@ -20,9 +20,22 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     out = tmp_path_factory.mktemp("report")
     rows, alerts = out / "rows.csv", out / "alerts.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", str(EVENTS), "--step", "1h",
-         "--output", str(rows), "--alerts", str(alerts)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "report",
+            str(EVENTS),
+            "--step",
+            "1h",
+            "--output",
+            str(rows),
+            "--alerts",
+            str(alerts),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return rows, alerts, done.stderr
 
@@ -45,8 +58,15 @@ def test_report_reproduces_expected_rows_for_scope_all(
 def test_report_leads_with_the_contracted_columns(report: tuple[Path, Path, str]) -> None:
     header = report[0].read_text().splitlines()[0].split(",")
     assert header[:9] == [
-        "as_of", "scope", "open", "inflow_1h", "outflow_1h",
-        "inflow_24h", "outflow_24h", "inflow_7d", "outflow_7d",
+        "as_of",
+        "scope",
+        "open",
+        "inflow_1h",
+        "outflow_1h",
+        "inflow_24h",
+        "outflow_24h",
+        "inflow_7d",
+        "outflow_7d",
     ]
 
 
@@ -75,7 +95,8 @@ def test_report_rows_are_ordered_by_as_of_then_scope_with_all_first(
 def test_report_of_an_unreadable_file_exits_non_zero(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "report", str(tmp_path / "missing.jsonl")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2
     assert "cannot read" in done.stderr

@@ -38,6 +38,11 @@ TYPES = (
     "agent_replied",
     "reopened",
     "transferred",
+    # the lifecycle events twice as often as the rest
+    "created",
+    "resolved",
+    "agent_replied",
+    "reopened",
     "closed",
     "assigned",
     "customer_replied",
@@ -216,6 +221,9 @@ def _insert_repeat(
 def scenarios(draw, configs=CONFIGS, max_events: int = 18, repeats: bool = True) -> Scenario:
     config = draw(st.sampled_from(configs))
     evs = draw(st.lists(event_strategy(config.span_minutes), min_size=1, max_size=max_events))
+    # Sometimes only a few tickets, so that each one lives through many events.
+    pool = draw(st.integers(1, len(TICKETS)))
+    evs = [replace(ev, ticket=TICKETS[TICKETS.index(ev.ticket) % pool]) for ev in evs]
     timeline = time_sorted(evs)
     jitters = draw(st.lists(st.integers(0, 540), min_size=len(timeline), max_size=len(timeline)))
     arrival = jitter_across_tickets(timeline, jitters)

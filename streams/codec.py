@@ -1,0 +1,78 @@
+"""The codec of flowgauge's internal topics (table changelogs and the scope repartition topic).
+
+State is pickled for speed, but loaded with an unpickler that builds only the
+classes listed here: a record written by anyone else cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+from faust.serializers import codecs
+from sortedcontainers import SortedList
+
+from streams.aging import AgingSnapshot, OpenTicket, ScopeAging
+from streams.alerts import AlertState, AlertTransition, InflowAboveOutflow
+from streams.flow import FlowSnapshot, ScopeFlow
+from streams.scope import Emitted, ScopeState
+from streams.stages import PartitionRecord, Progress, ScopeDelta, ScopeRecord
+from streams.ticket import Kind, Status, Ticket, Transition
+from streams.watermark import PartitionProgress, Watermarks
+
+NAME = "flowgauge-state"
+_STATE_CLASSES: tuple[type, ...] = (
+    AgingSnapshot,
+    OpenTicket,
+    ScopeAging,
+    AlertState,
+    AlertTransition,
+    InflowAboveOutflow,
+    FlowSnapshot,
+    ScopeFlow,
+    Emitted,
+    ScopeState,
+    PartitionRecord,
+    Progress,
+    ScopeDelta,
+    ScopeRecord,
+    Kind,
+    Status,
+    Ticket,
+    Transition,
+    PartitionProgress,
+    Watermarks,
+    SortedList,
+)
+_BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool"}
+ALLOWED = {("builtins", name) for name in _BUILTINS} | {
+    (cls.__module__, cls.__qualname__) for cls in _STATE_CLASSES
+}
+
+
+class StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a state topic")
+        return super().find_class(module, name)
+
+
+def loads(data: bytes) -> Any:
+    return StateUnpickler(io.BytesIO(data)).load()
+
+
+def dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=5)
+
+
+class StateCodec(codecs.Codec):
+    def _loads(self, s: bytes) -> Any:
+        return loads(s)
+
+    def _dumps(self, s: Any) -> bytes:
+        return dumps(s)
+
+
+def register() -> None:
+    codecs.register(NAME, StateCodec())

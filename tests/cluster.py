@@ -1,0 +1,156 @@
+"""Real parts for integration tests: the embedded broker, worker processes, topic readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.broker import EmbeddedBroker, free_port
+
+WORKER_ENV = {
+    "FLOWGAUGE_IDLE_TIMEOUT": "2s",
+    "FLOWGAUGE_REBALANCE_TIMEOUT": "3",
+    "FLOWGAUGE_LOG_LEVEL": "warning",
+}
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/metrics"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -> Worker:
+    port = free_port()
+    log = workdir / f"{name}.log"
+    environment = {
+        **os.environ,
+        **WORKER_ENV,
+        "FLOWGAUGE_BROKER": broker.url,
+        "FLOWGAUGE_WEB_PORT": str(port),
+        "FLOWGAUGE_DATA_DIR": str(workdir / name),
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Worker(process, port, log)
+    _wait_metrics(worker)
+    return worker
+
+
+def _wait_metrics(worker: Worker, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited: {worker.log.read_text()[-3000:]}")
+        try:
+            worker.metrics()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"worker did not serve metrics: {worker.log.read_text()[-3000:]}")
+
+
+@contextmanager
+def workers(
+    broker: EmbeddedBroker, workdir: Path, count: int, **env: str
+) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    try:
+        for index in range(count):
+            started.append(start_worker(broker, workdir, f"worker{index}", **env))
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def produce(broker: EmbeddedBroker, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.url.removeprefix("kafka://"))
+        await producer.start()
+        try:
+            for key, value in messages:
+                await producer.send(topic, value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def read_topic(
+    broker: EmbeddedBroker, topic: str, until: int, timeout: float = 120.0, quiet: float = 2.0
+) -> list[tuple[bytes | None, bytes]]:
+    """Every message of a topic, reading until ``until`` have come and none more for ``quiet`` s."""
+
+    async def read() -> list[tuple[bytes | None, bytes]]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=broker.url.removeprefix("kafka://"),
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await consumer.start()
+        got: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    got += [(record.key, record.value) for record in records]
+                    last = time.monotonic()
+                if len(got) >= until and time.monotonic() - last >= quiet:
+                    break
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(read())
+
+
+def latest_by_key(messages: list[tuple[bytes | None, bytes]]) -> dict[tuple[str, str], dict]:
+    """``backlog.flow`` as a compacted topic would keep it: one record per (as_of, scope)."""
+    rows: dict[tuple[str, str], dict] = {}
+    for _, value in messages:
+        record = json.loads(value)
+        rows[(record["as_of"], record["scope"])] = record
+    return rows

@@ -1,0 +1,136 @@
+"""The worker against the real embedded broker: derived topics equal ``report``, exactly."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.broker import EmbeddedBroker
+from streams.producer import message_key
+from streams.records import FlowRecord
+from streams.report import run
+from streams.topics import DEAD_LETTERS, FLOW, INPUT
+from tests.cluster import Worker, latest_by_key, produce, read_topic, workers
+from tests.conftest import SHARED_FIXTURES, core_settings, need_path
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+STEP = {"FLOWGAUGE_STEP": "1h"}
+GRACE_US = 600 * 1_000_000
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    events = need_path(SHARED_FIXTURES / "sample-events.jsonl", "shared fixtures")
+    return [line for line in events.read_bytes().splitlines() if line.strip()]
+
+
+def expected_flow(lines: list[bytes]) -> dict[tuple[str, str], dict]:
+    emitted, _ = run(lines, core_settings(3600), GRACE_US)
+    return {
+        (record.as_of, record.scope): record.model_dump()
+        for record in (FlowRecord.of(item.flow) for item in emitted)
+    }
+
+
+def publish(broker: EmbeddedBroker, lines: list[bytes]) -> None:
+    produce(broker, INPUT, [(message_key(line), line) for line in lines])
+
+
+def gauge(workers_: list[Worker], name: str, **labels: str) -> float:
+    """The sum over workers of one gauge series, as ``sum()`` in PromQL would give it."""
+    total = 0.0
+    for worker in workers_:
+        for family in text_string_to_metric_families(worker.metrics()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    total += sample.value
+    return total
+
+
+def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker]) -> None:
+    expected = expected_flow(lines)
+    messages = read_topic(broker, FLOW, until=len(expected))
+    got = latest_by_key(messages)
+    assert got == expected
+    for key, value in messages:  # a redelivered snapshot must repeat the same numbers
+        record = json.loads(value)
+        assert key == record["scope"].encode()
+        assert record == expected[(record["as_of"], record["scope"])]
+    last_all = max((k for k in expected if k[1] == "all"), key=lambda k: k[0])
+    scopeless = {"queue": "", "priority": "", "channel": ""}
+    assert gauge(running, "flowgauge_open_tickets", **scopeless) == expected[last_all]["open"]
+    assert (
+        gauge(running, "flowgauge_inflow_tickets", window="24h", **scopeless)
+        == expected[last_all]["inflow"]["24h"]
+    )
+    billing = max((k for k in expected if k[1] == "queue:billing"), key=lambda k: k[0])
+    assert (
+        gauge(running, "flowgauge_open_tickets", queue="billing", priority="", channel="")
+        == expected[billing]["open"]
+    )
+
+
+def test_one_worker_publishes_exactly_what_report_computes(
+    broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path
+) -> None:
+    with workers(broker, tmp_path, 1, **STEP) as running:
+        publish(broker, lines)
+        check_against_report(broker, lines, running)
+        processed = gauge(running, "flowgauge_events_dead_lettered_total")
+        assert processed == 8
+        assert gauge(running, "flowgauge_events_duplicate_total") == 91
+
+
+def test_two_workers_in_one_group_give_the_same_numbers(
+    broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path
+) -> None:
+    with workers(broker, tmp_path, 2, **STEP) as running:
+        publish(broker, lines)
+        check_against_report(broker, lines, running)
+
+
+def test_invalid_events_go_to_the_dead_letter_topic_with_reason_and_source(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    good = (
+        b'{"event_id":"E1","ticket_id":"T1","type":"created","occurred_at":"2026-03-02T08:00:00Z"}'
+    )
+    bad = [
+        (b"T2", b"{not json"),
+        (
+            b"T3",
+            b'{"event_id":"E1","ticket_id":"T3","type":"teleported","occurred_at":"2026-03-02T08:00:00Z"}',
+        ),
+        (
+            b"T4",
+            b'{"event_id":"E1","ticket_id":"T4","type":"created","occurred_at":"2026-03-02T08:00:00"}',
+        ),
+        (None, b'{"event_id":"E1","type":"created","occurred_at":"2026-03-02T08:00:00Z"}'),
+        (b"T5", b"\xff\xfe\x00garbage"),
+    ]
+    with workers(broker, tmp_path, 1, **STEP):
+        produce(broker, INPUT, [(b"T1", good), *bad])
+        letters = [json.loads(v) for _, v in read_topic(broker, DEAD_LETTERS, until=len(bad))]
+    by_original = {base64.b64decode(letter["original_base64"]): letter for letter in letters}
+    assert set(by_original) == {value for _, value in bad}
+    reasons = {value: by_original[value]["reason"] for _, value in bad}
+    assert reasons[b"{not json"].startswith("not JSON")
+    assert "type" in reasons[bad[1][1]]
+    assert "no UTC offset" in reasons[bad[2][1]]
+    assert reasons[bad[3][1]].startswith("ticket_id")
+    assert reasons[bad[4][1]].startswith("not UTF-8")
+    for letter in letters:
+        assert letter["source_topic"] == INPUT
+        assert letter["source_offset"] >= 0
+        assert 0 <= letter["source_partition"] < 4
