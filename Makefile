@@ -28,7 +28,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/python -m streams.bench
+	$(BIN)/python -m tests.bench
 
 schemas: setup
 	$(BIN)/flowgauge schemas

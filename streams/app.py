@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from aiohttp import web
 from faust.types import TP
+from mode.supervisors import CrashingSupervisor
 
 from streams import codec, tansu
 from streams.alerts import describe
@@ -69,17 +70,15 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         web_port=config.web_port,
         web_in_thread=False,
     )
-    raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    events = app.topic(INPUT, partitions=partitions, **raw)
-    dead_letters = app.topic(DEAD_LETTERS, partitions=partitions, **raw)
-    flow_out = app.topic(FLOW, partitions=partitions, **raw)
-    alerts_out = app.topic(ALERTS, partitions=partitions, **raw)
-    aging_out = app.topic(AGING, partitions=partitions, **raw)
+
+    def raw(name: str) -> Any:
+        return app.topic(
+            name, partitions=partitions, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )  # fmt: skip
+
+    events, dead_letters = raw(INPUT), raw(DEAD_LETTERS)
+    flow_out, aging_out, alerts_out = raw(FLOW), raw(AGING), raw(ALERTS)
     deltas = app.topic(
         f"{config.app_id}-{DELTAS}",
         partitions=partitions,
@@ -96,8 +95,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     arrivals: dict[int, float] = {}
     processed_offsets: dict[int, int] = {}
 
-    @app.agent(events, name="tickets")
-    async def ticket_stage(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    # An error in a stage stops the worker: it restarts from the changelogs, never
+    # from in-memory state that a failed batch has half changed.
+    @app.agent(events, name="tickets", supervisor_strategy=CrashingSupervisor)
+    async def ticket_stage(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
             messages = [
                 Message(e.message.partition, e.message.offset, e.message.key, e.message.value)
@@ -106,7 +107,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             result = run_ticket_batch(
                 messages, lambda key: tickets.get(key.encode()), newest, grace_us
             )
-            sends = [
+            sends: list[Any] = [
                 await deltas.send(key=d.scope.encode(), value=d, force=True)
                 for d in result.deltas.values()
             ]
@@ -136,8 +137,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             metrics.count_ticket_batch(result)
             yield None
 
-    @app.agent(deltas, name="scopes")
-    async def scope_stage(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+    @app.agent(deltas, name="scopes", supervisor_strategy=CrashingSupervisor)
+    async def scope_stage(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
             touched: dict[int, PartitionRecord] = {}
             changed: dict[str, ScopeRecord] = {}
@@ -153,7 +154,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     apply_progress(record, item)
                 elif isinstance(item, ScopeDelta):
                     scope = changed.get(item.scope) or _scope(
-                        scopes, item.scope, partition, settings
+                        scopes, item.scope, record, settings
                     )
                     changed[item.scope] = scope
                     record.scopes.add(item.scope)
@@ -163,6 +164,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 limit = record.emit_limit(settings, grace_us, horizon_us)
                 if limit is None:
                     continue
+                record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
                 for name in sorted(record.scopes):
                     scope = changed.get(name) or scopes.get(name.encode())
                     fresh = list(emit([scope], limit, settings)) if scope else []
@@ -191,7 +193,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 await _acked([await _broadcast(deltas, progress, partitions)])
 
     @app.page("/metrics")
-    async def metrics_page(_: Any, request: web.Request) -> web.Response:
+    async def metrics_page(_: Any, request: Any) -> Any:
         active = {tp.partition for tp in _owned(app, deltas.get_topic_name())}
         owned = [s for s in scopes.values() if isinstance(s, ScopeRecord) and s.partition in active]
         body = metrics.render(owned)
@@ -211,11 +213,14 @@ def _partition(table: PartitionedTable, partition: int, sources: int) -> Partiti
     return PartitionRecord(partition, sources)
 
 
-def _scope(table: PartitionedTable, scope: str, partition: int, settings: Settings) -> ScopeRecord:
+def _scope(
+    table: PartitionedTable, scope: str, partition: PartitionRecord, settings: Settings
+) -> ScopeRecord:
     record = table.get(scope.encode())
     if isinstance(record, ScopeRecord):
         return record
-    return ScopeRecord(ScopeState.new(scope, settings), partition)
+    state = ScopeState.new(scope, settings, partition.emitted)
+    return ScopeRecord(state, partition.partition)
 
 
 async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -> list[Any]:
@@ -268,7 +273,8 @@ def _owned(app: faust.App, topic: str) -> list[TP]:
 def _position(app: faust.App, tp: TP, processed: dict[int, int]) -> int:
     """The next input offset this worker will process."""
     done = processed.get(tp.partition)
-    committed = app.consumer._committed_offset.get(tp) or 0
+    consumer: Any = app.consumer
+    committed = consumer._committed_offset.get(tp) or 0
     return max(done + 1 if done is not None else 0, committed)
 
 

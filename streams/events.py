@@ -81,7 +81,7 @@ class TicketEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: NonEmpty
     ticket_id: NonEmpty
     type: EventType

@@ -92,7 +92,7 @@ class ScopeFlow:
             return
         start = boundary_index(self.first_seen_us, windows.step_us)
         if self.emitted is not None:
-            start = self.emitted + 1
+            start = max(start, self.emitted + 1)
         for index in range(start, limit + 1):
             self._slide(index, windows)
             self.emitted = index

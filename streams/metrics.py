@@ -68,8 +68,8 @@ class ScopeCollector(Collector):
                 # Scopes capped into "other" add up, except the oldest ticket: the earliest wins.
                 merge = min if name == "oldest" else _add
                 values[key] = merge(values[key], value) if key in values else value
-        for (name, labels), value in sorted(values.items()):
-            families[name].add_metric(list(labels), value)
+        for (name, label_values), value in sorted(values.items()):
+            families[name].add_metric(list(label_values), value)
         yield from families.values()
 
 

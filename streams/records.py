@@ -187,7 +187,9 @@ def render_schemas() -> dict[str, str]:
     files: dict[str, str] = {}
     for name, example in EXAMPLES.items():
         # The input is described as it is read, the outputs as they are written.
-        mode = "validation" if isinstance(example, TicketEvent) else "serialization"
+        mode: Literal["validation", "serialization"] = (
+            "validation" if isinstance(example, TicketEvent) else "serialization"
+        )
         schema = type(example).model_json_schema(mode=mode)
         files[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
         files[f"{name}.example.json"] = (

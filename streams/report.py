@@ -37,16 +37,17 @@ class LocalPipeline:
     scopes: dict[str, ScopeState] = field(default_factory=dict)
     watermarks: Watermarks = field(default_factory=Watermarks)
     counters: Counters = field(default_factory=Counters)
+    emitted: int | None = None
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
+        applied = apply_event(self.tickets.get(event.ticket_id), event)
+        if applied is None:  # a repeat is ignored entirely, watermark included
+            self.counters.duplicates += 1
+            return
         if self.watermarks.is_late(at, self.grace_us):
             self.counters.late += 1
         self.watermarks.observe(0, at)
-        applied = apply_event(self.tickets.get(event.ticket_id), event)
-        if applied is None:
-            self.counters.duplicates += 1
-            return
         ticket, transitions = applied
         self.tickets[event.ticket_id] = ticket
         self.counters.processed += 1
@@ -67,13 +68,14 @@ class LocalPipeline:
     def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
         if limit is None:
             return
+        self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
         for state in self.scopes.values():
             yield from state.emit_through(limit, self.settings)
 
     def _scope(self, scope: str) -> ScopeState:
         state = self.scopes.get(scope)
         if state is None:
-            state = self.scopes[scope] = ScopeState.new(scope, self.settings)
+            state = self.scopes[scope] = ScopeState.new(scope, self.settings, self.emitted)
         return state
 
 

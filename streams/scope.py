@@ -38,8 +38,11 @@ class ScopeState:
         self.flow = ScopeFlow(self.scope)
 
     @classmethod
-    def new(cls, scope: str, settings: Settings) -> ScopeState:
+    def new(cls, scope: str, settings: Settings, emitted: int | None = None) -> ScopeState:
+        """A scope first seen now; ``emitted`` is the last boundary already emitted elsewhere,
+        so a late event that reveals the scope cannot add rows to boundaries gone out."""
         state = cls(scope)
+        state.flow.emitted = emitted
         if settings.track_aging:
             state.aging = ScopeAging(scope)
         if crossing_applies(scope):
@@ -48,6 +51,7 @@ class ScopeState:
 
     def add(self, transition: Transition, settings: Settings) -> bool:
         """Count one transition; True when it is late for this scope."""
+        self.flow.see(transition.at_us)
         if self.aging is not None:
             self.aging.add(transition)
         if transition.kind is Kind.REPLIED:

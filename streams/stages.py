@@ -88,16 +88,16 @@ def run_ticket_batch(
             continue
         at = event.occurred_us
         partition = message.partition
+        known = batch.changed.get(event.ticket_id)
+        applied = apply_event(known[1] if known else lookup(event.ticket_id), event)
+        if applied is None:  # a repeat is ignored entirely, watermark included
+            batch.duplicates += 1
+            continue
         previous = newest.get(partition)
         if previous is not None and at < previous - grace_us:
             batch.late += 1
         newest[partition] = at if previous is None else max(previous, at)
         batch.progress[partition] = Progress(partition, newest[partition])
-        known = batch.changed.get(event.ticket_id)
-        applied = apply_event(known[1] if known else lookup(event.ticket_id), event)
-        if applied is None:
-            batch.duplicates += 1
-            continue
         ticket, transitions = applied
         batch.changed[event.ticket_id] = (partition, ticket)
         batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
@@ -159,6 +159,7 @@ class PartitionRecord:
     watermarks: Watermarks = field(default_factory=Watermarks)
     scopes: set[str] = field(default_factory=set)
     now_us: int | None = None
+    emitted: int | None = None
 
     def emit_limit(self, settings: Settings, grace_us: int, live_horizon_us: int) -> int | None:
         """The last boundary that may be emitted: every source partition must be accounted for."""

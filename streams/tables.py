@@ -16,27 +16,30 @@ from streams import codec
 
 
 class PartitionedTable:
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT[Any, Any]) -> None:
         self.table = table
 
     @classmethod
     def create(cls, app: AppT, name: str, partitions: int) -> PartitionedTable:
-        """A table of internal state: bytes keys, pickled core dataclasses as values."""
-        table = app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
-        table.value_serializer = codec.NAME
-        return cls(table)
+        """A table of internal state: bytes keys, core dataclasses encoded by ``codec``."""
+        return cls(app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes))
 
     def get(self, key: bytes) -> Any:
         # The store, not the table: no per-read sensor call on the hot path.
-        return self.table.data.get(key)
+        value = self.table.data.get(key)
+        if isinstance(value, bytes):  # as recovered from the changelog: decode once
+            value = self.table.data[key] = codec.loads(value)
+        return value
 
     def put(self, partition: int, key: bytes, value: Any) -> None:
-        store = self.table.data
+        store: Any = self.table.data
         store[key] = value
         # The memory store only knows the partition of recovered keys; without this
         # it keeps a key after its partition moves to another worker.
         store._key_partition[key] = partition
-        self.table.send_changelog(partition, key, value)
+        # Serialized now: Faust would serialize at flush time, and by then a later,
+        # unacknowledged batch may have changed the object.
+        self.table.send_changelog(partition, key, codec.dumps(value), value_serializer="raw")
 
     def values(self) -> Iterator[Any]:
-        return iter(list(self.table.data.values()))
+        return (self.get(key) for key in list(self.table.data.keys()))

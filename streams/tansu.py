@@ -63,4 +63,4 @@ async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
 
 
 def install_recovery_fix() -> None:
-    faust_aiokafka.AIOKafkaConsumerThread._highwaters = _highwaters
+    setattr(faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", _highwaters)  # noqa: B010

@@ -61,6 +61,7 @@ class Ticket:
     priority: str = DEFAULT_PRIORITY
     channel: str = DEFAULT_CHANNEL
     first_open_us: int | None = None
+    opened_us: int | None = None
     replied_us: int | None = None
     seen: set[str] = field(default_factory=set)
 
@@ -93,6 +94,8 @@ def apply_event(
     kind = _apply_lifecycle(ticket, event.type, at)
     if kind is None and replied_now and ticket.status is Status.OPEN:
         kind = Kind.REPLIED
+        # A reply stamped before the ticket's opening touches it from the opening on.
+        at = max(at, ticket.opened_us or at)
     if kind is not None:
         changes += [_transition(ticket, scope, kind, at, event.ticket_id) for scope in after]
     return ticket, changes
@@ -138,6 +141,7 @@ def _apply_lifecycle(ticket: Ticket, kind: EventType, at: int) -> Kind | None:
     if not opens:
         return None
     ticket.status = Status.OPEN
+    ticket.opened_us = at
     if ticket.first_open_us is None:
         ticket.first_open_us = at
     return Kind.INFLOW

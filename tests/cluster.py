@@ -22,7 +22,7 @@ from streams.broker import EmbeddedBroker, free_port
 WORKER_ENV = {
     "FLOWGAUGE_IDLE_TIMEOUT": "2s",
     "FLOWGAUGE_REBALANCE_TIMEOUT": "3",
-    "FLOWGAUGE_LOG_LEVEL": "warning",
+    "FLOWGAUGE_LOG_LEVEL": "info",
 }
 
 
@@ -71,21 +71,29 @@ def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -
             start_new_session=True,
         )
     worker = Worker(process, port, log)
-    _wait_metrics(worker)
+    _wait_ready(worker)
     return worker
 
 
-def _wait_metrics(worker: Worker, timeout: float = 60) -> None:
+def _wait_ready(worker: Worker, timeout: float = 60) -> None:
+    """Until the worker has joined the group and recovered its tables.
+
+    Waiting for this before starting the next worker matters on Tansu: two members
+    joining at the same moment may each be made leader of a generation of their own.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:
-            raise RuntimeError(f"worker exited: {worker.log.read_text()[-3000:]}")
-        try:
+            raise RuntimeError(f"worker exited: {_tail(worker.log)}")
+        if b"Worker ready" in worker.log.read_bytes():
             worker.metrics()
             return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"worker did not serve metrics: {worker.log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"worker not ready in {timeout}s: {_tail(worker.log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
 
 
 @contextmanager

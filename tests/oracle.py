@@ -19,7 +19,12 @@ Model, straight from the spec:
 * Lateness: the watermark is the largest occurred_at of the events applied so far;
   boundary B is emitted as soon as B < watermark - grace, or at end of input
   through the first boundary at or after the newest event. A snapshot only sees
-  the events that had arrived when it was emitted.
+  the events that had arrived when it was emitted. A repeat does not move the
+  watermark ("ignored entirely").
+* Rows of a scope start at the first boundary at or after its first sighting (the
+  time of the first applied event that leaves a ticket in it). Interpretation, as
+  ``report`` does it: a scope first seen through a late event gets its rows for
+  already emitted boundaries at that moment, so they include that late event.
 """
 
 from __future__ import annotations
@@ -122,7 +127,12 @@ class _Ticket:
     seen: set[str] = field(default_factory=set)
 
     def scopes(self) -> list[str]:
-        return ["all", f"queue:{self.queue}", f"priority:{self.priority}", f"channel:{self.channel}"]
+        return [
+            "all",
+            f"queue:{self.queue}",
+            f"priority:{self.priority}",
+            f"channel:{self.channel}",
+        ]
 
 
 def replay(events: list[TicketEvent]):
@@ -191,7 +201,8 @@ def snapshot(
     counts = {}
     for kind in ("inflow", "outflow", "transfer_in", "transfer_out"):
         counts[kind] = {
-            name: sum(1 for m in mine if m.kind == kind and b - w * US < m.at) for name, w in windows.items()
+            name: sum(1 for m in mine if m.kind == kind and b - w * US < m.at)
+            for name, w in windows.items()
         }
     latest: dict[str, Move] = {}
     for m in mine:
@@ -269,24 +280,32 @@ def run_oracle(
                 return k + 1
         return n
 
-    # Each scope: rows from the first boundary at or after its first sighting. A scope
-    # that appears after some boundaries were already emitted starts at that moment.
+    # Each scope: rows from the first boundary at or after its first sighting, but never
+    # at a boundary already emitted when the scope appeared (a late event that reveals a
+    # new scope does not add rows to boundaries gone out).
     scopes = sorted({s for s, _, _ in sightings}, key=lambda s: (s != "all", s))
     rows: list[Row] = []
     alerts: list[Alert] = []
     for scope in scopes:
         mine = [(at, k) for s, at, k in sightings if s == scope]
         created = min(k for _, k in mine)
+        prior = limits[created - 1] if created > 0 else None
+
+        def first_row(seen: int, prior: int | None = prior) -> int:
+            return ceil_div(seen, step) if prior is None else max(ceil_div(seen, step), prior + 1)
+
         begin_k, start = n, None
         for k in range(created, n):
-            seen = min(at for at, kk in mine if kk <= k)
-            if limits[k] is not None and limits[k] >= ceil_div(seen, step):
-                begin_k, start = k + 1, ceil_div(seen, step)
+            first = first_row(min(at for at, kk in mine if kk <= k))
+            if limits[k] is not None and limits[k] >= first:
+                begin_k, start = k + 1, first
                 break
         if start is None:
-            start = ceil_div(min(at for at, _ in mine), step)
+            start = first_row(min(at for at, _ in mine))
         scope_rows = [
-            snapshot(scope, i * step, max(begin_k, emitted_after(i)), moves, replies, first_open, windows)
+            snapshot(
+                scope, i * step, max(begin_k, emitted_after(i)), moves, replies, first_open, windows
+            )
             for i in range(start, final + 1)
         ]
         rows += scope_rows

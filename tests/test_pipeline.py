@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from streams.broker import EmbeddedBroker
 from streams.producer import message_key
 from streams.records import FlowRecord
 from streams.report import run
+from streams.simulate import Scenario, encode, generate_events
 from streams.topics import DEAD_LETTERS, FLOW, INPUT
-from tests.cluster import Worker, latest_by_key, produce, read_topic, workers
+from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -134,3 +136,21 @@ def test_invalid_events_go_to_the_dead_letter_topic_with_reason_and_source(
         assert letter["source_topic"] == INPUT
         assert letter["source_offset"] >= 0
         assert 0 <= letter["source_partition"] < 4
+
+
+def test_kill_9_mid_stream_and_restart_gives_the_unbroken_numbers(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    lines = [encode(event) for event in generate_events(Scenario(days=10))]
+    publish(broker, lines)
+    first = start_worker(broker, tmp_path, "worker", **STEP)
+    try:
+        partial = read_topic(broker, FLOW, until=300, quiet=0.0)
+        assert len(partial) < len(expected_flow(lines)), "the kill came too late to test anything"
+    finally:
+        first.stop(signal.SIGKILL)
+    second = start_worker(broker, tmp_path, "worker", **STEP)
+    try:
+        check_against_report(broker, lines, [second])
+    finally:
+        second.stop()

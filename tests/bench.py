@@ -1,0 +1,113 @@
+"""``make bench``: figures, never assertions. Ratios are measured in one run (machines are shared).
+
+python -m tests.bench [--events N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from streams.broker import EmbeddedBroker
+from streams.producer import message_key
+from streams.report import run
+from streams.simulate import Scenario, encode, generate_events
+from streams.topics import INPUT
+from tests.cluster import Worker, produce, start_worker
+from tests.conftest import core_settings
+
+GRACE_US = 600 * 1_000_000
+
+
+def simulated(days: float) -> list[bytes]:
+    return [encode(event) for event in generate_events(Scenario(days=days))]
+
+
+def bench_report(lines: list[bytes]) -> None:
+    for step in (300, 3600):
+        started = time.perf_counter()
+        emitted, counters = run(lines, core_settings(step), GRACE_US)
+        elapsed = time.perf_counter() - started
+        print(
+            f"report step {step // 60}m: {len(lines)} events, {len(emitted)} rows in {elapsed:.2f}s"
+            f" = {len(lines) / elapsed:,.0f} events/s"
+        )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process so far: {peak_mib:.0f} MiB")
+
+
+def raw_consumer_rate(broker: EmbeddedBroker, count: int) -> float:
+    """A raw aiokafka consumer reading the same topic: the ceiling on this machine."""
+
+    async def read() -> float:
+        consumer = AIOKafkaConsumer(
+            INPUT, bootstrap_servers=broker.url.removeprefix("kafka://"),
+            auto_offset_reset="earliest", group_id=None,
+        )  # fmt: skip
+        await consumer.start()
+        seen, started = 0, time.perf_counter()
+        try:
+            while seen < count:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                seen += sum(len(records) for records in batch.values())
+        finally:
+            await consumer.stop()
+        return seen / (time.perf_counter() - started)
+
+    return asyncio.run(read())
+
+
+def processed(workers: list[Worker]) -> int:
+    total = 0
+    for worker in workers:
+        for value in re.findall(
+            r"^flowgauge_events_processed_total\{[^}]*\} (\S+)$", worker.metrics(), re.M
+        ):
+            total += int(float(value))
+    return total
+
+
+def worker_rate(broker: EmbeddedBroker, workdir: Path, count: int, workers: int) -> float:
+    """Events/s through ``workers`` workers over a topic filled beforehand."""
+    started_workers = [
+        start_worker(broker, workdir, f"w{workers}-{i}", FLOWGAUGE_APP_ID=f"bench{workers}")
+        for i in range(workers)
+    ]
+    try:
+        while processed(started_workers) == 0:
+            time.sleep(0.05)
+        started, first = time.perf_counter(), processed(started_workers)
+        while (done := processed(started_workers)) < count:
+            time.sleep(0.2)
+        return (done - first) / (time.perf_counter() - started)
+    finally:
+        for worker in started_workers:
+            worker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=float, default=28.0, help="simulated days of events")
+    args = parser.parse_args()
+    lines = simulated(args.days)
+    print(f"{len(lines)} simulated events over {args.days:g} days")
+    bench_report(lines)
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as workdir:
+        produce(broker, INPUT, [(message_key(line), line) for line in lines])
+        raw = raw_consumer_rate(broker, len(lines))
+        print(f"raw aiokafka consumer: {raw:,.0f} events/s")
+        one = worker_rate(broker, Path(workdir), len(lines), 1)
+        print(f"one worker, all features: {one:,.0f} events/s ({one / raw:.1%} of raw)")
+        two = worker_rate(broker, Path(workdir), len(lines), 2)
+        print(f"two workers: {two:,.0f} events/s ({two / one:.2f}x one worker)")
+
+
+if __name__ == "__main__":
+    main()
