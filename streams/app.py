@@ -14,6 +14,8 @@ from typing import Any
 
 import faust
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
@@ -36,7 +38,7 @@ from streams.stages import (
 )
 from streams.tables import PartitionedTable
 from streams.timeline import US_PER_SECOND, parse_duration
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, ensure_input_topic
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, bootstrap, ensure_input_topic
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
@@ -91,6 +93,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     scopes = PartitionedTable.create(app, "scopes", partitions)
     scope_partitions = PartitionedTable.create(app, "scope-partitions", partitions)
     metrics = PipelineMetrics(config.label_cap)
+    input_ends = EndOffsets(config, INPUT, partitions)
     newest: dict[int, int] = {}
     arrivals: dict[int, float] = {}
     processed_offsets: dict[int, int] = {}
@@ -153,15 +156,14 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 if isinstance(item, Progress):
                     apply_progress(record, item)
                 elif isinstance(item, ScopeDelta):
-                    scope = changed.get(item.scope) or _scope(
-                        scopes, item.scope, record, settings
-                    )
+                    scope = changed.get(item.scope) or _scope(scopes, item.scope, record, settings)
                     changed[item.scope] = scope
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
             emitted: list[Emitted] = []
+            ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
             for record in touched.values():
-                limit = record.emit_limit(settings, grace_us, horizon_us)
+                limit = record.emit_limit(settings, grace_us, horizon_us, ends)
                 if limit is None:
                     continue
                 record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
@@ -183,14 +185,19 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     async def heartbeat() -> None:
         """Tell the scope stage which owned input partitions are caught up and idle."""
         now = time.monotonic()
+        lags: dict[int, int] = {}
         for tp in _owned(app, INPUT):
             lag = _lag(app, tp, processed_offsets)
             quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
             if lag is not None:
-                metrics.set_lag(tp.partition, lag)
+                lags[tp.partition] = lag
             if lag == 0 and quiet:
-                progress = Progress(tp.partition, newest.get(tp.partition), True, _wall_us())
+                position = _position(app, tp, processed_offsets)
+                progress = Progress(
+                    tp.partition, newest.get(tp.partition), position, True, _wall_us()
+                )
                 await _acked([await _broadcast(deltas, progress, partitions)])
+        metrics.set_lag(lags)
 
     @app.page("/metrics")
     async def metrics_page(_: Any, request: Any) -> Any:
@@ -200,6 +207,22 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         return web.Response(body=body, headers={"Content-Type": metrics.content_type})
 
     return app
+
+
+class EndOffsets:
+    """The input's end offsets, asked for at the moment an idle partition would be skipped."""
+
+    def __init__(self, config: FlowgaugeConfig, topic: str, partitions: int) -> None:
+        self.bootstrap = bootstrap(config)
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def fetch(self) -> dict[int, int]:
+        if self.consumer is None:
+            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            await self.consumer.start()
+        ends = await self.consumer.end_offsets(self.partitions)
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
 
 
 def _partition_key(partition: int) -> bytes:

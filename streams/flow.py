@@ -93,10 +93,17 @@ class ScopeFlow:
         start = boundary_index(self.first_seen_us, windows.step_us)
         if self.emitted is not None:
             start = max(start, self.emitted + 1)
-        for index in range(start, limit + 1):
+        if limit < start:
+            return
+        # Buckets stamped before the scope's first row (a transfer out that arrived
+        # after the event it precedes) slide in silently: open(B) counts them all.
+        earliest = min(self.buckets, default=start)
+        first = self.emitted + 1 if self.emitted is not None else min(earliest, start)
+        for index in range(first, limit + 1):
             self._slide(index, windows)
             self.emitted = index
-            yield self._snapshot(index, windows)
+            if index >= start:
+                yield self._snapshot(index, windows)
 
     def _slide(self, index: int, windows: Windows) -> None:
         entering = self.buckets.get(index)

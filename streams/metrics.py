@@ -205,8 +205,13 @@ class PipelineMetrics:
         self.late_transitions.inc(late)
         self.snapshots.inc(sum(1 for _ in emitted))
 
-    def set_lag(self, partition: int, lag: int) -> None:
-        self.lag.labels(str(partition)).set(lag)
+    def set_lag(self, lags: dict[int, int]) -> None:
+        """Lag of the owned input partitions; a partition that moved away leaves the gauge."""
+        for labels in list(self.lag._metrics):
+            if int(labels[0]) not in lags:
+                self.lag.remove(*labels)
+        for partition, lag in lags.items():
+            self.lag.labels(str(partition)).set(lag)
 
     def render(self, owned: list[ScopeRecord]) -> bytes:
         self.scopes.owned = owned

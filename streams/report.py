@@ -60,7 +60,7 @@ class LocalPipeline:
 
     def finish(self) -> Iterator[Emitted]:
         """End of input: every partition is idle, so flush through the newest event."""
-        self.watermarks.set_idle(0, True)
+        self.watermarks.observe(0, None, idle=True)
         yield from self._emit_through(
             self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
         )

@@ -51,7 +51,6 @@ class ScopeState:
 
     def add(self, transition: Transition, settings: Settings) -> bool:
         """Count one transition; True when it is late for this scope."""
-        self.flow.see(transition.at_us)
         if self.aging is not None:
             self.aging.add(transition)
         if transition.kind is Kind.REPLIED:

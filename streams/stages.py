@@ -9,7 +9,7 @@ boundaries the watermark allows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from streams.events import EventType, InvalidEvent, parse_event
@@ -48,6 +48,7 @@ class Progress:
 
     source_partition: int
     newest_us: int | None
+    next_offset: int
     idle: bool = False
     now_us: int | None = None
 
@@ -97,7 +98,7 @@ def run_ticket_batch(
         if previous is not None and at < previous - grace_us:
             batch.late += 1
         newest[partition] = at if previous is None else max(previous, at)
-        batch.progress[partition] = Progress(partition, newest[partition])
+        batch.progress[partition] = Progress(partition, newest[partition], message.offset + 1)
         ticket, transitions = applied
         batch.changed[event.ticket_id] = (partition, ticket)
         batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
@@ -161,14 +162,25 @@ class PartitionRecord:
     now_us: int | None = None
     emitted: int | None = None
 
-    def emit_limit(self, settings: Settings, grace_us: int, live_horizon_us: int) -> int | None:
+    def emit_limit(
+        self,
+        settings: Settings,
+        grace_us: int,
+        live_horizon_us: int,
+        end_offsets: Mapping[int, int] | None = None,
+    ) -> int | None:
         """The last boundary that may be emitted: every source partition must be accounted for."""
         if len(self.watermarks.partitions) < self.source_partitions:
             return None
         now = self.now_us
         newest = self.watermarks.newest_us
         live = now is not None and newest is not None and now - newest <= live_horizon_us
-        return self.watermarks.emit_limit(settings.windows.step_us, grace_us, now if live else None)
+        step = settings.windows.step_us
+        return self.watermarks.emit_limit(step, grace_us, now if live else None, end_offsets)
+
+    @property
+    def has_idle(self) -> bool:
+        return any(p.idle for p in self.watermarks.partitions.values())
 
 
 def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> int:
@@ -187,18 +199,11 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
 
 
 def apply_progress(record: PartitionRecord, progress: Progress) -> None:
-    if progress.newest_us is not None:
-        record.watermarks.observe(progress.source_partition, progress.newest_us)
-    elif progress.source_partition not in record.watermarks.partitions:
-        record.watermarks.observe(progress.source_partition, _NO_DATA)
-    record.watermarks.set_idle(progress.source_partition, progress.idle)
+    record.watermarks.observe(
+        progress.source_partition, progress.newest_us, progress.next_offset, progress.idle
+    )
     if progress.now_us is not None:
         record.now_us = max(record.now_us or 0, progress.now_us)
-
-
-# An empty partition is accounted for but never the newest: it only matters while busy,
-# and a partition without data is idle by definition.
-_NO_DATA = -(2**62)
 
 
 def emit(records: Iterable[ScopeRecord], limit: int, settings: Settings) -> Iterator[Emitted]:

@@ -8,6 +8,7 @@ first boundary at or after its newest event, as ``report`` does at end of file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from streams.timeline import boundary_index
@@ -15,49 +16,66 @@ from streams.timeline import boundary_index
 
 @dataclass(slots=True)
 class PartitionProgress:
-    newest_us: int
+    newest_us: int | None
     idle: bool = False
+    next_offset: int = 0
 
 
 @dataclass(slots=True)
 class Watermarks:
     partitions: dict[int, PartitionProgress] = field(default_factory=dict)
 
-    def observe(self, partition: int, newest_us: int) -> None:
-        progress = self.partitions.get(partition)
-        if progress is None:
-            self.partitions[partition] = PartitionProgress(newest_us)
-        else:
-            progress.newest_us = max(progress.newest_us, newest_us)
-            progress.idle = False
-
-    def set_idle(self, partition: int, idle: bool) -> None:
-        progress = self.partitions.get(partition)
-        if progress is not None:
-            progress.idle = idle
-
-    @property
-    def low_us(self) -> int | None:
-        """The slowest busy partition's newest event time (None before any data)."""
-        busy = [p.newest_us for p in self.partitions.values() if not p.idle]
-        return min(busy) if busy else None
+    def observe(
+        self, partition: int, newest_us: int | None, next_offset: int = 0, idle: bool = False
+    ) -> None:
+        """A partition's progress: its newest event time and the next offset it will process."""
+        progress = self.partitions.setdefault(partition, PartitionProgress(newest_us))
+        if newest_us is not None:
+            progress.newest_us = max(progress.newest_us or newest_us, newest_us)
+        progress.next_offset = max(progress.next_offset, next_offset)
+        progress.idle = idle
 
     @property
     def newest_us(self) -> int | None:
-        return max((p.newest_us for p in self.partitions.values()), default=None)
+        times = [p.newest_us for p in self.partitions.values() if p.newest_us is not None]
+        return max(times, default=None)
+
+    def low_us(self, end_offsets: Mapping[int, int] | None = None) -> int | None:
+        """The slowest busy partition's newest event time; None when none is busy.
+
+        ``end_offsets`` (the input's end per partition) turns an idle partition busy
+        again as soon as data arrives that its owner has not processed yet.
+        """
+        busy = [p for n, p in self.partitions.items() if not self._idle(n, p, end_offsets)]
+        if any(p.newest_us is None for p in busy):
+            return _HOLD
+        return min((p.newest_us for p in busy if p.newest_us is not None), default=None)
+
+    @staticmethod
+    def _idle(partition: int, progress: PartitionProgress, ends: Mapping[int, int] | None) -> bool:
+        pending = ends is not None and ends.get(partition, 0) > progress.next_offset
+        return progress.idle and not pending
 
     def is_late(self, at_us: int, grace_us: int) -> bool:
-        low = self.low_us
+        low = self.low_us()
         return low is not None and at_us < low - grace_us
 
-    def emit_limit(self, step_us: int, grace_us: int, now_us: int | None = None) -> int | None:
-        """Index of the last boundary that may be emitted now.
+    def emit_limit(
+        self,
+        step_us: int,
+        grace_us: int,
+        now_us: int | None = None,
+        end_offsets: Mapping[int, int] | None = None,
+    ) -> int | None:
+        """Index of the last boundary that may be emitted now (None: nothing yet).
 
         ``now_us`` (wall clock) is given only in live use: when every partition
         is idle it lets the watermark follow the clock, so quiet hours still
         produce snapshots.
         """
-        low = self.low_us
+        low = self.low_us(end_offsets)
+        if low == _HOLD:
+            return None  # a partition has data nobody has looked at yet
         if low is not None:
             return boundary_index(low - grace_us, step_us) - 1  # strictly before low - grace
         newest = self.newest_us
@@ -67,3 +85,7 @@ class Watermarks:
         if now_us is None:
             return flushed
         return max(flushed, boundary_index(now_us - grace_us, step_us) - 1)
+
+
+# Returned by ``low_us`` when a busy partition has no event time yet: nothing may be emitted.
+_HOLD = -(2**63)

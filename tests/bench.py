@@ -33,7 +33,7 @@ def simulated(days: float) -> list[bytes]:
 def bench_report(lines: list[bytes]) -> None:
     for step in (300, 3600):
         started = time.perf_counter()
-        emitted, counters = run(lines, core_settings(step), GRACE_US)
+        emitted, _ = run(lines, core_settings(step), GRACE_US)
         elapsed = time.perf_counter() - started
         print(
             f"report step {step // 60}m: {len(lines)} events, {len(emitted)} rows in {elapsed:.2f}s"

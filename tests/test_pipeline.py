@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +61,27 @@ def gauge(workers_: list[Worker], name: str, **labels: str) -> float:
     return total
 
 
+def wait_caught_up(running: list[Worker], partitions: int = 4, timeout: float = 90.0) -> None:
+    """Until every input partition is owned by a worker that has processed all of it."""
+    deadline = time.monotonic() + timeout
+    lags: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        lags = {
+            sample.labels["partition"]: sample.value
+            for worker in running
+            for family in text_string_to_metric_families(worker.metrics())
+            for sample in family.samples
+            if sample.name == "flowgauge_consumer_lag_messages"
+        }
+        if len(lags) == partitions and not any(lags.values()):
+            return
+        time.sleep(0.5)
+    state = "\n".join(w.metrics() for w in running)
+    pytest.fail(f"input lag per partition after {timeout}s: {lags}\n{state}")
+
+
 def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker]) -> None:
+    wait_caught_up(running)
     expected = expected_flow(lines)
     messages = read_topic(broker, FLOW, until=len(expected))
     got = latest_by_key(messages)
