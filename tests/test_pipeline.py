@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
 from streams.producer import message_key
-from streams.records import FlowRecord
+from streams.records import AgingRecord, FlowRecord
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
-from streams.topics import DEAD_LETTERS, FLOW, INPUT
+from streams.timeline import iso
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
 from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 
@@ -38,12 +40,29 @@ def lines() -> list[bytes]:
     return [line for line in events.read_bytes().splitlines() if line.strip()]
 
 
-def expected_flow(lines: list[bytes]) -> dict[tuple[str, str], dict]:
+@dataclass
+class Expected:
+    """What ``report`` computes from the same events, as the derived topics carry it."""
+
+    flow: dict[tuple[str, str], dict]
+    aging: dict[tuple[str, str], dict]
+    alerts: dict[str, dict]
+
+
+def expected_from_report(lines: list[bytes]) -> Expected:
     emitted, _ = run(lines, core_settings(3600), GRACE_US)
-    return {
-        (record.as_of, record.scope): record.model_dump()
-        for record in (FlowRecord.of(item.flow) for item in emitted)
-    }
+    flow = [FlowRecord.of(item.flow).model_dump() for item in emitted]
+    aging = [AgingRecord.of(item.aging).model_dump() for item in emitted if item.aging]
+    alerts = [(item.alert, item.flow) for item in emitted if item.alert]
+    return Expected(
+        {(r["as_of"], r["scope"]): r for r in flow},
+        {(r["as_of"], r["scope"]): r for r in aging},
+        {a.alert_id: {"state": a.state.value, "at": iso(a.at_us)} for a, _ in alerts},
+    )
+
+
+def expected_flow(lines: list[bytes]) -> dict[tuple[str, str], dict]:
+    return expected_from_report(lines).flow
 
 
 def publish(broker: EmbeddedBroker, lines: list[bytes]) -> None:
@@ -82,14 +101,17 @@ def wait_caught_up(running: list[Worker], partitions: int = 4, timeout: float = 
 
 def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker]) -> None:
     wait_caught_up(running)
-    expected = expected_flow(lines)
-    messages = read_topic(broker, FLOW, until=len(expected))
-    got = latest_by_key(messages)
-    assert got == expected
-    for key, value in messages:  # a redelivered snapshot must repeat the same numbers
-        record = json.loads(value)
-        assert key == record["scope"].encode()
-        assert record == expected[(record["as_of"], record["scope"])]
+    wanted = expected_from_report(lines)
+    expected = wanted.flow
+    for topic, rows in ((FLOW, wanted.flow), (AGING, wanted.aging)):
+        messages = read_topic(broker, topic, until=len(rows))
+        assert latest_by_key(messages) == rows, topic
+        for key, value in messages:  # a redelivered snapshot must repeat the same numbers
+            record = json.loads(value)
+            assert key == record["scope"].encode()
+            assert record == rows[(record["as_of"], record["scope"])]
+    alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
+    assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
     last_all = max((k for k in expected if k[1] == "all"), key=lambda k: k[0])
     scopeless = {"queue": "", "priority": "", "channel": ""}
     assert gauge(running, "flowgauge_open_tickets", **scopeless) == expected[last_all]["open"]
