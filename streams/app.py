@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import faust
@@ -42,6 +43,8 @@ from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, bootstrap, 
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
+# A scope's state is one changelog value and grows with its open tickets (see README).
+STATE_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
@@ -66,6 +69,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4 * config.batch_size, 4096),
         producer_acks=-1,
+        producer_max_request_size=STATE_MESSAGE_BYTES,
         web_enabled=True,
         web_host=config.web_host,
         web_bind=config.web_host,
@@ -89,9 +93,11 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         key_serializer="raw",
         value_serializer=codec.NAME,
     )
-    tickets = PartitionedTable.create(app, "tickets", partitions)
-    scopes = PartitionedTable.create(app, "scopes", partitions)
-    scope_partitions = PartitionedTable.create(app, "scope-partitions", partitions)
+    tickets = PartitionedTable.create(app, "tickets", partitions, STATE_MESSAGE_BYTES)
+    scopes = PartitionedTable.create(app, "scopes", partitions, STATE_MESSAGE_BYTES)
+    scope_partitions = PartitionedTable.create(
+        app, "scope-partitions", partitions, STATE_MESSAGE_BYTES
+    )
     metrics = PipelineMetrics(config.label_cap)
     input_ends = EndOffsets(config, INPUT, partitions)
     newest: dict[int, int] = {}
@@ -161,6 +167,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
             emitted: list[Emitted] = []
+            budget = config.snapshots_per_batch
             ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
             for record in touched.values():
                 limit = record.emit_limit(settings, grace_us, horizon_us, ends)
@@ -169,7 +176,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
                 for name in sorted(record.scopes):
                     scope = changed.get(name) or scopes.get(name.encode())
-                    fresh = list(emit([scope], limit, settings)) if scope else []
+                    # Bounded per batch so a catch-up cannot block the loop (and /metrics);
+                    # the next progress message or idle heartbeat carries on.
+                    fresh = list(islice(emit([scope], limit, settings), budget)) if scope else []
+                    budget -= len(fresh)
                     if fresh:
                         changed[name] = scope
                         emitted += fresh

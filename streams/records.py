@@ -179,7 +179,6 @@ EXAMPLES: dict[str, BaseModel] = {
         b"{not json", "not JSON: key must be a string", "ticket-events", 2, 17
     ),
 }
-MODELS: dict[str, type[BaseModel]] = {name: type(example) for name, example in EXAMPLES.items()}
 
 
 def render_schemas() -> dict[str, str]:

@@ -20,9 +20,13 @@ class PartitionedTable:
         self.table = table
 
     @classmethod
-    def create(cls, app: AppT, name: str, partitions: int) -> PartitionedTable:
+    def create(cls, app: AppT, name: str, partitions: int, max_bytes: int) -> PartitionedTable:
         """A table of internal state: bytes keys, core dataclasses encoded by ``codec``."""
-        return cls(app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes))
+        table = app.Table(
+            name, partitions=partitions, key_type=bytes, value_type=bytes,
+            extra_topic_configs={"max.message.bytes": str(max_bytes)},
+        )  # fmt: skip
+        return cls(table)
 
     def get(self, key: bytes) -> Any:
         # The store, not the table: no per-read sensor call on the hot path.

@@ -36,8 +36,8 @@ class Worker:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/metrics"
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+    def metrics(self, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=timeout) as response:
             text: str = response.read().decode()
             return text
 
