@@ -131,11 +131,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 )
                 for dl in result.dead_letters
             ]
-            # force=True: sent now, not attached to the batch's commit, since we wait for
-            # the acks before acking the batch. The table is written only once everything
-            # derived from the batch is on
-            # the broker: a crash in between replays the batch, and the scope stage
-            # drops what it already applied by source offset.
+            # force=True: sent now, not held for the batch's commit, since the acks are
+            # awaited before the batch is acked. The table is written only once everything
+            # derived from the batch is on the broker: a crash in between replays the
+            # batch, and the scope stage drops what it already applied by source offset.
             await _acked(sends)
             for ticket_id, (partition, ticket) in result.changed.items():
                 tickets.put(partition, ticket_id.encode(), ticket)

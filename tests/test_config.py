@@ -1,0 +1,53 @@
+"""Configuration: environment over the optional TOML file, validated up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from streams.config import FlowgaugeConfig
+
+
+def test_toml_file_sets_rules_and_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toml = tmp_path / "flowgauge.toml"
+    toml.write_text('step = "15m"\n[alerts.inflow_above_outflow]\nmin_volume = 25\nsustain = 4\n')
+    monkeypatch.setenv("FLOWGAUGE_CONFIG", str(toml))
+    monkeypatch.setenv("FLOWGAUGE_STEP", "1h")
+    config = FlowgaugeConfig()
+    assert config.step == "1h"
+    policy = config.core().crossing
+    assert (policy.min_volume, policy.sustain, policy.clear) == (25, 4, 3)
+
+
+def test_defaults_match_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FLOWGAUGE_CONFIG", "FLOWGAUGE_STEP", "FLOWGAUGE_WINDOWS", "FLOWGAUGE_BROKER"):
+        monkeypatch.delenv(name, raising=False)
+    config = FlowgaugeConfig()
+    assert (config.web_port, config.partitions, config.step, config.grace) == (6066, 4, "5m", "10m")
+    assert config.windows == ("1h", "24h", "7d")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FLOWGAUGE_STEP", "five minutes"),
+        ("FLOWGAUGE_BROKER", "localhost:9092"),
+        ("FLOWGAUGE_WEB_PORT", "70000"),
+    ],
+)
+def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        FlowgaugeConfig()
+
+
+def test_a_window_that_is_not_a_multiple_of_the_step_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOWGAUGE_STEP", "7m")
+    with pytest.raises(ValueError, match="multiple of the step"):
+        FlowgaugeConfig().core()
