@@ -8,6 +8,7 @@ of the sorted first-open times: no scan of the open tickets.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -56,21 +57,22 @@ class ScopeAging:
     tickets: dict[str, OpenTicket] = field(default_factory=dict)
     first_opens: SortedList = field(default_factory=SortedList)
     untouched: int = 0
-    pending: list[Transition] = field(default_factory=list)
+    # Held-back transitions as a heap of (event time, arrival number, transition):
+    # applied in event-time order, ties in arrival order.
+    pending: list[tuple[int, int, Transition]] = field(default_factory=list)
+    arrivals: int = 0
 
     def add(self, transition: Transition) -> None:
         if self.settled_us is not None and transition.at_us <= self.settled_us:
             self._apply(transition)  # late: it still counts from now on
         else:
-            self.pending.append(transition)
+            heapq.heappush(self.pending, (transition.at_us, self.arrivals, transition))
+            self.arrivals += 1
 
     def settle(self, as_of_us: int) -> AgingSnapshot:
         """Apply every held transition stamped <= ``as_of_us``; the scope's age as of then."""
-        due = [t for t in self.pending if t.at_us <= as_of_us]
-        if due:
-            self.pending = [t for t in self.pending if t.at_us > as_of_us]
-            for transition in sorted(due, key=lambda t: t.at_us):
-                self._apply(transition)
+        while self.pending and self.pending[0][0] <= as_of_us:
+            self._apply(heapq.heappop(self.pending)[2])
         self.settled_us = as_of_us
         return self._snapshot(as_of_us)
 

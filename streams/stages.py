@@ -81,7 +81,9 @@ def run_ticket_batch(
 ) -> TicketBatch:
     """Apply a batch of input messages; ``newest`` (per partition) is updated in place."""
     batch = TicketBatch()
+    next_offsets: dict[int, int] = {}
     for message in messages:
+        next_offsets[message.partition] = message.offset + 1
         try:
             event = parse_event(message.value)
         except InvalidEvent as exc:
@@ -98,7 +100,6 @@ def run_ticket_batch(
         if previous is not None and at < previous - grace_us:
             batch.late += 1
         newest[partition] = at if previous is None else max(previous, at)
-        batch.progress[partition] = Progress(partition, newest[partition], message.offset + 1)
         ticket, transitions = applied
         batch.changed[event.ticket_id] = (partition, ticket)
         batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
@@ -119,6 +120,7 @@ def run_ticket_batch(
                 cause = _cause(transition.kind, event.type)
                 key = (cause, ticket.queue, ticket.priority, ticket.channel)
                 batch.lifecycle[key] = batch.lifecycle.get(key, 0) + 1
+    batch.progress = {p: Progress(p, newest.get(p), offset) for p, offset in next_offsets.items()}
     return batch
 
 
