@@ -97,8 +97,10 @@ class ScopeFlow:
             return
         # Buckets stamped before the scope's first row (a transfer out that arrived
         # after the event it precedes) slide in silently: open(B) counts them all.
-        earliest = min(self.buckets, default=start)
-        first = self.emitted + 1 if self.emitted is not None else min(earliest, start)
+        if self.emitted is not None:
+            first = self.emitted + 1
+        else:
+            first = min(min(self.buckets, default=start), start)
         for index in range(first, limit + 1):
             self._slide(index, windows)
             self.emitted = index

@@ -8,7 +8,7 @@ workers is exact. Label values that come from input are capped per dimension.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -177,6 +177,7 @@ class PipelineMetrics:
             "Event time (Unix) of the newest event this worker has processed",
             registry=r,
         )
+        self.newest_event = 0.0
         self.lag = Gauge(
             "flowgauge_consumer_lag_messages",
             "Input messages not yet processed",
@@ -199,11 +200,12 @@ class PipelineMetrics:
         self.late.inc(batch.late)
         newest = max((p.newest_us for p in batch.progress.values() if p.newest_us), default=None)
         if newest is not None:
-            self.last_event.set(max(self.last_event._value.get(), newest / 1_000_000))
+            self.newest_event = max(self.newest_event, newest / US_PER_SECOND)
+            self.last_event.set(self.newest_event)
 
-    def count_scope_batch(self, late: int, emitted: Iterable[Emitted]) -> None:
+    def count_scope_batch(self, late: int, emitted: Sequence[Emitted]) -> None:
         self.late_transitions.inc(late)
-        self.snapshots.inc(sum(1 for _ in emitted))
+        self.snapshots.inc(len(emitted))
 
     def set_lag(self, lags: dict[int, int]) -> None:
         """Lag of the owned input partitions; a partition that moved away leaves the gauge."""

@@ -38,7 +38,7 @@ class ScopeDelta:
     scope: str
     source_partition: int
     last_offset: int
-    seen_us: int
+    seen_us: int | None = None  # earliest event in the batch that leaves a ticket in the scope
     entries: list[Entry] = field(default_factory=list)
 
 
@@ -104,9 +104,10 @@ def run_ticket_batch(
         batch.changed[event.ticket_id] = (partition, ticket)
         batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
         for scope in ticket.scopes():
-            _delta(batch, scope, message, at)
+            delta = _delta(batch, scope, message)
+            delta.seen_us = at if delta.seen_us is None else min(delta.seen_us, at)
         for transition in transitions:
-            _delta(batch, transition.scope, message, at).entries.append(
+            _delta(batch, transition.scope, message).entries.append(
                 (
                     message.offset,
                     int(transition.kind),
@@ -133,13 +134,12 @@ def _cause(kind: Kind, event_type: EventType) -> str:
     return "reopened" if event_type is EventType.REOPENED else "created"
 
 
-def _delta(batch: TicketBatch, scope: str, message: Message, at: int) -> ScopeDelta:
+def _delta(batch: TicketBatch, scope: str, message: Message) -> ScopeDelta:
     key = (scope, message.partition)
     delta = batch.deltas.get(key)
     if delta is None:
-        delta = batch.deltas[key] = ScopeDelta(scope, message.partition, message.offset, at)
+        delta = batch.deltas[key] = ScopeDelta(scope, message.partition, message.offset)
     delta.last_offset = message.offset
-    delta.seen_us = min(delta.seen_us, at)
     return delta
 
 
@@ -190,7 +190,8 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
     done = record.applied.get(delta.source_partition, -1)
     if delta.last_offset <= done:
         return 0
-    record.state.flow.see(delta.seen_us)
+    if delta.seen_us is not None:
+        record.state.flow.see(delta.seen_us)
     late = 0
     for offset, kind, at, ticket_id, first_open, replied in delta.entries:
         if offset > done:

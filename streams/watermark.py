@@ -40,16 +40,18 @@ class Watermarks:
         times = [p.newest_us for p in self.partitions.values() if p.newest_us is not None]
         return max(times, default=None)
 
-    def low_us(self, end_offsets: Mapping[int, int] | None = None) -> int | None:
-        """The slowest busy partition's newest event time; None when none is busy.
+    def busy(self, end_offsets: Mapping[int, int] | None = None) -> list[PartitionProgress]:
+        """Partitions that hold the watermark back.
 
         ``end_offsets`` (the input's end per partition) turns an idle partition busy
         again as soon as data arrives that its owner has not processed yet.
         """
-        busy = [p for n, p in self.partitions.items() if not self._idle(n, p, end_offsets)]
-        if any(p.newest_us is None for p in busy):
-            return _HOLD
-        return min((p.newest_us for p in busy if p.newest_us is not None), default=None)
+        return [p for n, p in self.partitions.items() if not self._idle(n, p, end_offsets)]
+
+    def low_us(self, end_offsets: Mapping[int, int] | None = None) -> int | None:
+        """The slowest busy partition's newest event time; None when none is busy."""
+        times = [p.newest_us for p in self.busy(end_offsets) if p.newest_us is not None]
+        return min(times, default=None)
 
     @staticmethod
     def _idle(partition: int, progress: PartitionProgress, ends: Mapping[int, int] | None) -> bool:
@@ -73,9 +75,9 @@ class Watermarks:
         is idle it lets the watermark follow the clock, so quiet hours still
         produce snapshots.
         """
+        if any(p.newest_us is None for p in self.busy(end_offsets)):
+            return None  # a partition has data but no event time yet: wait for it
         low = self.low_us(end_offsets)
-        if low == _HOLD:
-            return None  # a partition has data nobody has looked at yet
         if low is not None:
             return boundary_index(low - grace_us, step_us) - 1  # strictly before low - grace
         newest = self.newest_us
@@ -85,7 +87,3 @@ class Watermarks:
         if now_us is None:
             return flushed
         return max(flushed, boundary_index(now_us - grace_us, step_us) - 1)
-
-
-# Returned by ``low_us`` when a busy partition has no event time yet: nothing may be emitted.
-_HOLD = -(2**63)
