@@ -23,6 +23,7 @@ from mode.supervisors import CrashingSupervisor
 from streams import codec, tansu
 from streams.alerts import describe
 from streams.config import FlowgaugeConfig
+from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
 from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord
 from streams.scope import Emitted, ScopeState, Settings
@@ -39,7 +40,7 @@ from streams.stages import (
 )
 from streams.tables import PartitionedTable
 from streams.timeline import US_PER_SECOND, parse_duration
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, bootstrap, ensure_input_topic
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, bootstrap, ensure_topics
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
@@ -103,6 +104,12 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     newest: dict[int, int] = {}
     arrivals: dict[int, float] = {}
     processed_offsets: dict[int, int] = {}
+
+    @app.task
+    async def track_produced_topics() -> None:
+        produced = [t.get_topic_name() for t in (dead_letters, flow_out, aging_out, alerts_out)]
+        produced += [deltas.get_topic_name(), *sorted(app.tables.changelog_topics)]
+        await track_topics(app.producer, produced)
 
     # An error in a stage stops the worker: it restarts from the changelogs, never
     # from in-memory state that a failed batch has half changed.
@@ -322,7 +329,7 @@ def _wall_us() -> int:
 
 def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
-    partitions = asyncio.run(ensure_input_topic(config))
+    partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
     app = build_app(config, partitions)
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)

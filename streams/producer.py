@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from streams.config import FlowgaugeConfig
-from streams.topics import INPUT, bootstrap, ensure_input_topic
+from streams.topics import INPUT, bootstrap, ensure_topics
 
 
 def message_key(value: bytes) -> bytes | None:
@@ -25,7 +25,7 @@ def message_key(value: bytes) -> bytes | None:
 
 async def publish(config: FlowgaugeConfig, values: AsyncIterable[bytes] | Iterable[bytes]) -> int:
     """Send every value keyed by its ticket_id, in order; the count sent."""
-    await ensure_input_topic(config)
+    await ensure_topics(config)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap(config), linger_ms=5, max_batch_size=256 * 1024
     )

@@ -16,6 +16,7 @@ DEAD_LETTERS = "ticket-events.dlq"
 FLOW = "backlog.flow"
 AGING = "backlog.aging"
 ALERTS = "backlog.alerts"
+PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS)
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,13 @@ def bootstrap(config: FlowgaugeConfig) -> str:
     return config.broker.removeprefix("kafka://")
 
 
-async def ensure_input_topic(config: FlowgaugeConfig, attempts: int = 30) -> int:
-    """Create ``ticket-events`` with the configured partitions unless it exists; its partitions."""
+async def ensure_topics(config: FlowgaugeConfig, attempts: int = 30) -> int:
+    """Create the input, dead-letter and derived topics that are missing; the input's partitions.
+
+    Created here, before any worker runs, rather than by a producer's first metadata request:
+    two workers auto-creating the same topic at once can leave the embedded broker without an
+    answer to one of them, and a user's broker may not auto-create topics at all.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(config))
     for attempt in range(attempts):
         try:
@@ -38,11 +44,13 @@ async def ensure_input_topic(config: FlowgaugeConfig, attempts: int = 30) -> int
                 raise
             await asyncio.sleep(0.5)
     try:
-        if INPUT not in await admin.list_topics():
-            topic = NewTopic(INPUT, num_partitions=config.partitions, replication_factor=1)
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([topic])
-                log.info("created %s with %d partitions", INPUT, config.partitions)
+        existing = set(await admin.list_topics())
+        for name in PUBLIC_TOPICS:
+            if name not in existing:
+                topic = NewTopic(name, num_partitions=config.partitions, replication_factor=1)
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([topic])
+                    log.info("created %s with %d partitions", name, config.partitions)
         described = await admin.describe_topics([INPUT])
         return len(described[0]["partitions"])
     finally:
