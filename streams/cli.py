@@ -1,4 +1,5 @@
-"""The ``flowgauge`` command: report, schemas, broker, worker, simulate, replay, demo."""
+"""The ``flowgauge`` command: report, schemas, dashboards, broker, worker, simulate, replay,
+demo."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write schemas/ from the record models")
     schemas.add_argument("--dir", type=Path, default=Path("schemas"))
     schemas.set_defaults(run=_schemas)
+
+    dashboards = commands.add_parser("dashboards", help="write the Grafana dashboards as JSON")
+    dashboards.add_argument("--output", type=Path, default=Path("grafana/dashboards"))
+    dashboards.set_defaults(run=_dashboards)
 
     broker = commands.add_parser("broker", help="run the embedded Tansu broker")
     broker.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
@@ -104,6 +109,14 @@ def _schemas(args: argparse.Namespace) -> int:
     from streams.records import write_schemas
 
     for path in write_schemas(args.dir):
+        print(path)
+    return 0
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    from streams.dashboards import write
+
+    for path in write(args.output):
         print(path)
     return 0
 

@@ -1,0 +1,566 @@
+"""Grafana dashboards as code: ``flowgauge dashboards`` writes ``grafana/dashboards/*.json``.
+
+Every panel reads only metrics that ``streams.metrics`` exports (a test enumerates them), and
+sums across workers: a worker exports only the scopes it owns, so ``sum()`` is exact.
+
+Scope gauges carry ``queue``, ``priority`` and ``channel`` labels naming *one* dimension, the
+others empty (all three empty is the whole backlog). The template variables of those names
+therefore default to "All" = the empty label (``^$``), and a panel sees one dimension at a time:
+picking a queue shows that queue; picking a queue *and* a priority shows nothing, as no
+metric crosses dimensions. Several values of one variable add up (queues do not overlap).
+
+To run a panel's query outside Grafana, replace its variables with :func:`substitute`
+(``DEFAULTS``: every scope variable "All", ``$__rate_interval`` 5m); :func:`panel_expressions`
+lists every (dashboard, panel, expression).
+
+To add a panel, add one call to a row of a dashboard below, e.g. in the overview's "Age" row
+``single("SLA breached", TICKETS, Query(total(scoped("flowgauge_sla_breached_tickets")), "n"))``;
+``graph`` (time series), ``single`` (latest value) and ``state`` (OK / Firing) are the kinds.
+A new dashboard is a function returning a ``Board``, added to ``BOARDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, StackingConfig
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.variants import Dataquery
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode, StackingMode
+
+from streams.aging import BANDS
+
+DEFAULT_DIR = Path("grafana/dashboards")
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+SCOPE_VARIABLES = ("queue", "priority", "channel")
+# Grafana ignores an empty custom "All" value, so "All" is the regex of the empty label.
+ALL = "^$"
+DEFAULTS: Mapping[str, str] = {
+    **dict.fromkeys(SCOPE_VARIABLES, ALL),
+    "__rate_interval": "5m",
+}
+SCOPE = ", ".join(f'{name}=~"${name}"' for name in SCOPE_VARIABLES)
+WHOLE_BACKLOG_BY_PRIORITY = 'queue="", channel="", priority!=""'
+CROSSING_WINDOW = "24h"
+CAPACITY_WINDOW, CAPACITY_WINDOW_DAYS = "7d", 7
+CROSSING_RULE = "inflow_above_outflow"
+
+# Units: Grafana ids, or "suffix:" for counts Grafana has no unit of.
+TICKETS = "suffix: tickets"
+TICKETS_PER_DAY = "suffix: tickets/day"
+EVENTS_PER_SECOND = "suffix: events/s"
+MESSAGES = "suffix: messages"
+DAYS = "d"
+SECONDS = "s"
+RATIO = "percentunit"
+STATE = "bool_on_off"
+
+HEIGHT = 8
+Steps = Sequence[tuple[float | None, str]]
+NEUTRAL: Steps = ((None, "text"),)
+# Days of work in the backlog: under half a day the team runs dry, over three it falls behind.
+CAPACITY_BAND: Steps = ((None, "orange"), (0.5, "green"), (3, "red"))
+
+
+Panel = timeseries.Panel | stat.Panel | statetimeline.Panel
+P = TypeVar("P", timeseries.Panel, stat.Panel, statetimeline.Panel)
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    panels: Sequence[Panel]
+
+
+@dataclass(frozen=True)
+class Board:
+    uid: str
+    title: str
+    description: str
+    variables: Sequence[str]
+    rows: Sequence[Row]
+
+
+# PromQL helpers
+
+
+def scoped(metric: str, **labels: str) -> str:
+    """``metric`` restricted to the scope the template variables select."""
+    extra = "".join(f'{name}="{value}", ' for name, value in labels.items())
+    return f"{metric}{{{extra}{SCOPE}}}"
+
+
+def total(selector: str) -> str:
+    return f"sum({selector})"
+
+
+def per_second(counter: str) -> str:
+    return f"sum(rate({counter}[$__rate_interval]))"
+
+
+def age(timestamp_selector: str, *, by: str = "", pick: str = "min") -> str:
+    """Live age of a timestamp gauge across workers: ``min`` the oldest, ``max`` the newest."""
+    grouping = f" by ({by}) " if by else ""
+    return f"time() - {pick}{grouping}({timestamp_selector})"
+
+
+def flow(kind: str, window: str) -> str:
+    return total(scoped(f"flowgauge_{kind}_tickets", window=window))
+
+
+def days_of_capacity() -> str:
+    daily_outflow = f"({flow('outflow', CAPACITY_WINDOW)} / {CAPACITY_WINDOW_DAYS})"
+    return f"{total(scoped('flowgauge_open_tickets'))} / {daily_outflow}"
+
+
+# Panel helpers: one per panel kind
+
+
+def _thresholds(steps: Steps) -> dash.ThresholdsConfig:
+    return (
+        dash.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def _targets(queries: Sequence[Query]) -> list[Builder[Dataquery]]:
+    return [
+        prometheus.Dataquery()
+        .expr(query.expr)
+        .legend_format(query.legend)
+        .ref_id(chr(ord("A") + index))
+        .datasource(DATASOURCE)
+        for index, query in enumerate(queries)
+    ]
+
+
+def _common(
+    panel: P, title: str, unit: str, queries: Sequence[Query], description: str, width: int
+) -> P:
+    return (
+        panel.title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .targets(_targets(queries))
+        .span(width)
+        .height(HEIGHT)
+    )
+
+
+def graph(
+    title: str,
+    unit: str,
+    queries: Sequence[Query],
+    *,
+    description: str = "",
+    width: int = 12,
+    stacked: bool = False,
+    band: Steps | None = None,
+) -> timeseries.Panel:
+    """A time series; ``band`` draws thresholds behind the lines."""
+    panel = _common(timeseries.Panel(), title, unit, queries, description, width).min(0)
+    if stacked:
+        panel = panel.stacking(StackingConfig().mode(StackingMode.NORMAL)).fill_opacity(60)
+    if band is not None:
+        panel = panel.thresholds(_thresholds(band)).thresholds_style(
+            GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED_AND_AREA)
+        )
+    return panel
+
+
+def single(
+    title: str,
+    unit: str,
+    query: Query,
+    *,
+    description: str = "",
+    width: int = 6,
+    steps: Steps = NEUTRAL,
+) -> stat.Panel:
+    """The latest value, coloured by ``steps``."""
+    return _common(stat.Panel(), title, unit, [query], description, width).thresholds(
+        _thresholds(steps)
+    )
+
+
+def state(
+    title: str, query: Query, *, description: str = "", width: int = 6
+) -> statetimeline.Panel:
+    """A 0/1 gauge (or a count of firing scopes) over time, as OK / Firing."""
+    ok = model.ValueMap({"0": model.ValueMappingResult(text="OK", color="green", index=0)})
+    firing = model.RangeMap(
+        model.DashboardRangeMapOptions(
+            from_val=1, result=model.ValueMappingResult(text="Firing", color="red", index=1)
+        )
+    )
+    return _common(statetimeline.Panel(), title, STATE, [query], description, width).mappings(
+        [ok, firing]
+    )
+
+
+# Dashboards, rows in the order data flows
+
+
+def overview() -> Board:
+    crossing = f"{flow('inflow', CROSSING_WINDOW)} - {flow('outflow', CROSSING_WINDOW)}"
+    return Board(
+        "flowgauge-overview",
+        "flowgauge / Overview",
+        "Inflow against outflow, the backlog they leave and how old it is.",
+        ["datasource", *SCOPE_VARIABLES],
+        [
+            Row(
+                "Flow",
+                [
+                    graph(
+                        "Inflow vs outflow per day",
+                        TICKETS_PER_DAY,
+                        [
+                            Query(flow("inflow", CROSSING_WINDOW), "inflow"),
+                            Query(flow("outflow", CROSSING_WINDOW), "outflow"),
+                        ],
+                        description="Opened or reopened vs resolved or closed, rolling 24h.",
+                    ),
+                    single(
+                        "Inflow minus outflow (24h)",
+                        TICKETS_PER_DAY,
+                        Query(crossing, "net"),
+                        description="Above zero: inflow has crossed above outflow.",
+                        steps=((None, "green"), (1, "red")),
+                    ),
+                    state(
+                        "Crossing alert",
+                        Query(total(scoped("flowgauge_alert_firing", rule=CROSSING_RULE)), "alert"),
+                        description="Rule inflow_above_outflow (sustained crossing, with volume).",
+                    ),
+                ],
+            ),
+            Row(
+                "Backlog",
+                [
+                    graph(
+                        "Open tickets",
+                        TICKETS,
+                        [Query(total(scoped("flowgauge_open_tickets")), "open")],
+                    ),
+                    graph(
+                        "Backlog in days of capacity",
+                        DAYS,
+                        [Query(days_of_capacity(), "days")],
+                        description="Open / average daily outflow over 7d; healthy: 0.5 to 3 days.",
+                        band=CAPACITY_BAND,
+                    ),
+                ],
+            ),
+            Row(
+                "Age",
+                [
+                    graph(
+                        "Oldest open ticket age",
+                        SECONDS,
+                        [
+                            Query(
+                                age(scoped("flowgauge_oldest_open_ticket_timestamp_seconds")), "age"
+                            )
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def aging() -> Board:
+    bands = [
+        Query(total(scoped("flowgauge_open_tickets_by_age", band=band)), band)
+        for band in (name.removeprefix("age_") for name, _, _ in BANDS)
+    ]
+    untouched = total(scoped("flowgauge_untouched_tickets"))
+    by_priority = f"{{{WHOLE_BACKLOG_BY_PRIORITY}}}"
+    return Board(
+        "flowgauge-aging",
+        "flowgauge / Aging",
+        "How old the open tickets are, and which were never answered.",
+        ["datasource", *SCOPE_VARIABLES],
+        [
+            Row(
+                "Age bands",
+                [
+                    graph(
+                        "Open tickets by age band",
+                        TICKETS,
+                        bands,
+                        description="Age counts from when a ticket first opened.",
+                        width=24,
+                        stacked=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Untouched",
+                [
+                    graph("Untouched tickets", TICKETS, [Query(untouched, "untouched")]),
+                    graph(
+                        "Untouched share of open",
+                        RATIO,
+                        [
+                            Query(
+                                f"{untouched} / {total(scoped('flowgauge_open_tickets'))}", "share"
+                            )
+                        ],
+                        description="Open with no meaningful agent reply yet.",
+                    ),
+                ],
+            ),
+            Row(
+                "By priority (whole backlog)",
+                [
+                    graph(
+                        "Open tickets by priority",
+                        TICKETS,
+                        [
+                            Query(
+                                f"sum by (priority) (flowgauge_open_tickets{by_priority})",
+                                "{{priority}}",
+                            )
+                        ],
+                        width=8,
+                    ),
+                    graph(
+                        "Untouched by priority",
+                        TICKETS,
+                        [
+                            Query(
+                                f"sum by (priority) (flowgauge_untouched_tickets{by_priority})",
+                                "{{priority}}",
+                            )
+                        ],
+                        width=8,
+                    ),
+                    graph(
+                        "Oldest open ticket age by priority",
+                        SECONDS,
+                        [
+                            Query(
+                                age(
+                                    f"flowgauge_oldest_open_ticket_timestamp_seconds{by_priority}",
+                                    by="priority",
+                                ),
+                                "{{priority}}",
+                            )
+                        ],
+                        width=8,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def pipeline() -> Board:
+    def rate_graph(title: str, counter: str, description: str) -> timeseries.Panel:
+        return graph(
+            title,
+            EVENTS_PER_SECOND,
+            [Query(per_second(counter), "events/s")],
+            description=description,
+            width=8,
+        )
+
+    whole_backlog = 'flowgauge_snapshot_timestamp_seconds{queue="", priority="", channel=""}'
+    return Board(
+        "flowgauge-pipeline",
+        "flowgauge / Pipeline health",
+        "Input topic, ticket stage and scope stage of the flowgauge workers.",
+        ["datasource"],
+        [
+            Row(
+                "Input topic",
+                [
+                    graph(
+                        "Consumer lag",
+                        MESSAGES,
+                        [
+                            Query(
+                                "sum by (partition) (flowgauge_consumer_lag_messages)",
+                                "partition {{partition}}",
+                            )
+                        ],
+                        description="Input messages not yet processed, per partition.",
+                        stacked=True,
+                    ),
+                    graph(
+                        "Last event age",
+                        SECONDS,
+                        [Query(age("flowgauge_last_event_timestamp_seconds", pick="max"), "age")],
+                        description="Wall clock minus the newest event time processed.",
+                    ),
+                ],
+            ),
+            Row(
+                "Ticket stage",
+                [
+                    graph(
+                        "Events processed",
+                        EVENTS_PER_SECOND,
+                        [
+                            Query(
+                                "sum by (type) "
+                                "(rate(flowgauge_events_processed_total[$__rate_interval]))",
+                                "{{type}}",
+                            )
+                        ],
+                        width=24,
+                        stacked=True,
+                    ),
+                    rate_graph(
+                        "Dead letters",
+                        "flowgauge_events_dead_lettered_total",
+                        "Invalid events sent to ticket-events.dlq.",
+                    ),
+                    rate_graph(
+                        "Late events",
+                        "flowgauge_events_late_total",
+                        "Older than their partition's newest event minus the grace period.",
+                    ),
+                    rate_graph(
+                        "Duplicate events",
+                        "flowgauge_events_duplicate_total",
+                        "Redelivered (ticket_id, event_id) pairs, ignored.",
+                    ),
+                ],
+            ),
+            Row(
+                "Scope stage",
+                [
+                    rate_graph(
+                        "Snapshots emitted",
+                        "flowgauge_snapshots_emitted_total",
+                        "Scope snapshots published to backlog.flow and backlog.aging.",
+                    ),
+                    rate_graph(
+                        "Late transitions",
+                        "flowgauge_late_transitions_total",
+                        "Arrived after their boundary was emitted; counted in later ones.",
+                    ),
+                    graph(
+                        "Last boundary age",
+                        SECONDS,
+                        [Query(age(whole_backlog, pick="max"), "age")],
+                        description="Wall clock minus the latest emitted boundary (event time).",
+                        width=8,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+BOARDS = (overview, aging, pipeline)
+
+
+# Assembly
+
+
+def _variable(name: str) -> Builder[model.VariableModel]:
+    if name == "datasource":
+        return dash.DatasourceVariable(name).label("Data source").type("prometheus")
+    return (
+        dash.QueryVariable(name)
+        .label(name.capitalize())
+        .description(
+            f"All = every {name}. Pick values of one of queue, priority, channel at a time."
+        )
+        .datasource(DATASOURCE)
+        .query(f'label_values(flowgauge_open_tickets{{{name}!=""}}, {name})')
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(ALL)
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
+
+
+def build(board: Board) -> model.Dashboard:
+    builder = (
+        dash.Dashboard(board.title)
+        .uid(board.uid)
+        .description(board.description)
+        .tags(["flowgauge"])
+        .time("now-7d", "now")
+        .refresh("1m")
+        .link(
+            dash.DashboardLink("flowgauge")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(["flowgauge"])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .variables([_variable(name) for name in board.variables])
+    )
+    panel_id = 0
+    for row in board.rows:
+        panel_id += 1
+        builder = builder.with_row(dash.Row(row.title).id(panel_id))
+        for panel in row.panels:
+            panel_id += 1
+            builder = builder.with_panel(panel.id(panel_id))
+    return builder.build()
+
+
+def render(board: Board) -> str:
+    return JSONEncoder(sort_keys=True, indent=2).encode(build(board)) + "\n"
+
+
+def rendered() -> dict[str, str]:
+    """File name to JSON text of every dashboard."""
+    return {f"{board.uid.removeprefix('flowgauge-')}.json": render(board) for board in _boards()}
+
+
+def write(directory: Path = DEFAULT_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in rendered().items():
+        path = directory / name
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def panel_expressions() -> list[tuple[str, str, str]]:
+    """(dashboard title, panel title, PromQL with template variables) of every query."""
+    found = []
+    for text in rendered().values():
+        board = json.loads(text)
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                found.append((board["title"], panel["title"], target["expr"]))
+    return found
+
+
+def substitute(expr: str, values: Mapping[str, str] = DEFAULTS) -> str:
+    """``expr`` with every ``$variable`` replaced, e.g. ``{**DEFAULTS, "queue": "billing"}``."""
+    return re.sub(r"\$(\w+)", lambda match: values[match.group(1)], expr)
+
+
+def _boards() -> list[Board]:
+    return [make() for make in BOARDS]
