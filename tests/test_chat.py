@@ -1,0 +1,429 @@
+"""Chat notifications: payloads, escaping and delivery, against real local HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import re
+import time
+from collections.abc import Coroutine
+from typing import Any, get_args
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from streams.chat import (
+    ZERO_WIDTH_SPACE,
+    ChatDestination,
+    Kind,
+    break_mentions,
+    escape_google_chat,
+    escape_slack,
+    plain_text,
+    render,
+    scope_label,
+)
+from streams.notifier import Notifier, Outcome, RetryPolicy
+from streams.records import AlertRecord
+from tests.chat_servers import SECRET, Receiver, Reply
+
+DASHBOARD = "https://grafana.example.com/d/flowgauge"
+FAST = RetryPolicy(first_delay=0.02, max_delay=0.1)
+MENTION = re.compile(r"@(channel|here|all|everyone)", re.IGNORECASE)
+# Ticket-supplied text that tries to ping everyone on every platform.
+EVIL_QUEUE = "<!channel> @here & @everyone <users/all> @all"
+
+
+def alert(
+    scope: str = "queue:billing",
+    state: str = "firing",
+    fired: str = "2026-03-02T14:00:00Z",
+    summary: str | None = None,
+) -> AlertRecord:
+    incident = f"inflow_above_outflow:{scope}:{fired}"
+    name = scope.partition(":")[2] or "Whole backlog"
+    default = (
+        f"{name}: inflow 214/day now exceeds outflow 188/day; backlog 2.6 days of capacity "
+        f"and growing 26/day; 42 open as of {fired}"
+        if state == "firing"
+        else f"{name}: outflow 201/day has caught up with inflow 199/day; 40 open as of {fired}"
+    )
+    return AlertRecord(
+        alert_id=f"{incident}:{state}",
+        incident_id=incident,
+        rule="inflow_above_outflow",
+        scope=scope,
+        state="firing" if state == "firing" else "resolved",
+        at=fired,
+        value=26.0 if state == "firing" else -2.0,
+        threshold=0.0,
+        summary=default if summary is None else summary,
+    )
+
+
+def destination(name: str, kind: Kind, url: str, **settings: Any) -> ChatDestination:
+    values = {"name": name, "kind": kind, "url": url, "per_minute": 6000, "burst": 10}
+    return ChatDestination.model_validate(values | {"timeout_seconds": 1.0} | settings)
+
+
+def run(scenario: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(scenario, 10))
+
+
+def strings(payload: object) -> str:
+    """Every string a platform could show, keys excepted, one per line."""
+    if isinstance(payload, str):
+        return payload + "\n"
+    if isinstance(payload, dict):
+        return "".join(strings(value) for value in payload.values())
+    if isinstance(payload, list):
+        return "".join(strings(value) for value in payload)
+    return ""
+
+
+# --- what each platform receives ---------------------------------------------------------
+
+
+def check_slack(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    blocks = firing["blocks"]
+    assert [block["type"] for block in blocks] == ["header", "section", "section", "actions"]
+    assert blocks[0]["text"] == {
+        "type": "plain_text",
+        "text": "\U0001f534 Firing: inflow above outflow",
+    }
+    section = blocks[1]["text"]["text"]
+    assert section.startswith("*&lt;!channel&gt; @\u200bhere &amp; @\u200beveryone")
+    assert "<" not in strings(firing["text"]) + section
+    assert blocks[3]["elements"][0]["url"] == DASHBOARD
+    assert resolved["blocks"][0]["text"]["text"] == "\u2705 Resolved: inflow above outflow"
+
+
+def check_teams(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    assert firing["type"] == "message"
+    [attachment] = firing["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard"
+    assert [item["type"] for item in card["body"]] == ["TextBlock", "TextBlock", "FactSet"]
+    assert card["body"][0]["color"] == "Attention"
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open dashboard", "url": DASHBOARD}
+    ]
+    assert resolved["attachments"][0]["content"]["body"][0]["color"] == "Good"
+
+
+def check_discord(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    assert firing["allowed_mentions"] == {"parse": []}
+    [embed] = firing["embeds"]
+    assert embed["url"] == DASHBOARD
+    assert embed["timestamp"] == "2026-03-02T14:00:00Z"
+    assert embed["footer"]["text"] == break_mentions(alert(f"queue:{EVIL_QUEUE}").alert_id)
+    assert embed["color"] != resolved["embeds"][0]["color"]
+    assert resolved["allowed_mentions"] == {"parse": []}
+
+
+def check_mattermost(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    record = alert(f"queue:{EVIL_QUEUE}")
+    assert firing["props"] == {"alert_id": record.alert_id, "incident_id": record.incident_id}
+    [attachment] = firing["attachments"]
+    assert attachment["title_link"] == DASHBOARD
+    assert resolved["props"]["alert_id"] == record.alert_id.replace("firing", "resolved")
+
+
+def check_google_chat(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    assert "<users/all>" not in firing["text"]
+    [card] = firing["cardsV2"]
+    widgets = card["card"]["sections"][0]["widgets"]
+    assert widgets[0]["textParagraph"]["text"].startswith("<b>&lt;!channel&gt; @\u200bhere &amp;")
+    assert widgets[-1]["buttonList"]["buttons"][0]["onClick"] == {"openLink": {"url": DASHBOARD}}
+    assert resolved["text"].startswith("\u2705 Resolved")
+
+
+def check_webhook(firing: dict[str, Any], resolved: dict[str, Any]) -> None:
+    record = alert(f"queue:{EVIL_QUEUE}", summary=f"billing is growing ({DASHBOARD})")
+    expected = record.model_dump() | {
+        "scope_label": f"{EVIL_QUEUE} queue",
+        "dashboard_url": DASHBOARD,
+    }
+    assert {key: firing[key] for key in expected} == expected
+    assert firing["text"].endswith(f"billing is growing\nDashboard: {DASHBOARD}")
+    assert resolved["state"] == "resolved"
+
+
+CHECKS = {
+    "slack": check_slack,
+    "teams": check_teams,
+    "discord": check_discord,
+    "mattermost": check_mattermost,
+    "google_chat": check_google_chat,
+    "webhook": check_webhook,
+}
+
+
+def test_every_kind_has_a_check() -> None:
+    assert set(CHECKS) == set(get_args(Kind))
+
+
+@pytest.mark.parametrize("kind", list(CHECKS))
+def test_platform_receives_firing_then_resolved(kind: Kind) -> None:
+    scope = f"queue:{EVIL_QUEUE}"
+    summary = f"billing is growing ({DASHBOARD})"
+    firing = alert(scope, summary=summary)
+    resolved = alert(scope, "resolved", summary=summary)
+
+    async def scenario() -> None:
+        async with Receiver() as receiver:
+            async with Notifier([destination("team", kind, receiver.url)], DASHBOARD) as notifier:
+                notifier.submit(firing)
+                notifier.submit(resolved)
+                assert await notifier.join(5)
+            bodies = receiver.delivered
+        assert len(bodies) == 2
+        CHECKS[kind](*bodies)
+        # Mattermost props are for integrations, not shown.
+        shown = [strings({k: v for k, v in body.items() if k != "props"}) for body in bodies]
+        assert "2026-03-02T14:00:00Z" in shown[0]
+        assert "Firing" in shown[0]
+        assert "Resolved" in shown[1]
+        if kind != "webhook":  # machine readers get the record as it is, unescaped
+            assert not any(MENTION.search(text) for text in shown)
+            assert f"({DASHBOARD})" not in shown[0]  # the link is a button, not repeated
+
+    run(scenario())
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def test_429_waits_for_retry_after() -> None:
+    async def scenario() -> None:
+        limited = Reply(429, {"Retry-After": "0.4"})
+        async with Receiver([limited]) as receiver:
+            chat = destination("ops", "slack", receiver.url)
+            async with Notifier([chat], retry=FAST) as notifier:
+                notifier.submit(alert())
+                assert await notifier.join(5)
+        first, second = receiver.requests
+        assert first.status == 429
+        assert second.status == 200
+        assert second.at - first.at >= 0.38  # the backoff alone would have been 0.02 s
+
+    run(scenario())
+
+
+def test_destination_that_times_out_does_not_delay_another() -> None:
+    async def scenario() -> None:
+        hung = Reply(504, delay=2.0)
+        async with Receiver([hung]) as slow, Receiver() as fast:
+            destinations = [
+                destination("slow", "teams", slow.url, timeout_seconds=0.5),
+                destination("fast", "discord", fast.url),
+            ]
+            async with Notifier(destinations, retry=FAST) as notifier:
+                started = time.monotonic()
+                notifier.submit(alert())
+                await fast.wait_delivered(1, timeout=5)
+                assert fast.requests[0].at - started < 0.3
+                assert await notifier.join(5)  # the slow one is retried after its timeout
+            assert len(slow.delivered) == 1
+
+    run(scenario())
+
+
+def test_destination_down_for_a_while_gets_every_alert_in_order() -> None:
+    records = [alert("queue:billing"), alert("all"), alert("queue:billing", "resolved")]
+
+    async def scenario() -> None:
+        receiver = Receiver([Reply(503), Reply(503, {"Retry-After": "0.1"})])
+        try:
+            chat = destination("mm", "mattermost", receiver.url)
+            async with Notifier([chat], retry=FAST) as notifier:
+                for record in records:
+                    notifier.submit(record)
+                assert not await notifier.join(0.4)  # connection refused meanwhile
+                await receiver.listen()
+                assert await notifier.join(5)
+        finally:
+            await receiver.stop()
+        delivered = [body["props"]["alert_id"] for body in receiver.delivered]
+        assert delivered == [record.alert_id for record in records]
+        assert [request.status for request in receiver.requests[:2]] == [503, 503]
+
+    run(scenario())
+
+
+def test_other_4xx_is_dropped_and_the_queue_moves_on() -> None:
+    outcomes: list[tuple[str, Outcome]] = []
+
+    async def scenario() -> None:
+        async with Receiver([Reply(400)]) as receiver:
+            chat = destination("gc", "google_chat", receiver.url)
+            notifier = Notifier(
+                [chat],
+                retry=FAST,
+                on_outcome=lambda name, outcome: outcomes.append((name, outcome)),
+            )
+            async with notifier:
+                notifier.submit(alert("queue:billing"))
+                notifier.submit(alert("queue:support"))
+                assert await notifier.join(5)
+        assert [request.status for request in receiver.requests] == [400, 200]
+
+    run(scenario())
+    assert outcomes == [("gc", "rejected"), ("gc", "delivered")]
+
+
+def test_full_queue_drops_for_that_destination_only() -> None:
+    outcomes: list[tuple[str, Outcome]] = []
+    records = [alert(f"queue:q{n}") for n in range(5)]
+
+    async def scenario() -> None:
+        down = Receiver()  # never listens
+        async with Receiver() as up:
+            destinations = [
+                destination("down", "webhook", down.url),
+                destination("up", "webhook", up.url),
+            ]
+            notifier = Notifier(
+                destinations,
+                retry=FAST,
+                queue_size=2,
+                on_outcome=lambda name, outcome: outcomes.append((name, outcome)),
+            )
+            async with notifier:
+                for record in records:
+                    notifier.submit(record)
+                    await up.wait_delivered(len(up.delivered) + 1, timeout=5)
+        await down.stop()
+        assert [body["alert_id"] for body in up.delivered] == [r.alert_id for r in records]
+
+    run(scenario())
+    # One in flight, two queued, the last two dropped.
+    assert outcomes.count(("down", "dropped")) == 2
+    assert ("down", "delivered") not in outcomes
+
+
+def test_rate_limit_spaces_posts() -> None:
+    async def scenario() -> None:
+        async with Receiver() as receiver:
+            chat = destination("slack", "slack", receiver.url, per_minute=600, burst=1)
+            async with Notifier([chat]) as notifier:
+                for n in range(4):
+                    notifier.submit(alert(f"queue:q{n}"))
+                assert await notifier.join(5)
+        times = [request.at for request in receiver.requests]
+        assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(times))
+
+    run(scenario())
+
+
+def test_an_alert_submitted_twice_is_posted_once() -> None:
+    async def scenario() -> None:
+        receiver = Receiver()
+        notifier = Notifier([destination("hook", "webhook", receiver.url)])
+        async with receiver, notifier:
+            notifier.submit(alert())
+            notifier.submit(alert())
+            notifier.submit(alert(state="resolved"))
+            assert await notifier.join(5)
+        assert [body["state"] for body in receiver.delivered] == ["firing", "resolved"]
+
+    run(scenario())
+
+
+def test_webhook_url_never_appears_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    replies = [Reply(500), Reply(429), Reply(504, delay=1.0), Reply(404)]
+
+    async def scenario() -> None:
+        receiver = Receiver(replies)
+        never = Receiver()  # refuses every connection
+        try:
+            destinations = [
+                destination("billing-slack", "slack", receiver.url, timeout_seconds=0.3),
+                destination("refused", "discord", never.url),
+            ]
+            async with Notifier(destinations, retry=FAST) as notifier:
+                notifier.submit(alert("queue:billing"))
+                notifier.submit(alert("queue:support"))
+                await asyncio.sleep(0.2)
+                await receiver.listen()
+                await receiver.wait_delivered(1, timeout=5)
+            assert [request.status for request in receiver.requests] == [500, 429, 504, 404, 200]
+        finally:
+            await receiver.stop()
+            await never.stop()
+
+    run(scenario())
+    formatter = logging.Formatter("%(name)s %(message)s")
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    assert "billing-slack" in logged
+    assert "refused" in logged
+    assert "HTTP 500" in logged
+    assert "timeout" in logged
+    assert "alerts not delivered" in logged
+    assert SECRET not in logged
+    assert "/hooks/" not in logged
+
+
+def test_destination_hides_its_url() -> None:
+    chat = destination("ops", "slack", f"https://hooks.slack.com/services/{SECRET}")
+    assert SECRET not in repr(chat) + str(chat) + chat.model_dump_json()
+    assert chat.url.get_secret_value().endswith(SECRET)
+    with pytest.raises(ValidationError) as error:
+        destination("ops", "slack", f"ftp://hooks.example.com/{SECRET}")
+    assert SECRET not in str(error.value)
+    with pytest.raises(ValidationError):
+        ChatDestination.model_validate({"name": "x", "kind": "irc", "url": "https://x"})
+
+
+# --- wording and escaping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "label"),
+    [
+        ("all", "All queues"),
+        ("queue:billing", "Billing queue"),
+        ("priority:P1", "P1 priority"),
+        ("channel:email", "Email channel"),
+        ("tag:refund", "tag:refund"),
+    ],
+)
+def test_scope_label(scope: str, label: str) -> None:
+    assert scope_label(scope) == label
+
+
+def test_plain_text_reads_like_the_chat_message() -> None:
+    firing = alert(summary=f"billing: inflow 214/day now exceeds outflow 188/day ({DASHBOARD})")
+    assert plain_text(firing, DASHBOARD) == (
+        "Firing: inflow above outflow in Billing queue\n"
+        "billing: inflow 214/day now exceeds outflow 188/day\n"
+        f"Dashboard: {DASHBOARD}"
+    )
+    resolved = plain_text(alert("all", "resolved"), None)
+    assert resolved.startswith("Resolved: inflow above outflow in All queues\n")
+    assert "Dashboard" not in resolved
+
+
+def test_render_is_json() -> None:
+    for kind in get_args(Kind):
+        json.dumps(render(alert(), kind, None))
+
+
+tricky = st.lists(
+    st.sampled_from(["@", "<", ">", "!", "&", "channel", "HERE", "all", "everyone", "users/", " "])
+).map("".join)
+
+
+@given(st.one_of(tricky, st.text()))
+def test_escaping_never_leaves_a_mention(text: str) -> None:
+    for escaped in (break_mentions(text), escape_slack(text), escape_google_chat(text)):
+        assert not MENTION.search(escaped)
+    assert break_mentions(text).replace(ZERO_WIDTH_SPACE, "") == text.replace(ZERO_WIDTH_SPACE, "")
+    assert not re.search("[<>]", escape_slack(text))
+    assert "<users/" not in escape_google_chat(text)
