@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DURATION ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench schemas clean
+.PHONY: setup services demo test lint bench schemas clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,24 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/flowgauge demo $(if $(DURATION),--duration $(DURATION))
 
-test: setup
+test: setup services
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Programs some tests run (prometheus, promtool, amtool, kcat): installed with apt-get when
+# missing and running as root. Otherwise nothing fails here: those tests skip (or fail under
+# FLOWGAUGE_REQUIRE_SERVICES=1, as in .ci/run).
+SERVICE_PROGRAMS := prometheus promtool amtool kcat
+SERVICE_PACKAGES := prometheus prometheus-alertmanager kcat
+services:
+	@missing=$$(for p in $(SERVICE_PROGRAMS); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $(SERVICE_PACKAGES) for:" $$missing; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $(SERVICE_PACKAGES); } >/dev/null 2>&1 \
+	      || echo "apt-get could not install them; the tests that need them skip"; \
+	  else echo "missing" $$missing "(not root): the tests that need them skip"; fi; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check streams tests
