@@ -4,6 +4,11 @@ Transitions are held back until their boundary settles, then applied in event
 time order, so the index always describes the scope exactly as of the last
 settled boundary. Band counts, the oldest age and percentiles are bisections
 of the sorted first-open times: no scan of the open tickets.
+
+SLA states change between events too (a clock runs out with nothing happening),
+so each open ticket's next crossing sits in a second heap, merged with the
+transitions in time order; a crossing goes first when both fall on one instant.
+Only scope ``all`` keeps the ``ticket.sla`` records: it holds every ticket once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from streams.ticket import CLOSING_KINDS, OPENING_KINDS, Kind, Transition
+from streams.sla import Clock, SlaChange, SlaPolicy, SlaState, Target
+from streams.ticket import ALL_SCOPE, CLOSING_KINDS, OPENING_KINDS, Kind, Transition
 from streams.timeline import US_PER_SECOND
 
 HOUR = 3600
@@ -30,6 +36,8 @@ BANDS: tuple[tuple[str, int, int | None], ...] = (
     ("age_ge_30d", 30 * DAY, None),
 )
 PERCENTILES = (50, 85, 95)
+COUNTED_STATES = (SlaState.AT_RISK, SlaState.BREACHED)
+NO_STATES: dict[Target, SlaState | None] = dict.fromkeys(Target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +50,17 @@ class AgingSnapshot:
     untouched: int
     percentiles: dict[int, int]
     oldest_open_us: int | None
+    sla: dict[Target, dict[SlaState, int]]
+    sla_changes: tuple[SlaChange, ...] = ()
 
 
 @dataclass(slots=True)
 class OpenTicket:
     first_open_us: int
     replied: bool
+    clock: Clock | None = None
+    states: dict[Target, SlaState | None] = field(default_factory=lambda: dict(NO_STATES))
+    version: int = 0
 
 
 @dataclass(slots=True)
@@ -61,38 +74,97 @@ class ScopeAging:
     # applied in event-time order, ties in arrival order.
     pending: list[tuple[int, int, Transition]] = field(default_factory=list)
     arrivals: int = 0
+    # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
+    crossings: list[tuple[int, int, str, int]] = field(default_factory=list)
+    scheduled: int = 0
+    sla_counts: dict[tuple[Target, SlaState], int] = field(default_factory=dict)
+    sla_changes: list[SlaChange] = field(default_factory=list)
 
-    def add(self, transition: Transition) -> None:
+    def add(self, transition: Transition, policy: SlaPolicy) -> None:
         if self.settled_us is not None and transition.at_us <= self.settled_us:
-            self._apply(transition)  # late: it still counts from now on
+            self._apply(transition, policy)  # late: it still counts from now on
         else:
             heapq.heappush(self.pending, (transition.at_us, self.arrivals, transition))
             self.arrivals += 1
 
-    def settle(self, as_of_us: int) -> AgingSnapshot:
-        """Apply every held transition stamped <= ``as_of_us``; the scope's age as of then."""
-        while self.pending and self.pending[0][0] <= as_of_us:
-            self._apply(heapq.heappop(self.pending)[2])
+    def settle(self, as_of_us: int, policy: SlaPolicy) -> AgingSnapshot:
+        """Apply every transition and SLA crossing up to ``as_of_us``; the scope as of then."""
+        while True:
+            transition_at = self.pending[0][0] if self.pending else None
+            crossing_at = self.crossings[0][0] if self.crossings else None
+            if (
+                crossing_at is not None
+                and crossing_at <= as_of_us
+                and (transition_at is None or crossing_at <= transition_at)
+            ):
+                self._cross(heapq.heappop(self.crossings), policy)
+            elif transition_at is not None and transition_at <= as_of_us:
+                self._apply(heapq.heappop(self.pending)[2], policy)
+            else:
+                break
         self.settled_us = as_of_us
         return self._snapshot(as_of_us)
 
-    def _apply(self, transition: Transition) -> None:
+    def _apply(self, transition: Transition, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id
         current = self.tickets.get(ticket_id)
         if transition.kind in OPENING_KINDS and current is None:
             replied = (
                 transition.replied_us is not None and transition.replied_us <= transition.at_us
             )
-            self.tickets[ticket_id] = OpenTicket(transition.first_open_us, replied)
+            current = self.tickets[ticket_id] = OpenTicket(transition.first_open_us, replied)
+            if transition.prior is not None:
+                current.states = transition.prior.states(policy)
+                self._count(current.states, 1)
             self.first_opens.add(transition.first_open_us)
             self.untouched += not replied
-        elif transition.kind in CLOSING_KINDS and current is not None:
+        elif current is None:
+            return
+        elif transition.kind is Kind.REPLIED and not current.replied:
+            current.replied = True
+            self.untouched -= 1
+        if transition.clock is not None:
+            current.clock = transition.clock
+            self._update_sla(ticket_id, current, transition.at_us, policy)
+        if transition.kind in CLOSING_KINDS:
             del self.tickets[ticket_id]
             self.first_opens.remove(current.first_open_us)
             self.untouched -= not current.replied
-        elif transition.kind is Kind.REPLIED and current is not None and not current.replied:
-            current.replied = True
-            self.untouched -= 1
+            self._count(current.states, -1)
+
+    def _cross(self, crossing: tuple[int, int, str, int], policy: SlaPolicy) -> None:
+        at_us, _, ticket_id, version = crossing
+        ticket = self.tickets.get(ticket_id)
+        if ticket is not None and ticket.version == version:
+            self._update_sla(ticket_id, ticket, at_us, policy)
+
+    def _update_sla(
+        self, ticket_id: str, ticket: OpenTicket, at_us: int, policy: SlaPolicy
+    ) -> None:
+        """Bring the ticket's SLA states to ``at_us``, keep the changes, schedule the next one."""
+        assert ticket.clock is not None
+        clock = ticket.clock.advanced(at_us, policy)
+        states = clock.states(policy)
+        for target, state in states.items():
+            if state is not None and state != ticket.states[target] and self.scope == ALL_SCOPE:
+                due = clock.due_us(target, policy)
+                self.sla_changes.append(SlaChange(ticket_id, target, state, due, clock.at_us))
+        self._count(ticket.states, -1)
+        self._count(states, 1)
+        ticket.states = states
+        ticket.version += 1
+        for target in Target:
+            crossing = clock.next_crossing(target, policy)
+            if crossing is not None:
+                entry = (crossing, self.scheduled, ticket_id, ticket.version)
+                heapq.heappush(self.crossings, entry)
+                self.scheduled += 1
+
+    def _count(self, states: dict[Target, SlaState | None], sign: int) -> None:
+        for target, state in states.items():
+            if state in COUNTED_STATES:
+                key = (target, state)
+                self.sla_counts[key] = self.sla_counts.get(key, 0) + sign
 
     def _snapshot(self, as_of_us: int) -> AgingSnapshot:
         opens = self.first_opens
@@ -104,9 +176,12 @@ class ScopeAging:
             for p in PERCENTILES
         }
         first = opens[0] if count else None
+        sla = {t: {s: self.sla_counts.get((t, s), 0) for s in COUNTED_STATES} for t in Target}
+        changes, self.sla_changes = tuple(self.sla_changes), []
         return AgingSnapshot(
-            as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first
-        )
+            as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first, sla,
+            changes,
+        )  # fmt: skip
 
     def _count_aged(self, as_of_us: int, lo: int, hi: int | None) -> int:
         """Open tickets whose age is in [lo, hi) seconds: first opened in (B - hi, B - lo]."""

@@ -25,7 +25,7 @@ from streams.alerts import describe
 from streams.config import FlowgaugeConfig
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
-from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord
+from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord, SlaRecord
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
     Message,
@@ -40,7 +40,16 @@ from streams.stages import (
 )
 from streams.tables import PartitionedTable
 from streams.timeline import US_PER_SECOND, parse_duration
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, bootstrap, ensure_topics
+from streams.topics import (
+    AGING,
+    ALERTS,
+    DEAD_LETTERS,
+    FLOW,
+    INPUT,
+    SLA,
+    bootstrap,
+    ensure_topics,
+)
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
@@ -85,7 +94,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         )  # fmt: skip
 
     events, dead_letters = raw(INPUT), raw(DEAD_LETTERS)
-    flow_out, aging_out, alerts_out = raw(FLOW), raw(AGING), raw(ALERTS)
+    flow_out, aging_out, alerts_out, sla_out = raw(FLOW), raw(AGING), raw(ALERTS), raw(SLA)
     deltas = app.topic(
         f"{config.app_id}-{DELTAS}",
         partitions=partitions,
@@ -107,7 +116,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
 
     @app.task
     async def track_produced_topics() -> None:
-        produced = [t.get_topic_name() for t in (dead_letters, flow_out, aging_out, alerts_out)]
+        outputs = (dead_letters, flow_out, aging_out, alerts_out, sla_out)
+        produced = [t.get_topic_name() for t in outputs]
         produced += [deltas.get_topic_name(), *sorted(app.tables.changelog_topics)]
         await track_topics(app.producer, produced)
 
@@ -121,7 +131,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 for e in batch
             ]
             result = run_ticket_batch(
-                messages, lambda key: tickets.get(key.encode()), newest, grace_us
+                messages, lambda key: tickets.get(key.encode()), newest, grace_us, settings.sla
             )
             sends: list[Any] = [
                 await deltas.send(key=d.scope.encode(), value=d, force=True)
@@ -189,7 +199,9 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     if fresh:
                         changed[name] = scope
                         emitted += fresh
-            await _acked(await _publish(emitted, Outputs(flow_out, aging_out, alerts_out), config))
+            await _acked(
+                await _publish(emitted, Outputs(flow_out, aging_out, alerts_out, sla_out), config)
+            )
             for name, scope in changed.items():
                 scopes.put(scope.partition, name.encode(), scope)
             for partition, record in touched.items():
@@ -274,6 +286,7 @@ class Outputs:
     flow: faust.TopicT
     aging: faust.TopicT
     alerts: faust.TopicT
+    sla: faust.TopicT
 
 
 async def _publish(emitted: Iterable[Emitted], out: Outputs, config: FlowgaugeConfig) -> list[Any]:
@@ -286,6 +299,12 @@ async def _publish(emitted: Iterable[Emitted], out: Outputs, config: FlowgaugeCo
         if item.aging is not None:
             aging = AgingRecord.of(item.aging).to_bytes()
             sends.append(await out.aging.send(key=key, value=aging, force=True))
+            for change in item.aging.sla_changes:
+                sla = SlaRecord.of(change)
+                value = sla.to_bytes()
+                sends.append(
+                    await out.sla.send(key=sla.ticket_id.encode(), value=value, force=True)
+                )
         if item.alert is not None:
             summary = describe(item.alert, item.flow, config.dashboard_url)
             alert = AlertRecord.of(item.alert, summary)

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--step", help="boundary step (default FLOWGAUGE_STEP or 5m)")
     report.add_argument("--output", type=Path, help="CSV file (default: standard output)")
     report.add_argument("--alerts", type=Path, help="also write alert transitions as CSV here")
+    report.add_argument("--sla-events", type=Path, help="also write ticket.sla records as CSV here")
     report.set_defaults(run=_report)
 
     schemas = commands.add_parser("schemas", help="write schemas/ from the record models")
@@ -77,7 +78,7 @@ def _config(**overrides: object) -> FlowgaugeConfig:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from streams.report import run, write_alerts, write_rows
+    from streams.report import run, write_alerts, write_rows, write_sla_events
 
     config = _config(step=args.step)
     try:
@@ -92,9 +93,10 @@ def _report(args: argparse.Namespace) -> int:
             write_rows(out, emitted, settings)
     else:
         write_rows(sys.stdout, emitted, settings)
-    if args.alerts:
-        with args.alerts.open("w", newline="") as out:
-            write_alerts(out, emitted)
+    for path, write in ((args.alerts, write_alerts), (args.sla_events, write_sla_events)):
+        if path:
+            with path.open("w", newline="") as out:
+                write(out, emitted)
     for number, reason in counters.invalid:
         print(f"{args.events}:{number}: skipped: {reason}", file=sys.stderr)
     print(

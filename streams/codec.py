@@ -17,6 +17,7 @@ from streams.aging import AgingSnapshot, OpenTicket, ScopeAging
 from streams.alerts import AlertState, AlertTransition, InflowAboveOutflow
 from streams.flow import FlowSnapshot, ScopeFlow
 from streams.scope import Emitted, ScopeState
+from streams.sla import Clock, SlaChange, SlaState, Target, TargetClock, Targets
 from streams.stages import PartitionRecord, Progress, ScopeDelta, ScopeRecord
 from streams.ticket import Kind, Status, Ticket, Transition
 from streams.watermark import PartitionProgress, Watermarks
@@ -44,6 +45,12 @@ _STATE_CLASSES: tuple[type, ...] = (
     PartitionProgress,
     Watermarks,
     SortedList,
+    Clock,
+    TargetClock,
+    Targets,
+    Target,
+    SlaState,
+    SlaChange,
 )
 _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool"}
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -18,6 +20,7 @@ from pydantic_settings import (
 from streams.alerts import CrossingPolicy
 from streams.flow import Windows
 from streams.scope import Settings
+from streams.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
 from streams.timeline import US_PER_SECOND, parse_duration
 
 
@@ -36,6 +39,73 @@ class CrossingConfig(BaseModel):
     min_volume: int = Field(default=10, ge=0)
     sustain: int = Field(default=3, ge=1)
     clear: int = Field(default=3, ge=1)
+
+
+class TargetsConfig(BaseModel):
+    """Business time; ``d`` is a business day (24 h, or a calendar day's working hours)."""
+
+    first_response: Duration
+    resolution: Duration
+
+    def targets(self) -> Targets:
+        return Targets(
+            parse_duration(self.first_response) * US_PER_SECOND,
+            parse_duration(self.resolution) * US_PER_SECOND,
+        )
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class CalendarConfig(BaseModel):
+    timezone: str = "UTC"
+    weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+    start: time = time(9)
+    end: time = time(17)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    def calendar(self) -> Calendar:
+        if self.end <= self.start or not self.weekdays:
+            raise ValueError("a calendar needs weekdays and an end after its start")
+        days = frozenset(WEEKDAYS.index(day) for day in self.weekdays)
+        return Calendar(self.timezone, days, self.start, self.end)
+
+
+def _default_priorities() -> dict[str, TargetsConfig]:
+    def seconds(us: int) -> str:
+        return f"{us // US_PER_SECOND}s"
+
+    return {
+        priority: TargetsConfig(
+            first_response=seconds(t.first_response_us), resolution=seconds(t.resolution_us)
+        )
+        for priority, t in DEFAULT_TARGETS.items()
+    }
+
+
+class SlaConfig(BaseModel):
+    """SLA targets per priority, optional per queue; see README "SLA clocks"."""
+
+    priorities: dict[str, TargetsConfig] = Field(default_factory=_default_priorities)
+    queues: dict[str, dict[str, TargetsConfig]] = Field(default_factory=dict)
+    at_risk_share: float = Field(default=0.25, gt=0, lt=1)
+    calendar: CalendarConfig | None = None
+    pause_statuses: list[Literal["pending", "on_hold"]] = ["pending", "on_hold"]
+
+    def policy(self) -> SlaPolicy:
+        return SlaPolicy(
+            {p: t.targets() for p, t in self.priorities.items()},
+            {q: {p: t.targets() for p, t in by.items()} for q, by in self.queues.items()},
+            self.at_risk_share,
+            self.calendar.calendar() if self.calendar else None,
+            frozenset(self.pause_statuses),
+        )
 
 
 class AlertsConfig(BaseModel):
@@ -66,6 +136,7 @@ class FlowgaugeConfig(BaseSettings):
     log_level: str = "warning"
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()
+    sla: SlaConfig = SlaConfig()
 
     @field_validator("windows", mode="before")
     @classmethod
@@ -116,4 +187,4 @@ class FlowgaugeConfig(BaseSettings):
         policy = CrossingPolicy(
             crossing.window, crossing.min_volume, crossing.sustain, crossing.clear
         )
-        return Settings(windows, policy, track_aging)
+        return Settings(windows, policy, track_aging, self.sla.policy())

@@ -16,6 +16,7 @@ from streams.aging import BANDS, AgingSnapshot
 from streams.alerts import AlertTransition
 from streams.events import TicketEvent
 from streams.flow import FlowSnapshot
+from streams.sla import SlaChange
 from streams.timeline import iso
 
 
@@ -62,6 +63,9 @@ class AgingRecord(Record):
     p50_age_seconds: int
     p85_age_seconds: int
     p95_age_seconds: int
+    sla: dict[str, dict[str, int]] = Field(
+        description="open tickets at_risk and breached, per target (first_response, resolution)"
+    )
 
     @classmethod
     def of(cls, snapshot: AgingSnapshot) -> AgingRecord:
@@ -75,6 +79,30 @@ class AgingRecord(Record):
             p50_age_seconds=snapshot.percentiles[50],
             p85_age_seconds=snapshot.percentiles[85],
             p95_age_seconds=snapshot.percentiles[95],
+            sla={
+                target.value: {state.value: count for state, count in counts.items()}
+                for target, counts in snapshot.sla.items()
+            },
+        )
+
+
+class SlaRecord(Record):
+    """``ticket.sla``, key = ticket_id: one SLA clock entered a state."""
+
+    ticket_id: str
+    target: Literal["first_response", "resolution"]
+    state: Literal["at_risk", "breached", "met"]
+    due_at: str = Field(description="when the target is (or was) used up, ISO 8601 UTC")
+    as_of: str = Field(description="the instant the state changed, ISO 8601 UTC")
+
+    @classmethod
+    def of(cls, change: SlaChange) -> SlaRecord:
+        return cls(
+            ticket_id=change.ticket_id,
+            target=change.target.value,
+            state=change.state.value,
+            due_at=iso(change.due_us),
+            as_of=iso(change.as_of_us),
         )
 
 
@@ -163,6 +191,17 @@ EXAMPLES: dict[str, BaseModel] = {
         p50_age_seconds=7200,
         p85_age_seconds=90000,
         p95_age_seconds=90000,
+        sla={
+            "first_response": {"at_risk": 1, "breached": 0},
+            "resolution": {"at_risk": 0, "breached": 1},
+        },
+    ),
+    "sla": SlaRecord(
+        ticket_id="T1",
+        target="first_response",
+        state="breached",
+        due_at="2026-03-02T08:33:00Z",
+        as_of="2026-03-02T08:33:00Z",
     ),
     "alert": AlertRecord(
         alert_id="inflow_above_outflow:queue:billing:2026-03-02T14:00:00Z:firing",

@@ -41,7 +41,7 @@ class LocalPipeline:
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
-        applied = apply_event(self.tickets.get(event.ticket_id), event)
+        applied = apply_event(self.tickets.get(event.ticket_id), event, self.settings.sla)
         if applied is None:  # a repeat is ignored entirely, watermark included
             self.counters.duplicates += 1
             return
@@ -137,3 +137,16 @@ def write_alerts(out: IO[str], emitted: list[Emitted]) -> None:
         if item.alert is not None:
             alert = item.alert
             writer.writerow([iso(alert.at_us), alert.rule, alert.scope, alert.state.value])
+
+
+SLA_COLUMNS = ["ticket_id", "target", "state", "due_at", "as_of"]
+
+
+def write_sla_events(out: IO[str], emitted: list[Emitted]) -> None:
+    """The ``ticket.sla`` records in the order they happened (scope ``all`` holds them)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SLA_COLUMNS)
+    for item in emitted:
+        for change in item.aging.sla_changes if item.aging is not None else ():
+            due, as_of = iso(change.due_us), iso(change.as_of_us)
+            writer.writerow([change.ticket_id, change.target.value, change.state.value, due, as_of])

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from streams.aging import AgingSnapshot, ScopeAging
 from streams.alerts import AlertTransition, CrossingPolicy, InflowAboveOutflow, crossing_applies
 from streams.flow import FlowSnapshot, ScopeFlow, Windows
-from streams.ticket import Kind, Transition
+from streams.sla import SlaPolicy
+from streams.ticket import FLOW_KINDS, Transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class Settings:
     windows: Windows
     crossing: CrossingPolicy = field(default_factory=CrossingPolicy)
     track_aging: bool = True
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +54,18 @@ class ScopeState:
     def add(self, transition: Transition, settings: Settings) -> bool:
         """Count one transition; True when it is late for this scope."""
         if self.aging is not None:
-            self.aging.add(transition)
-        if transition.kind is Kind.REPLIED:
+            self.aging.add(transition, settings.sla)
+        if transition.kind not in FLOW_KINDS:
             return False
         return self.flow.add(transition.kind, transition.at_us, settings.windows)
 
     def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
         for snapshot in self.flow.emit_through(limit, settings.windows):
-            aging = self.aging.settle(snapshot.as_of_us) if self.aging is not None else None
+            aging = (
+                self.aging.settle(snapshot.as_of_us, settings.sla)
+                if self.aging is not None
+                else None
+            )
             alert = self.crossing.evaluate(snapshot, settings.crossing) if self.crossing else None
             yield Emitted(snapshot, aging, alert)
 

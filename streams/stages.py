@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 from streams.events import EventType, InvalidEvent, parse_event
 from streams.scope import Emitted, ScopeState, Settings
+from streams.sla import Clock, SlaPolicy
 from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
 from streams.watermark import Watermarks
 
-# An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us).
-Entry = tuple[int, int, int, str, int, int | None]
+# An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us,
+# SLA clocks after and before the event).
+Entry = tuple[int, int, int, str, int, int | None, Clock | None, Clock | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ def run_ticket_batch(
     lookup: Callable[[str], Ticket | None],
     newest: dict[int, int],
     grace_us: int,
+    policy: SlaPolicy,
 ) -> TicketBatch:
     """Apply a batch of input messages; ``newest`` (per partition) is updated in place."""
     batch = TicketBatch()
@@ -92,7 +95,7 @@ def run_ticket_batch(
         at = event.occurred_us
         partition = message.partition
         known = batch.changed.get(event.ticket_id)
-        applied = apply_event(known[1] if known else lookup(event.ticket_id), event)
+        applied = apply_event(known[1] if known else lookup(event.ticket_id), event, policy)
         if applied is None:  # a repeat is ignored entirely, watermark included
             batch.duplicates += 1
             continue
@@ -115,6 +118,8 @@ def run_ticket_batch(
                     transition.ticket_id,
                     transition.first_open_us,
                     transition.replied_us,
+                    transition.clock,
+                    transition.prior,
                 )
             )
             if transition.scope == ALL_SCOPE and transition.kind in _LIFECYCLE:
@@ -193,9 +198,11 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
     if delta.seen_us is not None:
         record.state.flow.see(delta.seen_us)
     late = 0
-    for offset, kind, at, ticket_id, first_open, replied in delta.entries:
+    for offset, kind, at, ticket_id, first_open, replied, clock, prior in delta.entries:
         if offset > done:
-            transition = Transition(delta.scope, Kind(kind), at, ticket_id, first_open, replied)
+            transition = Transition(
+                delta.scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior
+            )
             late += record.state.add(transition, settings)
     record.applied[delta.source_partition] = delta.last_offset
     return late

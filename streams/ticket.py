@@ -17,6 +17,7 @@ from streams.events import (
     EventType,
     TicketEvent,
 )
+from streams.sla import Clock, SlaPolicy, settle_clock
 
 ALL_SCOPE = "all"
 DIMENSIONS = ("queue", "priority", "channel")
@@ -28,6 +29,7 @@ class Kind(IntEnum):
     TRANSFER_IN = 2
     TRANSFER_OUT = 3
     REPLIED = 4
+    CLOCK = 5  # an SLA clock paused, resumed or was re-targeted
 
 
 FLOW_KINDS = (Kind.INFLOW, Kind.OUTFLOW, Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
@@ -50,6 +52,8 @@ class Transition:
     ticket_id: str
     first_open_us: int
     replied_us: int | None
+    clock: Clock | None = None
+    prior: Clock | None = None  # the clocks just before the event, for a ticket (re)entering
 
 
 @dataclass(slots=True)
@@ -63,6 +67,8 @@ class Ticket:
     first_open_us: int | None = None
     opened_us: int | None = None
     replied_us: int | None = None
+    paused: bool = False
+    clock: Clock | None = None
     seen: set[str] = field(default_factory=set)
 
     def scopes(self) -> tuple[str, ...]:
@@ -75,7 +81,7 @@ class Ticket:
 
 
 def apply_event(
-    ticket: Ticket | None, event: TicketEvent
+    ticket: Ticket | None, event: TicketEvent, policy: SlaPolicy
 ) -> tuple[Ticket, list[Transition]] | None:
     """Apply one event; ``None`` when (ticket_id, event_id) was applied before."""
     if ticket is None:
@@ -84,21 +90,64 @@ def apply_event(
         return None
     ticket.seen.add(event.event_id)
     at = event.occurred_us
+    prior = _clock_at(ticket, at, policy)
     before = ticket.scopes()
     _apply_attributes(ticket, event)
     after = ticket.scopes()
-    changes: list[Transition] = []
-    if ticket.status is Status.OPEN:
-        changes += _transfers(ticket, before, after, at, event.ticket_id)
+    was_open = ticket.status is Status.OPEN
     replied_now = _record_reply(ticket, event, at)
     kind = _apply_lifecycle(ticket, event.type, at)
+    _apply_pause(ticket, event, policy)
+    ticket.clock = settle_clock(
+        prior,
+        policy,
+        open_=ticket.status is Status.OPEN,
+        paused=ticket.paused,
+        replied=ticket.replied_us is not None,
+        targets=policy.targets(ticket.queue, ticket.priority),
+    )
+    stamp = _Stamp(event.ticket_id, prior, ticket.clock)
+    changes: list[Transition] = []
+    if was_open:
+        changes += _transfers(ticket, before, after, at, stamp)
     if kind is None and replied_now and ticket.status is Status.OPEN:
         kind = Kind.REPLIED
         # A reply stamped before the ticket's opening touches it from the opening on.
         at = max(at, ticket.opened_us or at)
+    if kind is None and ticket.status is Status.OPEN and _runs_differently(prior, ticket.clock):
+        kind = Kind.CLOCK
     if kind is not None:
-        changes += [_transition(ticket, scope, kind, at, event.ticket_id) for scope in after]
+        changes += [_transition(ticket, scope, kind, at, stamp) for scope in after]
     return ticket, changes
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    ticket_id: str
+    prior: Clock
+    clock: Clock
+
+
+def _clock_at(ticket: Ticket, at: int, policy: SlaPolicy) -> Clock:
+    """The ticket's clocks at the event, before it applies; they never run backwards."""
+    if ticket.clock is None:
+        return Clock(at, policy.targets(ticket.queue, ticket.priority))
+    return ticket.clock.advanced(at, policy)
+
+
+def _apply_pause(ticket: Ticket, event: TicketEvent, policy: SlaPolicy) -> None:
+    if event.type is EventType.STATUS_CHANGED and event.status is not None:
+        ticket.paused = event.status in policy.pause_statuses
+    elif event.type is EventType.REOPENED:
+        ticket.paused = False
+
+
+def _runs_differently(prior: Clock, clock: Clock) -> bool:
+    return (
+        prior.targets != clock.targets
+        or prior.response.running != clock.response.running
+        or prior.resolution.running != clock.resolution.running
+    )
 
 
 def _apply_attributes(ticket: Ticket, event: TicketEvent) -> None:
@@ -111,13 +160,13 @@ def _apply_attributes(ticket: Ticket, event: TicketEvent) -> None:
 
 
 def _transfers(
-    ticket: Ticket, before: tuple[str, ...], after: tuple[str, ...], at: int, ticket_id: str
+    ticket: Ticket, before: tuple[str, ...], after: tuple[str, ...], at: int, stamp: _Stamp
 ) -> list[Transition]:
     moves: list[Transition] = []
     for old, new in zip(before, after, strict=True):
         if old != new:
-            moves.append(_transition(ticket, old, Kind.TRANSFER_OUT, at, ticket_id))
-            moves.append(_transition(ticket, new, Kind.TRANSFER_IN, at, ticket_id))
+            moves.append(_transition(ticket, old, Kind.TRANSFER_OUT, at, stamp))
+            moves.append(_transition(ticket, new, Kind.TRANSFER_IN, at, stamp))
     return moves
 
 
@@ -147,6 +196,8 @@ def _apply_lifecycle(ticket: Ticket, kind: EventType, at: int) -> Kind | None:
     return Kind.INFLOW
 
 
-def _transition(ticket: Ticket, scope: str, kind: Kind, at: int, ticket_id: str) -> Transition:
+def _transition(ticket: Ticket, scope: str, kind: Kind, at: int, stamp: _Stamp) -> Transition:
     first_open = ticket.first_open_us if ticket.first_open_us is not None else at
-    return Transition(scope, kind, at, ticket_id, first_open, ticket.replied_us)
+    return Transition(
+        scope, kind, at, stamp.ticket_id, first_open, ticket.replied_us, stamp.clock, stamp.prior
+    )

@@ -16,7 +16,8 @@ DEAD_LETTERS = "ticket-events.dlq"
 FLOW = "backlog.flow"
 AGING = "backlog.aging"
 ALERTS = "backlog.alerts"
-PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS)
+SLA = "ticket.sla"
+PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA)
 
 log = logging.getLogger(__name__)
 

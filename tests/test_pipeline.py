@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
 from streams.producer import message_key
-from streams.records import AgingRecord, FlowRecord
+from streams.records import AgingRecord, FlowRecord, SlaRecord
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
 from streams.timeline import iso
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, SLA
 from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 
@@ -47,6 +48,7 @@ class Expected:
     flow: dict[tuple[str, str], dict]
     aging: dict[tuple[str, str], dict]
     alerts: dict[str, dict]
+    sla: list[dict]
 
 
 def expected_from_report(lines: list[bytes]) -> Expected:
@@ -54,10 +56,16 @@ def expected_from_report(lines: list[bytes]) -> Expected:
     flow = [FlowRecord.of(item.flow).model_dump() for item in emitted]
     aging = [AgingRecord.of(item.aging).model_dump() for item in emitted if item.aging]
     alerts = [(item.alert, item.flow) for item in emitted if item.alert]
+    sla = [
+        SlaRecord.of(change).model_dump()
+        for item in emitted
+        for change in (item.aging.sla_changes if item.aging else ())
+    ]
     return Expected(
         {(r["as_of"], r["scope"]): r for r in flow},
         {(r["as_of"], r["scope"]): r for r in aging},
         {a.alert_id: {"state": a.state.value, "at": iso(a.at_us)} for a, _ in alerts},
+        sla,
     )
 
 
@@ -108,6 +116,11 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
             assert record == rows[(record["as_of"], record["scope"])]
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
+    assert wanted.sla, "the fixture should exercise the SLA clocks"
+    sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=len(wanted.sla))]
+    assert {json.dumps(r, sort_keys=True) for r in sla} == {
+        json.dumps(r, sort_keys=True) for r in wanted.sla
+    }
     last_all = max((k for k in expected if k[1] == "all"), key=lambda k: k[0])
     scopeless = {"queue": "", "priority": "", "channel": ""}
     assert gauge(running, "flowgauge_open_tickets", **scopeless) == expected[last_all]["open"]
@@ -129,6 +142,10 @@ def test_workers_publish_exactly_what_report_computes(
     with workers(broker, tmp_path, count, **STEP) as running:
         publish(broker, lines)
         check_against_report(broker, lines, running)
+        # Without a crash, each SLA change goes out exactly once.
+        sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=1, quiet=0.5)]
+        key = itemgetter("ticket_id", "target", "state", "as_of")
+        assert sorted(map(key, sla)) == sorted(map(key, expected_from_report(lines).sla))
         assert gauge(running, "flowgauge_events_dead_lettered_total") == 8
         assert gauge(running, "flowgauge_events_duplicate_total") == 91
 

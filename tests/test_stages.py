@@ -51,7 +51,8 @@ def stream_rows(lines: list[bytes], settings: Settings, batch: int) -> list[tupl
 
     messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
     for start in range(0, len(messages), batch):
-        result = run_ticket_batch(messages[start : start + batch], tickets.get, newest, GRACE_US)
+        chunk = messages[start : start + batch]
+        result = run_ticket_batch(chunk, tickets.get, newest, GRACE_US, settings.sla)
         tickets.update({key: ticket for key, (_, ticket) in result.changed.items()})
         scope_stage(list(result.progress.values()), list(result.deltas.values()))
     scope_stage([Progress(0, None, len(messages), idle=True)], [])

@@ -1,0 +1,209 @@
+"""SLA clocks: business hours, pauses, re-targets, reopens and transfers, worked by hand."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, time
+from itertools import count
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.config import FlowgaugeConfig
+from streams.report import run, write_sla_events
+from streams.scope import Settings
+from streams.sla import HOUR_US, Calendar, SlaPolicy, Targets
+from streams.timeline import to_us
+from tests.conftest import core_settings
+
+GRACE_US = 600 * 1_000_000
+MINUTE_US = 60 * 1_000_000
+BERLIN = Calendar("Europe/Berlin", frozenset(range(5)), time(9), time(17))
+BERLIN_ZONE = ZoneInfo("Europe/Berlin")
+_ids = count()
+
+
+def event(kind: str, at: str, ticket: str = "T1", **fields: object) -> bytes:
+    body = {"event_id": f"E{next(_ids)}", "type": kind, "ticket_id": ticket, "occurred_at": at}
+    return json.dumps(body | fields).encode()
+
+
+def sla_rows(lines: list[bytes], policy: SlaPolicy) -> list[list[str]]:
+    settings = Settings(core_settings(3600).windows, sla=policy)
+    emitted, _ = run(lines, settings, GRACE_US)
+    out = io.StringIO()
+    write_sla_events(out, emitted)
+    rows = [line.split(",") for line in out.getvalue().splitlines()]
+    assert rows[0] == ["ticket_id", "target", "state", "due_at", "as_of"]
+    return rows[1:]
+
+
+def aging_sla(lines: list[bytes], policy: SlaPolicy, scope: str, as_of: str) -> dict:
+    settings = Settings(core_settings(3600).windows, sla=policy)
+    emitted, _ = run(lines, settings, GRACE_US)
+    wanted = to_us(datetime.fromisoformat(as_of))
+    for item in emitted:
+        if item.aging is not None and item.flow.scope == scope and item.flow.as_of_us == wanted:
+            return {t.value: {s.value: n for s, n in c.items()} for t, c in item.aging.sla.items()}
+    raise AssertionError(f"no aging row for {scope} at {as_of}")
+
+
+def test_a_late_reply_stays_breached_and_a_timely_resolution_is_met() -> None:
+    lines = [
+        event("created", "2026-03-02T08:00:00Z", priority="P1"),
+        event("agent_replied", "2026-03-02T08:40:00Z"),
+        event("resolved", "2026-03-02T12:00:00Z"),
+    ]
+    # P1: first response 30 min (at risk after 22.5 min), resolution one day.
+    assert sla_rows(lines, SlaPolicy()) == [
+        ["T1", "first_response", "at_risk", "2026-03-02T08:30:00Z", "2026-03-02T08:22:30Z"],
+        ["T1", "first_response", "breached", "2026-03-02T08:30:00Z", "2026-03-02T08:30:00Z"],
+        ["T1", "resolution", "met", "2026-03-03T08:00:00Z", "2026-03-02T12:00:00Z"],
+    ]
+
+
+def test_business_hours_carry_the_clock_across_a_weekend() -> None:
+    policy = SlaPolicy(calendar=Calendar())  # Monday to Friday, 09:00-17:00 UTC
+    lines = [
+        event("created", "2026-03-06T16:00:00Z", priority="P2"),  # a Friday
+        event("customer_replied", "2026-03-11T17:30:00Z"),  # keeps the log running
+    ]
+    # First response 4 business hours: 1 h on Friday, 3 on Monday; at risk after 3 h.
+    # Resolution 3 business days = 24 working hours: Fri 1 + Mon 8 + Tue 8 + Wed 7.
+    assert sla_rows(lines, policy) == [
+        ["T1", "first_response", "at_risk", "2026-03-09T12:00:00Z", "2026-03-09T11:00:00Z"],
+        ["T1", "first_response", "breached", "2026-03-09T12:00:00Z", "2026-03-09T12:00:00Z"],
+        ["T1", "resolution", "at_risk", "2026-03-11T16:00:00Z", "2026-03-11T10:00:00Z"],
+        ["T1", "resolution", "breached", "2026-03-11T16:00:00Z", "2026-03-11T16:00:00Z"],
+    ]
+
+
+def test_pending_and_on_hold_pause_both_clocks() -> None:
+    lines = [
+        event("created", "2026-03-02T10:00:00Z", priority="P0"),
+        event("status_changed", "2026-03-02T10:05:00Z", status="pending"),
+        event("status_changed", "2026-03-02T11:00:00Z", status="open"),
+        event("status_changed", "2026-03-02T11:01:00Z", status="on_hold"),
+        event("status_changed", "2026-03-02T12:00:00Z", status="open"),
+        event("resolved", "2026-03-02T13:30:00Z"),
+    ]
+    # P0: 10 min / 2 h. Running 10:00-10:05, 11:00-11:01, then from 12:00 (6 min used);
+    # resolution at risk after 90 min used, so 84 min after 12:00.
+    assert sla_rows(lines, SlaPolicy()) == [
+        ["T1", "first_response", "at_risk", "2026-03-02T12:04:00Z", "2026-03-02T12:01:30Z"],
+        ["T1", "first_response", "breached", "2026-03-02T12:04:00Z", "2026-03-02T12:04:00Z"],
+        ["T1", "resolution", "at_risk", "2026-03-02T13:54:00Z", "2026-03-02T13:24:00Z"],
+        ["T1", "resolution", "met", "2026-03-02T13:54:00Z", "2026-03-02T13:30:00Z"],
+    ]
+
+
+def test_a_priority_change_keeps_the_time_used_and_moves_the_target() -> None:
+    lines = [
+        event("created", "2026-03-02T00:00:00Z", priority="P3"),
+        event("priority_changed", "2026-03-02T01:00:00Z", priority="P0"),
+        event("resolved", "2026-03-02T03:00:00Z"),
+    ]
+    # One hour used against P0's 10 minutes: breached at the change; resolution 2 h.
+    assert sla_rows(lines, SlaPolicy()) == [
+        ["T1", "first_response", "breached", "2026-03-02T01:00:00Z", "2026-03-02T01:00:00Z"],
+        ["T1", "resolution", "at_risk", "2026-03-02T02:00:00Z", "2026-03-02T01:30:00Z"],
+        ["T1", "resolution", "breached", "2026-03-02T02:00:00Z", "2026-03-02T02:00:00Z"],
+    ]
+
+
+def test_a_reopen_after_a_breach_does_not_report_it_again() -> None:
+    lines = [
+        event("created", "2026-03-02T00:00:00Z", priority="P0"),
+        event("agent_replied", "2026-03-02T00:05:00Z"),
+        event("resolved", "2026-03-02T03:00:00Z"),
+        event("reopened", "2026-03-02T04:00:00Z"),
+        event("resolved", "2026-03-02T05:00:00Z"),
+    ]
+    assert sla_rows(lines, SlaPolicy()) == [
+        ["T1", "first_response", "met", "2026-03-02T00:10:00Z", "2026-03-02T00:05:00Z"],
+        ["T1", "resolution", "at_risk", "2026-03-02T02:00:00Z", "2026-03-02T01:30:00Z"],
+        ["T1", "resolution", "breached", "2026-03-02T02:00:00Z", "2026-03-02T02:00:00Z"],
+    ]
+
+
+def test_a_reopen_after_a_met_resolution_resumes_its_clock() -> None:
+    lines = [
+        event("created", "2026-03-02T00:00:00Z", priority="P0"),
+        event("resolved", "2026-03-02T01:00:00Z"),
+        event("reopened", "2026-03-02T02:00:00Z"),
+        event("resolved", "2026-03-02T04:00:00Z"),
+    ]
+    # The hour while resolved does not count: 1 h used at the reopen, 30 min to risk.
+    rows = sla_rows(lines, SlaPolicy())
+    resolution = [row for row in rows if row[1] == "resolution"]
+    assert resolution == [
+        ["T1", "resolution", "met", "2026-03-02T02:00:00Z", "2026-03-02T01:00:00Z"],
+        ["T1", "resolution", "at_risk", "2026-03-02T03:00:00Z", "2026-03-02T02:30:00Z"],
+        ["T1", "resolution", "breached", "2026-03-02T03:00:00Z", "2026-03-02T03:00:00Z"],
+    ]
+
+
+def test_a_transfer_to_a_queue_with_its_own_policy_re_targets_the_clock() -> None:
+    vip = {"P3": Targets(HOUR_US, 4 * HOUR_US)}
+    policy = SlaPolicy(by_queue={"vip": vip})
+    lines = [
+        event("created", "2026-03-02T00:00:00Z", priority="P3", queue="general"),
+        event("transferred", "2026-03-02T00:30:00Z", queue="vip"),
+        event("customer_replied", "2026-03-02T02:00:00Z"),
+    ]
+    assert sla_rows(lines, policy)[:2] == [
+        ["T1", "first_response", "at_risk", "2026-03-02T01:00:00Z", "2026-03-02T00:45:00Z"],
+        ["T1", "first_response", "breached", "2026-03-02T01:00:00Z", "2026-03-02T01:00:00Z"],
+    ]
+    at_two = "2026-03-02T02:00:00+00:00"
+    assert aging_sla(lines, policy, "queue:vip", at_two)["first_response"]["breached"] == 1
+    assert aging_sla(lines, policy, "queue:general", at_two)["first_response"]["breached"] == 0
+    assert aging_sla(lines, policy, "all", at_two) == {
+        "first_response": {"at_risk": 0, "breached": 1},
+        "resolution": {"at_risk": 0, "breached": 0},
+    }
+
+
+def test_the_configured_policy_reaches_the_core() -> None:
+    config = FlowgaugeConfig.model_validate(
+        {
+            "sla": {
+                "queues": {"vip": {"P1": {"first_response": "5m", "resolution": "2d"}}},
+                "calendar": {"timezone": "Europe/Berlin", "weekdays": ["mon", "tue"]},
+                "at_risk_share": 0.5,
+            }
+        }
+    )
+    policy = config.core().sla
+    assert policy.calendar == Calendar("Europe/Berlin", frozenset({0, 1}), time(9), time(17))
+    # Two business days of a 09:00-17:00 calendar are 16 working hours.
+    assert policy.targets("vip", "P1") == Targets(5 * MINUTE_US, 16 * HOUR_US)
+    assert policy.targets("general", "P0") == Targets(10 * MINUTE_US, 2 * HOUR_US)
+    assert policy.at_risk_share == 0.5
+
+
+instants = st.datetimes(
+    min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+).map(to_us)
+
+
+@given(instants, st.integers(min_value=0, max_value=40 * HOUR_US))
+def test_advance_uses_up_exactly_the_business_time_asked_for(start: int, business: int) -> None:
+    end = BERLIN.advance(start, business)
+    assert BERLIN.working_us(start, end) == business
+    assert end == start or BERLIN.working_us(start, end - 1) < business
+
+
+@given(instants, st.integers(min_value=0, max_value=10 * 24 * 60))
+def test_working_time_equals_a_minute_by_minute_count(start: int, minutes: int) -> None:
+    start = start // MINUTE_US * MINUTE_US
+    end = start + minutes * MINUTE_US
+    counted = sum(MINUTE_US for m in range(minutes) if _is_working_minute(start + m * MINUTE_US))
+    assert BERLIN.working_us(start, end) == counted
+
+
+def _is_working_minute(us: int) -> bool:
+    local = datetime.fromtimestamp(us / 1_000_000, UTC).astimezone(BERLIN_ZONE)
+    return local.weekday() < 5 and time(9) <= local.time() < time(17)
