@@ -10,17 +10,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from streams.scope import Emitted
+from streams.sla import SlaState, Target
 from streams.stages import ScopeRecord, TicketBatch
 from streams.ticket import DIMENSIONS
 from streams.timeline import US_PER_SECOND
 
 OTHER = "other"
+MINUTE, HOUR = 60.0, 3600.0
+FIRST_RESPONSE_BUCKETS = (
+    MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 4 * HOUR, 8 * HOUR, 24 * HOUR, 72 * HOUR
+)  # fmt: skip
 SCOPE_LABELS = list(DIMENSIONS)
 
 
@@ -104,6 +109,12 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
             "When the oldest open ticket first opened (Unix); time() - x is its age",
             [],
         ),
+        "sla_at_risk": family(
+            "sla_at_risk_tickets", "Open tickets with little of an SLA target left", ["target"]
+        ),
+        "sla_breached": family(
+            "sla_breached_tickets", "Open tickets past an SLA target", ["target"]
+        ),
     }
 
 
@@ -128,6 +139,9 @@ def _scope_values(record: ScopeRecord) -> Iterator[tuple[str, tuple[str, ...], f
         yield "untouched", (), aging.untouched
         if aging.oldest_open_us is not None:
             yield "oldest", (), aging.oldest_open_us / US_PER_SECOND
+        for target, counts in aging.sla.items():
+            yield "sla_at_risk", (target.value,), counts[SlaState.AT_RISK]
+            yield "sla_breached", (target.value,), counts[SlaState.BREACHED]
 
 
 class PipelineMetrics:
@@ -172,6 +186,18 @@ class PipelineMetrics:
         self.snapshots = Counter(
             "flowgauge_snapshots_emitted", "Scope snapshots published", registry=r
         )
+        self.sla_breaches = Counter(
+            "flowgauge_sla_breaches", "SLA targets breached, in event time", ["target"], registry=r
+        )
+        for target in Target:  # exported at 0 before the first breach, for rate() and dashboards
+            self.sla_breaches.labels(target.value)
+        self.first_response = Histogram(
+            "flowgauge_first_response_seconds",
+            "Time from a ticket's first opening to its first meaningful agent reply",
+            ["priority"],
+            buckets=FIRST_RESPONSE_BUCKETS,
+            registry=r,
+        )
         self.last_event = Gauge(
             "flowgauge_last_event_timestamp_seconds",
             "Event time (Unix) of the newest event this worker has processed",
@@ -195,6 +221,8 @@ class PipelineMetrics:
             self.lifecycle[cause].labels(*labels).inc(count)
         for kind, count in batch.processed.items():
             self.processed.labels(kind).inc(count)
+        for priority, seconds in batch.first_responses:
+            self.first_response.labels(self.cap("priority", priority)).observe(seconds)
         self.dead_lettered.inc(len(batch.dead_letters))
         self.duplicates.inc(batch.duplicates)
         self.late.inc(batch.late)
@@ -206,6 +234,10 @@ class PipelineMetrics:
     def count_scope_batch(self, late: int, emitted: Sequence[Emitted]) -> None:
         self.late_transitions.inc(late)
         self.snapshots.inc(len(emitted))
+        for item in emitted:
+            for change in item.aging.sla_changes if item.aging is not None else ():
+                if change.state is SlaState.BREACHED:
+                    self.sla_breaches.labels(change.target.value).inc()
 
     def set_lag(self, lags: dict[int, int]) -> None:
         """Lag of the owned input partitions; a partition that moved away leaves the gauge."""

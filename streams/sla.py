@@ -57,7 +57,7 @@ class Calendar:
         return total
 
     def advance(self, start_us: int, business_us: int) -> int:
-        """The first instant at which ``business_us`` of business time after ``start_us`` is used."""
+        """The first instant by which ``business_us`` of business time is used from ``start_us``."""
         if business_us <= 0:
             return start_us
         left = business_us

@@ -16,6 +16,7 @@ from streams.events import EventType, InvalidEvent, parse_event
 from streams.scope import Emitted, ScopeState, Settings
 from streams.sla import Clock, SlaPolicy
 from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
+from streams.timeline import US_PER_SECOND
 from streams.watermark import Watermarks
 
 # An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us,
@@ -71,6 +72,7 @@ class TicketBatch:
     changed: dict[str, tuple[int, Ticket]] = field(default_factory=dict)
     lifecycle: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     processed: dict[str, int] = field(default_factory=dict)
+    first_responses: list[tuple[str, float]] = field(default_factory=list)  # (priority, seconds)
     duplicates: int = 0
     late: int = 0
 
@@ -122,6 +124,9 @@ def run_ticket_batch(
                     transition.prior,
                 )
             )
+            if transition.scope == ALL_SCOPE and transition.kind is Kind.REPLIED:
+                waited = (transition.at_us - transition.first_open_us) / US_PER_SECOND
+                batch.first_responses.append((ticket.priority, waited))
             if transition.scope == ALL_SCOPE and transition.kind in _LIFECYCLE:
                 cause = _cause(transition.kind, event.type)
                 key = (cause, ticket.queue, ticket.priority, ticket.channel)
