@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any
 
 import faust
+import mode
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -25,6 +26,7 @@ from streams.alerts import describe
 from streams.config import FlowgaugeConfig
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
+from streams.notifier import Notifier
 from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord, SlaRecord
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
 # A scope's state is one changelog value and grows with its open tickets (see README).
 STATE_MESSAGE_BYTES = 32 * 1024 * 1024
+CHAT_DRAIN_SECONDS = 5.0
 
 
 def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
@@ -227,6 +230,9 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 await _acked([await _broadcast(deltas, progress, partitions)])
         metrics.set_lag(lags)
 
+    if config.chat:
+        _deliver_alerts_to_chat(app, config, alerts_out, metrics)
+
     @app.page("/metrics")
     async def metrics_page(_: Any, request: Any) -> Any:
         active = {tp.partition for tp in _owned(app, deltas.get_topic_name())}
@@ -235,6 +241,31 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         return web.Response(body=body, headers={"Content-Type": metrics.content_type})
 
     return app
+
+
+def _deliver_alerts_to_chat(
+    app: faust.App, config: FlowgaugeConfig, alerts: faust.TopicT, metrics: PipelineMetrics
+) -> None:
+    """Post every ``backlog.alerts`` record the worker owns to each chat destination.
+
+    Each alerts partition has one owner in the group, so each alert is posted by one
+    worker; a redelivered record is posted again and carries its alert_id for dedupe.
+    """
+    notifier = Notifier(config.chat, config.dashboard_url, on_outcome=metrics.count_chat)
+
+    @app.service
+    class ChatDelivery(mode.Service):
+        async def on_start(self) -> None:
+            await notifier.start()
+
+        async def on_stop(self) -> None:
+            await notifier.close(drain_seconds=CHAT_DRAIN_SECONDS)
+
+    @app.agent(alerts, name="chat", supervisor_strategy=CrashingSupervisor)
+    async def chat_stage(stream: Any) -> AsyncIterator[None]:
+        async for value in stream:
+            notifier.submit(AlertRecord.model_validate_json(value))
+            yield None
 
 
 class EndOffsets:

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from streams.alerts import CrossingPolicy
+from streams.chat import ChatDestination
 from streams.flow import Windows
 from streams.scope import Settings
 from streams.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
@@ -137,6 +138,7 @@ class FlowgaugeConfig(BaseSettings):
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()
     sla: SlaConfig = SlaConfig()
+    chat: list[ChatDestination] = Field(default_factory=list)
 
     @field_validator("windows", mode="before")
     @classmethod

@@ -25,8 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.broker import EmbeddedBroker
+from streams.chat import plain_text
 from streams.config import FlowgaugeConfig
 from streams.producer import publish
+from streams.records import AlertRecord
 from streams.simulate import Scenario, generate_events, paced
 from streams.topics import AGING, ALERTS, FLOW
 
@@ -54,13 +56,16 @@ class View:
     def render(self, metrics_url: str, started: float) -> Group:
         table = Table(expand=True, title="flowgauge: inflow vs outflow, per day (24h window)")
         table.add_column("scope", no_wrap=True)
-        for column in ("open", "in/day", "out/day", "net", "days", "oldest", "silent"):
+        for column in ("open", "in/day", "out/day", "net", "days", "oldest", "silent", "breached"):
             table.add_column(column, justify="right", no_wrap=True)
         for scope in sorted(self.flow, key=lambda s: (s != "all", s)):
             if scope == "all" or scope.startswith("queue:"):
                 table.add_row(*self._row(scope))
         as_of = self.flow.get("all", {}).get("as_of", "waiting for the first boundary...")
-        legend = "days = open / daily outflow (7d); silent = open with no meaningful reply"
+        legend = (
+            "days = open / daily outflow (7d); silent = open with no meaningful reply; "
+            "breached = open past SLA target, first response / resolution"
+        )
         status = Text(
             f"event time {as_of}   events published {self.published}   "
             f"running {time.monotonic() - started:.0f}s   metrics {metrics_url}"
@@ -71,6 +76,7 @@ class View:
         return Group(
             table,
             Text(legend, style="dim"),
+            Text(_bands(self.aging.get("all", {}))),
             status,
             Panel(Group(*alerts) if alerts else Text("no alerts yet")),
         )
@@ -85,6 +91,11 @@ class View:
         oldest = _age(aging.get("oldest_age_seconds", 0))
         style = "bold red" if net > 0 else "green"
         untouched = str(aging.get("untouched", "-"))
+        sla = aging.get("sla", {})
+        breached = "/".join(
+            str(sla.get(target, {}).get("breached", "-"))
+            for target in ("first_response", "resolution")
+        )
         name = scope.removeprefix("queue:")
         net_text = Text(f"{net:+d}", style=style)
         return [
@@ -96,7 +107,15 @@ class View:
             days,
             oldest,
             untouched,
+            breached,
         ]
+
+
+def _bands(aging: dict[str, Any]) -> str:
+    """The age bands of the whole backlog on one line."""
+    bands = aging.get("bands", {})
+    cells = [f"{name.removeprefix('age_')} {count}" for name, count in bands.items()]
+    return "open by age: " + ("  ".join(cells) if cells else "-")
 
 
 def _age(seconds: int) -> str:
@@ -148,8 +167,11 @@ async def _run(config: FlowgaugeConfig, duration: float | None, speed: float, ur
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for alert in view.alerts:
-        console.print(f"[alert] {alert['summary']}")
+    if not config.chat:  # what each alert would read as in a team's chat
+        for alert in view.alerts:
+            text = plain_text(AlertRecord.model_validate(alert), config.dashboard_url)
+            console.print(text, markup=False, highlight=False)
+            console.print()
 
 
 def _start_worker(

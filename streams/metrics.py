@@ -191,6 +191,12 @@ class PipelineMetrics:
         )
         for target in Target:  # exported at 0 before the first breach, for rate() and dashboards
             self.sla_breaches.labels(target.value)
+        self.chat = Counter(
+            "flowgauge_chat_messages",
+            "Chat posts per destination and outcome (delivered, retried, rejected, dropped)",
+            ["destination", "outcome"],
+            registry=r,
+        )
         self.first_response = Histogram(
             "flowgauge_first_response_seconds",
             "Time from a ticket's first opening to its first meaningful agent reply",
@@ -230,6 +236,9 @@ class PipelineMetrics:
         if newest is not None:
             self.newest_event = max(self.newest_event, newest / US_PER_SECOND)
             self.last_event.set(self.newest_event)
+
+    def count_chat(self, destination: str, outcome: str) -> None:
+        self.chat.labels(destination, outcome).inc()
 
     def count_scope_batch(self, late: int, emitted: Sequence[Emitted]) -> None:
         self.late_transitions.inc(late)

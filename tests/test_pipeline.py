@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -21,6 +24,7 @@ from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
 from streams.timeline import iso
 from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, SLA
+from tests.chat_servers import SECRET, Receiver
 from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 
@@ -203,3 +207,38 @@ def test_kill_9_mid_stream_and_restart_gives_the_unbroken_numbers(
         check_against_report(broker, lines, [second])
     finally:
         second.stop()
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[Receiver, asyncio.AbstractEventLoop]]:
+    """A real local webhook endpoint, served from its own thread while the test waits."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    receiver = Receiver()
+    asyncio.run_coroutine_threadsafe(receiver.listen(), loop).result(10)
+    try:
+        yield receiver, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def test_alerts_reach_a_configured_chat_webhook(
+    broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path
+) -> None:
+    wanted = expected_from_report(lines).alerts
+    assert wanted, "the fixture should make the rule fire"
+    with webhook_receiver() as (receiver, loop):
+        chat = json.dumps([{"name": "ops", "kind": "webhook", "url": receiver.url}])
+        with workers(broker, tmp_path, 1, FLOWGAUGE_CHAT=chat, **STEP) as running:
+            publish(broker, lines)
+            waiting = receiver.wait_delivered(len(wanted), timeout=90)
+            asyncio.run_coroutine_threadsafe(waiting, loop).result(100)
+            posted = {
+                body["alert_id"]: {"state": body["state"], "at": body["at"]}
+                for body in receiver.delivered
+            }
+    assert posted == wanted
+    assert SECRET not in running[0].log.read_text()
