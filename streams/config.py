@@ -91,7 +91,7 @@ def _default_priorities() -> dict[str, TargetsConfig]:
 
 
 class SlaConfig(BaseModel):
-    """SLA targets per priority, optional per queue; see README "SLA clocks"."""
+    """SLA targets per priority (unnamed ones keep their default), optional per queue."""
 
     priorities: dict[str, TargetsConfig] = Field(default_factory=_default_priorities)
     queues: dict[str, dict[str, TargetsConfig]] = Field(default_factory=dict)
@@ -101,7 +101,7 @@ class SlaConfig(BaseModel):
 
     def policy(self) -> SlaPolicy:
         return SlaPolicy(
-            {p: t.targets() for p, t in self.priorities.items()},
+            DEFAULT_TARGETS | {p: t.targets() for p, t in self.priorities.items()},
             {q: {p: t.targets() for p, t in by.items()} for q, by in self.queues.items()},
             self.at_risk_share,
             self.calendar.calendar() if self.calendar else None,

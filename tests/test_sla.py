@@ -170,6 +170,7 @@ def test_the_configured_policy_reaches_the_core() -> None:
     config = FlowgaugeConfig.model_validate(
         {
             "sla": {
+                "priorities": {"P2": {"first_response": "2h", "resolution": "1d"}},
                 "queues": {"vip": {"P1": {"first_response": "5m", "resolution": "2d"}}},
                 "calendar": {"timezone": "Europe/Berlin", "weekdays": ["mon", "tue"]},
                 "at_risk_share": 0.5,
@@ -180,6 +181,8 @@ def test_the_configured_policy_reaches_the_core() -> None:
     assert policy.calendar == Calendar("Europe/Berlin", frozenset({0, 1}), time(9), time(17))
     # Two business days of a 09:00-17:00 calendar are 16 working hours.
     assert policy.targets("vip", "P1") == Targets(5 * MINUTE_US, 16 * HOUR_US)
+    assert policy.targets("general", "P2") == Targets(2 * HOUR_US, 8 * HOUR_US)
+    # Priorities the file does not name keep their defaults.
     assert policy.targets("general", "P0") == Targets(10 * MINUTE_US, 2 * HOUR_US)
     assert policy.at_risk_share == 0.5
 
