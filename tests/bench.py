@@ -9,16 +9,22 @@ import argparse
 import asyncio
 import re
 import resource
+import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from streams.aging import ScopeAging
 from streams.broker import EmbeddedBroker
 from streams.producer import message_key
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
+from streams.sla import Clock, SlaPolicy, TargetClock
+from streams.ticket import Kind, Transition
+from streams.timeline import US_PER_SECOND
 from streams.topics import INPUT
 from tests.cluster import Worker, produce, start_worker
 from tests.conftest import core_settings
@@ -41,6 +47,43 @@ def bench_report(lines: list[bytes]) -> None:
         )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process so far: {peak_mib:.0f} MiB")
+
+
+def open_tickets(count: int, policy: SlaPolicy) -> ScopeAging:
+    """A scope holding ``count`` open tickets, one opened every 3 s, every SLA clock running."""
+    aging = ScopeAging("all")
+    start = 1_767_225_600 * US_PER_SECOND  # 2026-01-01
+    for number in range(count):
+        opened = start + number * 3 * US_PER_SECOND
+        targets = policy.targets("default", ("P0", "P1", "P2", "P3")[number % 4])
+        running = TargetClock(0, True)
+        clock = Clock(opened, targets, running, running)
+        ticket = f"T{number}"
+        aging.add(Transition("all", Kind.INFLOW, opened, ticket, opened, None, clock), policy)
+    return aging
+
+
+def bench_aging(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> None:
+    """As-of queries on an aging index of many open tickets, and its memory per ticket."""
+    policy = SlaPolicy()
+    for size in sizes:
+        tracemalloc.start()
+        aging = open_tickets(size, policy)
+        newest = 1_767_225_600 * US_PER_SECOND + size * 3 * US_PER_SECOND
+        aging.settle(newest, policy)
+        memory = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        times = []
+        for step in range(1, 101):  # 100 boundaries 5 min apart, nothing new arriving
+            started = time.perf_counter()
+            snapshot = aging.settle(newest + step * 300 * US_PER_SECOND, policy)
+            times.append(time.perf_counter() - started)
+        median_ms, max_ms = statistics.median(times) * 1e3, max(times) * 1e3
+        print(
+            f"aging, {size:>9,} open tickets: as-of query median {median_ms:.2f} ms,"
+            f" max {max_ms:.2f} ms; {memory / size:,.0f} bytes per open ticket"
+            f" (index + SLA clocks); last snapshot open={snapshot.open}"
+        )
 
 
 def raw_consumer_rate(broker: EmbeddedBroker, count: int) -> float:
@@ -119,6 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = simulated(args.days)
     print(f"{len(lines)} simulated events over {args.days:g} days")
+    bench_aging()
     bench_report(lines)
     workdir = tempfile.mkdtemp(prefix="flowgauge-bench-")
     print(f"worker logs in {workdir}")
