@@ -14,7 +14,7 @@ To run a panel's query outside Grafana, replace its variables with :func:`substi
 lists every (dashboard, panel, expression).
 
 To add a panel, add one call to a row of a dashboard below, e.g. in the overview's "Age" row
-``single("SLA breached", TICKETS, Query(total(scoped("flowgauge_sla_breached_tickets")), "n"))``;
+``single("Untouched", TICKETS, Query(total(scoped("flowgauge_untouched_tickets")), "n"))``;
 ``graph`` (time series), ``single`` (latest value) and ``state`` (OK / Firing) are the kinds.
 A new dashboard is a function returning a ``Board``, added to ``BOARDS``.
 """
@@ -53,11 +53,13 @@ WHOLE_BACKLOG_BY_PRIORITY = 'queue="", channel="", priority!=""'
 CROSSING_WINDOW = "24h"
 CAPACITY_WINDOW, CAPACITY_WINDOW_DAYS = "7d", 7
 CROSSING_RULE = "inflow_above_outflow"
+FIRST_RESPONSE_QUANTILES = (0.5, 0.9)
 
 # Units: Grafana ids, or "suffix:" for counts Grafana has no unit of.
 TICKETS = "suffix: tickets"
 TICKETS_PER_DAY = "suffix: tickets/day"
 EVENTS_PER_SECOND = "suffix: events/s"
+BREACHES = "suffix: breaches"
 MESSAGES = "suffix: messages"
 DAYS = "d"
 SECONDS = "s"
@@ -105,8 +107,26 @@ def scoped(metric: str, **labels: str) -> str:
     return f"{metric}{{{extra}{SCOPE}}}"
 
 
-def total(selector: str) -> str:
-    return f"sum({selector})"
+def total(selector: str, *, by: str = "") -> str:
+    grouping = f" by ({by}) " if by else ""
+    return f"sum{grouping}({selector})"
+
+
+def by_priority(metric: str, *, also: str = "") -> str:
+    """``metric`` of the whole backlog per priority (the priority scopes), summed across workers."""
+    grouping = f"priority, {also}" if also else "priority"
+    return total(f"{metric}{{{WHOLE_BACKLOG_BY_PRIORITY}}}", by=grouping)
+
+
+def first_response(quantile: float) -> str:
+    """A quantile of the time to first meaningful response since the workers started.
+
+    Over the cumulative buckets, not their rate(): the workers observe responses as they
+    process them, so a replay or catch-up fills the histogram between two scrapes and the
+    rate of every bucket is then 0 (the quantile NaN) while the cumulative one is right.
+    """
+    buckets = "flowgauge_first_response_seconds_bucket"
+    return f"histogram_quantile({quantile}, {total(buckets, by='le')})"
 
 
 def per_second(counter: str) -> str:
@@ -280,6 +300,31 @@ def overview() -> Board:
                                 age(scoped("flowgauge_oldest_open_ticket_timestamp_seconds")), "age"
                             )
                         ],
+                        width=8,
+                    ),
+                    graph(
+                        "SLA breached",
+                        TICKETS,
+                        [
+                            Query(
+                                total(scoped("flowgauge_sla_breached_tickets"), by="target"),
+                                "{{target}}",
+                            )
+                        ],
+                        description="Open tickets past their first response or resolution target.",
+                        width=8,
+                    ),
+                    graph(
+                        "SLA breaches per hour",
+                        BREACHES,
+                        [
+                            Query(
+                                total("increase(flowgauge_sla_breaches_total[1h])", by="target"),
+                                "{{target}}",
+                            )
+                        ],
+                        description="Targets breached over the past hour, whole backlog.",
+                        width=8,
                     ),
                 ],
             ),
@@ -293,7 +338,6 @@ def aging() -> Board:
         for band in (name.removeprefix("age_") for name, _, _ in BANDS)
     ]
     untouched = total(scoped("flowgauge_untouched_tickets"))
-    by_priority = f"{{{WHOLE_BACKLOG_BY_PRIORITY}}}"
     return Board(
         "flowgauge-aging",
         "flowgauge / Aging",
@@ -337,7 +381,7 @@ def aging() -> Board:
                         TICKETS,
                         [
                             Query(
-                                f"sum by (priority) (flowgauge_open_tickets{by_priority})",
+                                by_priority("flowgauge_open_tickets"),
                                 "{{priority}}",
                             )
                         ],
@@ -348,7 +392,7 @@ def aging() -> Board:
                         TICKETS,
                         [
                             Query(
-                                f"sum by (priority) (flowgauge_untouched_tickets{by_priority})",
+                                by_priority("flowgauge_untouched_tickets"),
                                 "{{priority}}",
                             )
                         ],
@@ -360,7 +404,8 @@ def aging() -> Board:
                         [
                             Query(
                                 age(
-                                    f"flowgauge_oldest_open_ticket_timestamp_seconds{by_priority}",
+                                    "flowgauge_oldest_open_ticket_timestamp_seconds"
+                                    f"{{{WHOLE_BACKLOG_BY_PRIORITY}}}",
                                     by="priority",
                                 ),
                                 "{{priority}}",
@@ -370,7 +415,35 @@ def aging() -> Board:
                     ),
                 ],
             ),
+            Row(
+                "SLA by priority (whole backlog)",
+                [
+                    sla_by_priority("SLA at risk by priority", "flowgauge_sla_at_risk_tickets"),
+                    sla_by_priority("SLA breached by priority", "flowgauge_sla_breached_tickets"),
+                    graph(
+                        "Time to first meaningful response",
+                        SECONDS,
+                        [
+                            Query(first_response(q), f"p{q * 100:g}")
+                            for q in FIRST_RESPONSE_QUANTILES
+                        ],
+                        description="From first opening to the first meaningful agent reply, "
+                        "over every response the workers counted since they started.",
+                        width=8,
+                    ),
+                ],
+            ),
         ],
+    )
+
+
+def sla_by_priority(title: str, gauge: str) -> timeseries.Panel:
+    return graph(
+        title,
+        TICKETS,
+        [Query(by_priority(gauge, also="target"), "{{priority}} {{target}}")],
+        description="Open tickets, per priority and target (first_response, resolution).",
+        width=8,
     )
 
 
