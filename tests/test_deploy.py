@@ -25,6 +25,7 @@ INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
     "FlowgaugeInflowAboveOutflow",
     "FlowgaugePipelineStale",
+    "FlowgaugeSlaBreachWave",
     "FlowgaugeWorkerDown",
     "FlowgaugeWorkersAbsent",
 }
