@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     dashboards.add_argument("--output", type=Path, default=Path("grafana/dashboards"))
     dashboards.set_defaults(run=_dashboards)
 
+    docs = commands.add_parser("docs", help="rewrite the README's metrics and topics references")
+    docs.add_argument("--readme", type=Path, default=Path("README.md"))
+    docs.set_defaults(run=_docs)
+
     broker = commands.add_parser("broker", help="run the embedded Tansu broker")
     broker.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
     broker.set_defaults(run=_broker)
@@ -120,6 +124,14 @@ def _dashboards(args: argparse.Namespace) -> int:
 
     for path in write(args.output):
         print(path)
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from streams.reference import update
+
+    changed = update(args.readme)
+    print(f"{args.readme}: {'rewritten' if changed else 'up to date'}")
     return 0
 
 
