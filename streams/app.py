@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -22,12 +21,11 @@ from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
 from streams import codec, tansu
-from streams.alerts import describe
 from streams.config import FlowgaugeConfig
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
 from streams.notifier import Notifier
-from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord, SlaRecord
+from streams.records import AlertRecord, DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
     Message,
@@ -47,6 +45,7 @@ from streams.topics import (
     ALERTS,
     DEAD_LETTERS,
     FLOW,
+    INDICATORS,
     INPUT,
     SLA,
     bootstrap,
@@ -97,7 +96,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         )  # fmt: skip
 
     events, dead_letters = raw(INPUT), raw(DEAD_LETTERS)
-    flow_out, aging_out, alerts_out, sla_out = raw(FLOW), raw(AGING), raw(ALERTS), raw(SLA)
+    alerts_out = raw(ALERTS)
+    outputs = {name: raw(name) for name in (FLOW, AGING, ALERTS, SLA, INDICATORS)}
     deltas = app.topic(
         f"{config.app_id}-{DELTAS}",
         partitions=partitions,
@@ -112,6 +112,12 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         app, "scope-partitions", partitions, STATE_MESSAGE_BYTES
     )
     metrics = PipelineMetrics(config.label_cap)
+
+    def _records(emitted: Iterable[Emitted]) -> Iterator[tuple[str, bytes, bytes]]:
+        window, capacity = config.indicators.window, settings.rules.capacity_window
+        for item in emitted:
+            yield from outgoing(item, config.dashboard_url, window, capacity)
+
     input_ends = EndOffsets(config, INPUT, partitions)
     newest: dict[int, int] = {}
     arrivals: dict[int, float] = {}
@@ -119,8 +125,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
 
     @app.task
     async def track_produced_topics() -> None:
-        outputs = (dead_letters, flow_out, aging_out, alerts_out, sla_out)
-        produced = [t.get_topic_name() for t in outputs]
+        produced = [dead_letters.get_topic_name(), *outputs]
         produced += [deltas.get_topic_name(), *sorted(app.tables.changelog_topics)]
         await track_topics(app.producer, produced)
 
@@ -202,9 +207,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     if fresh:
                         changed[name] = scope
                         emitted += fresh
-            await _acked(
-                await _publish(emitted, Outputs(flow_out, aging_out, alerts_out, sla_out), config)
-            )
+            await _acked(await _publish(_records(emitted), outputs))
             for name, scope in changed.items():
                 scopes.put(scope.partition, name.encode(), scope)
             for partition, record in touched.items():
@@ -312,39 +315,12 @@ async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -
     ]
 
 
-@dataclass(frozen=True)
-class Outputs:
-    flow: faust.TopicT
-    aging: faust.TopicT
-    alerts: faust.TopicT
-    sla: faust.TopicT
-
-
-async def _publish(emitted: Iterable[Emitted], out: Outputs, config: FlowgaugeConfig) -> list[Any]:
-    sends = []
-    for item in emitted:
-        key = item.flow.scope.encode()
-        sends.append(
-            await out.flow.send(key=key, value=FlowRecord.of(item.flow).to_bytes(), force=True)
-        )
-        if item.aging is not None:
-            aging = AgingRecord.of(item.aging).to_bytes()
-            sends.append(await out.aging.send(key=key, value=aging, force=True))
-            for change in item.aging.sla_changes:
-                sla = SlaRecord.of(change)
-                value = sla.to_bytes()
-                sends.append(
-                    await out.sla.send(key=sla.ticket_id.encode(), value=value, force=True)
-                )
-        if item.alert is not None:
-            summary = describe(item.alert, item.flow, config.dashboard_url)
-            alert = AlertRecord.of(item.alert, summary)
-            sends.append(
-                await out.alerts.send(
-                    key=alert.incident_id.encode(), value=alert.to_bytes(), force=True
-                )
-            )
-    return sends
+async def _publish(
+    records: Iterable[tuple[str, bytes, bytes]], topics: Mapping[str, faust.TopicT]
+) -> list[Any]:
+    return [
+        await topics[name].send(key=key, value=value, force=True) for name, key, value in records
+    ]
 
 
 async def _acked(sends: Iterable[Any]) -> None:

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, help="CSV file (default: standard output)")
     report.add_argument("--alerts", type=Path, help="also write alert transitions as CSV here")
     report.add_argument("--sla-events", type=Path, help="also write ticket.sla records as CSV here")
+    report.add_argument("--indicators", type=Path, help="also write leading indicators as CSV here")
     report.set_defaults(run=_report)
 
     schemas = commands.add_parser("schemas", help="write schemas/ from the record models")
@@ -82,7 +83,13 @@ def _config(**overrides: object) -> FlowgaugeConfig:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from streams.report import run, write_alerts, write_rows, write_sla_events
+    from streams.report import (
+        run,
+        write_alerts,
+        write_indicators,
+        write_rows,
+        write_sla_events,
+    )
 
     config = _config(step=args.step)
     try:
@@ -97,7 +104,12 @@ def _report(args: argparse.Namespace) -> int:
             write_rows(out, emitted, settings)
     else:
         write_rows(sys.stdout, emitted, settings)
-    for path, write in ((args.alerts, write_alerts), (args.sla_events, write_sla_events)):
+    extras = (
+        (args.alerts, write_alerts),
+        (args.sla_events, write_sla_events),
+        (args.indicators, write_indicators),
+    )
+    for path, write in extras:
         if path:
             with path.open("w", newline="") as out:
                 write(out, emitted)

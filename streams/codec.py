@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections import Counter, deque
 from typing import Any
 
 from faust.serializers import codecs
 from sortedcontainers import SortedList
 
 from streams.aging import AgingSnapshot, OpenTicket, ScopeAging
-from streams.alerts import AlertState, AlertTransition, InflowAboveOutflow
+from streams.alerts import (
+    AlertState,
+    AlertTransition,
+    Hysteresis,
+    IndicatorRules,
+    InflowAboveOutflow,
+)
 from streams.flow import FlowSnapshot, ScopeFlow
+from streams.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.scope import Emitted, ScopeState
 from streams.sla import Clock, SlaChange, SlaState, Target, TargetClock, Targets
 from streams.stages import PartitionRecord, Progress, ScopeDelta, ScopeRecord
@@ -51,6 +59,15 @@ _STATE_CLASSES: tuple[type, ...] = (
     Target,
     SlaState,
     SlaChange,
+    Hysteresis,
+    IndicatorRules,
+    Bucket,
+    Driver,
+    Effort,
+    IndicatorSnapshot,
+    ScopeIndicators,
+    Counter,
+    deque,
 )
 _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool"}
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {

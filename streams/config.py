@@ -17,7 +17,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from streams.alerts import CrossingPolicy
+from streams.alerts import CrossingPolicy, RulesPolicy
 from streams.chat import ChatDestination
 from streams.flow import Windows
 from streams.scope import Settings
@@ -109,8 +109,27 @@ class SlaConfig(BaseModel):
         )
 
 
+class RulesConfig(BaseModel):
+    """Thresholds of the indicator rules (README "Alert rules")."""
+
+    reopen_rate: float = Field(default=0.15, ge=0, le=1)
+    ttfmr_rise: float = Field(default=0.5, gt=0)
+    band_low_days: float = Field(default=0.5, ge=0)
+    band_high_days: float = Field(default=3.0, gt=0)
+    breach_wave: int = Field(default=10, ge=1)
+    min_volume: int = Field(default=10, ge=0)
+    sustain: int = Field(default=3, ge=1)
+    clear: int = Field(default=3, ge=1)
+
+
 class AlertsConfig(BaseModel):
     inflow_above_outflow: CrossingConfig = CrossingConfig()
+    rules: RulesConfig = RulesConfig()
+
+
+class IndicatorsConfig(BaseModel):
+    window: Duration = "7d"  # reopen rate, response times, effort, and the drivers' baseline
+    recent: Duration = "24h"  # the drivers' recent window
 
 
 class FlowgaugeConfig(BaseSettings):
@@ -138,6 +157,7 @@ class FlowgaugeConfig(BaseSettings):
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()
     sla: SlaConfig = SlaConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
     chat: list[ChatDestination] = Field(default_factory=list)
 
     @field_validator("windows", mode="before")
@@ -189,4 +209,16 @@ class FlowgaugeConfig(BaseSettings):
         policy = CrossingPolicy(
             crossing.window, crossing.min_volume, crossing.sustain, crossing.clear
         )
-        return Settings(windows, policy, track_aging, self.sla.policy())
+        indicator_seconds = (
+            parse_duration(self.indicators.window),
+            parse_duration(self.indicators.recent),
+        )
+        if any(seconds % self.step_seconds for seconds in indicator_seconds):
+            raise ValueError("indicator windows must be multiples of the step")
+        if indicator_seconds[1] > indicator_seconds[0]:
+            raise ValueError("the recent indicator window cannot be longer than the baseline")
+        capacity = (
+            "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
+        )
+        rules = RulesPolicy(**self.alerts.rules.model_dump(), capacity_window=capacity)
+        return Settings(windows, policy, track_aging, self.sla.policy(), rules, indicator_seconds)

@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from streams.alerts import capacity_days
 from streams.scope import Emitted
 from streams.sla import SlaState, Target
 from streams.stages import ScopeRecord, TicketBatch
@@ -22,6 +23,8 @@ from streams.ticket import DIMENSIONS
 from streams.timeline import US_PER_SECOND
 
 OTHER = "other"
+CAPACITY_WINDOW = "7d"
+DAY_SECONDS = 86400
 MINUTE, HOUR = 60.0, 3600.0
 FIRST_RESPONSE_BUCKETS = (
     MINUTE, 5 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 4 * HOUR, 8 * HOUR, 24 * HOUR, 72 * HOUR
@@ -68,7 +71,7 @@ class ScopeCollector(Collector):
             if record.last is None:
                 continue
             labels = self.cap.scope_labels(record.state.scope)
-            for name, extra, value in _scope_values(record):
+            for name, extra, value in _scope_values(record, self.cap):
                 key = (name, (*extra, *labels))
                 # Scopes capped into "other" add up, except the oldest ticket: the earliest wins.
                 merge = min if name == "oldest" else _add
@@ -115,10 +118,58 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
         "sla_breached": family(
             "sla_breached_tickets", "Open tickets past an SLA target", ["target"]
         ),
+        "reopen_rate": family(
+            "reopen_rate_ratio", "Reopens within 7 days of resolving / resolutions, window", []
+        ),
+        "response_quantile": family(
+            "first_response_quantile_seconds",
+            "Time to first meaningful response over the indicator window (nearest rank)",
+            ["quantile"],
+        ),
+        "transfers_per_resolved": family(
+            "transfers_per_resolved_ratio", "Queue changes per resolved ticket, window", []
+        ),
+        "turns_per_resolved": family(
+            "turns_per_resolved_ratio", "Customer replies answered per resolved ticket, window", []
+        ),
+        "capacity": family(
+            "backlog_capacity_seconds",
+            "Open tickets in time of recent outflow: open / (outflow per second), 7d window",
+            [],
+        ),
+        "driver_share": family(
+            "driver_share_ratio", "Share of inflow with a top tag, per window", ["tag", "window"]
+        ),
+        "driver_spike": family(
+            "driver_spike", "1 while a top tag's recent share is 3x its baseline", ["tag"]
+        ),
     }
 
 
-def _scope_values(record: ScopeRecord) -> Iterator[tuple[str, tuple[str, ...], float]]:
+def _indicator_values(
+    emitted: Emitted, cap: LabelCap
+) -> Iterator[tuple[str, tuple[str, ...], float]]:
+    indicators = emitted.indicators
+    if indicators is None:
+        return
+    yield "reopen_rate", (), indicators.reopen_rate
+    yield "response_quantile", ("0.5",), indicators.first_response_p50_seconds
+    yield "response_quantile", ("0.9",), indicators.first_response_p90_seconds
+    yield "transfers_per_resolved", (), indicators.transfers_per_resolved
+    yield "turns_per_resolved", (), indicators.turns_per_resolved
+    days = capacity_days(emitted.flow, CAPACITY_WINDOW)
+    if days is not None:
+        yield "capacity", (), days * DAY_SECONDS
+    for driver in indicators.drivers:
+        tag = cap("tag", driver.tag)
+        yield "driver_share", (tag, "recent"), driver.recent_share
+        yield "driver_share", (tag, "baseline"), driver.baseline_share
+        yield "driver_spike", (tag,), driver.spike
+
+
+def _scope_values(
+    record: ScopeRecord, cap: LabelCap
+) -> Iterator[tuple[str, tuple[str, ...], float]]:
     assert record.last is not None
     flow, aging = record.last.flow, record.last.aging
     yield "open", (), flow.open
@@ -133,6 +184,10 @@ def _scope_values(record: ScopeRecord) -> Iterator[tuple[str, tuple[str, ...], f
             yield kind, (window,), count
     if record.state.crossing is not None:
         yield "alert_firing", ("inflow_above_outflow",), record.state.crossing.firing
+    if record.state.rules is not None:
+        for rule, machine in record.state.rules.machines.items():
+            yield "alert_firing", (rule,), machine.firing
+    yield from _indicator_values(record.last, cap)
     if aging is not None:
         for band, count in aging.bands.items():
             yield "band", (band.removeprefix("age_"),), count

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.aging import BANDS, AgingSnapshot
-from streams.alerts import AlertTransition
+from streams.alerts import AlertTransition, capacity_days, describe
 from streams.events import TicketEvent
 from streams.flow import FlowSnapshot
+from streams.indicators import IndicatorSnapshot
+from streams.scope import Emitted
 from streams.sla import SlaChange
 from streams.timeline import iso
+from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
 
 
 class Record(BaseModel):
@@ -106,6 +110,63 @@ class SlaRecord(Record):
         )
 
 
+class DriverRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tag: str
+    recent: int = Field(description="inflow with the tag in the recent window (24h)")
+    recent_share: float = Field(description="share of the recent window's inflow, 0..1")
+    baseline_share: float = Field(description="share of the baseline window's inflow, 0..1")
+    spike: bool = Field(description="recent share >= 3x baseline share and >= 10 tickets")
+
+
+class IndicatorRecord(Record):
+    """``backlog.indicators``, key = scope: leading indicators as of one boundary."""
+
+    as_of: str
+    scope: str
+    window: str = Field(description="the rolling window of the indicators (default 7d)")
+    resolutions: int = Field(description="resolutions in the window")
+    reopen_rate: float = Field(description="reopens within 7 days of resolving / resolutions")
+    first_response_p50_seconds: float = Field(description="nearest rank, over the window")
+    first_response_p90_seconds: float
+    first_responses: int = Field(description="first meaningful replies in the window")
+    transfers_per_resolved: float = Field(description="queue changes per resolved ticket")
+    turns_per_resolved: float = Field(description="customer replies answered per resolved ticket")
+    days_of_capacity: float | None = Field(
+        description="open / (outflow over the capacity window per day); null without outflow"
+    )
+    drivers: list[DriverRecord] = Field(description="the top 3 tags of recent inflow")
+
+    @classmethod
+    def of(
+        cls, snapshot: IndicatorSnapshot, window: str, capacity: float | None
+    ) -> IndicatorRecord:
+        return cls(
+            as_of=iso(snapshot.as_of_us),
+            scope=snapshot.scope,
+            window=window,
+            resolutions=snapshot.resolutions,
+            reopen_rate=snapshot.reopen_rate,
+            first_response_p50_seconds=snapshot.first_response_p50_seconds,
+            first_response_p90_seconds=snapshot.first_response_p90_seconds,
+            first_responses=snapshot.responses,
+            transfers_per_resolved=snapshot.transfers_per_resolved,
+            turns_per_resolved=snapshot.turns_per_resolved,
+            days_of_capacity=capacity,
+            drivers=[
+                DriverRecord(
+                    tag=d.tag,
+                    recent=d.recent,
+                    recent_share=d.recent_share,
+                    baseline_share=d.baseline_share,
+                    spike=d.spike,
+                )
+                for d in snapshot.drivers
+            ],
+        )
+
+
 class AlertRecord(Record):
     """``backlog.alerts``, key = incident_id: one firing or resolved transition."""
 
@@ -155,6 +216,25 @@ class DeadLetter(Record):
         )
 
 
+def outgoing(
+    item: Emitted, dashboard_url: str | None, indicator_window: str, capacity_window: str
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """Every record one emitted boundary of one scope publishes: (topic, key, value)."""
+    key = item.flow.scope.encode()
+    yield FLOW, key, FlowRecord.of(item.flow).to_bytes()
+    if item.aging is not None:
+        yield AGING, key, AgingRecord.of(item.aging).to_bytes()
+        for change in item.aging.sla_changes:
+            yield SLA, change.ticket_id.encode(), SlaRecord.of(change).to_bytes()
+    if item.indicators is not None:
+        capacity = capacity_days(item.flow, capacity_window)
+        record = IndicatorRecord.of(item.indicators, indicator_window, capacity)
+        yield INDICATORS, key, record.to_bytes()
+    for alert in item.alerts:
+        summary = describe(alert, item.flow, dashboard_url, item.indicators)
+        yield ALERTS, alert.incident_id.encode(), AlertRecord.of(alert, summary).to_bytes()
+
+
 EXAMPLES: dict[str, BaseModel] = {
     "ticket-event": TicketEvent.model_validate(
         {
@@ -202,6 +282,24 @@ EXAMPLES: dict[str, BaseModel] = {
         state="breached",
         due_at="2026-03-02T08:33:00Z",
         as_of="2026-03-02T08:33:00Z",
+    ),
+    "indicators": IndicatorRecord(
+        as_of="2026-03-02T09:00:00Z",
+        scope="queue:billing",
+        window="7d",
+        resolutions=255,
+        reopen_rate=0.07,
+        first_response_p50_seconds=1260.0,
+        first_response_p90_seconds=5400.0,
+        first_responses=240,
+        transfers_per_resolved=0.2,
+        turns_per_resolved=1.4,
+        days_of_capacity=1.2,
+        drivers=[
+            DriverRecord(
+                tag="refund", recent=14, recent_share=0.34, baseline_share=0.09, spike=True
+            )
+        ],
     ),
     "alert": AlertRecord(
         alert_id="inflow_above_outflow:queue:billing:2026-03-02T14:00:00Z:firing",

@@ -26,13 +26,23 @@ from streams.records import (
     AlertRecord,
     DeadLetter,
     FlowRecord,
+    IndicatorRecord,
     SlaRecord,
 )
 from streams.report import run
 from streams.scope import ScopeState, Settings
 from streams.simulate import Scenario, encode, generate_events
 from streams.stages import Message, ScopeRecord, run_ticket_batch
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, PUBLIC_TOPICS, SLA
+from streams.topics import (
+    AGING,
+    ALERTS,
+    DEAD_LETTERS,
+    FLOW,
+    INDICATORS,
+    INPUT,
+    PUBLIC_TOPICS,
+    SLA,
+)
 
 DEFAULT_README = Path("README.md")
 SAMPLE = Scenario(days=3, seed=7)
@@ -56,6 +66,7 @@ PUBLIC = {
     AGING: PublicTopic("scope", AgingRecord),
     ALERTS: PublicTopic("incident_id", AlertRecord),
     SLA: PublicTopic("ticket_id", SlaRecord),
+    INDICATORS: PublicTopic("scope", IndicatorRecord),
 }
 # Internal topics by name without the app id: key, pickled value.
 INTERNAL = {

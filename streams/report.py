@@ -134,8 +134,7 @@ def write_alerts(out: IO[str], emitted: list[Emitted]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["at", "rule", "scope", "state"])
     for item in emitted:
-        if item.alert is not None:
-            alert = item.alert
+        for alert in item.alerts:
             writer.writerow([iso(alert.at_us), alert.rule, alert.scope, alert.state.value])
 
 
@@ -150,3 +149,31 @@ def write_sla_events(out: IO[str], emitted: list[Emitted]) -> None:
         for change in item.aging.sla_changes if item.aging is not None else ():
             due, as_of = iso(change.due_us), iso(change.as_of_us)
             writer.writerow([change.ticket_id, change.target.value, change.state.value, due, as_of])
+
+
+INDICATOR_COLUMNS = [
+    "as_of",
+    "scope",
+    "resolutions",
+    "reopen_rate",
+    "first_response_p50_seconds",
+    "first_response_p90_seconds",
+    "transfers_per_resolved",
+    "turns_per_resolved",
+    "top_drivers",
+]
+
+
+def write_indicators(out: IO[str], emitted: list[Emitted]) -> None:
+    """The leading indicators per boundary and scope; drivers as tag:count, spikes marked !."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(INDICATOR_COLUMNS)
+    for item in emitted:
+        ind = item.indicators
+        if ind is None:
+            continue
+        drivers = " ".join(f"{d.tag}:{d.recent}{'!' if d.spike else ''}" for d in ind.drivers)
+        row = [iso(ind.as_of_us), ind.scope, ind.resolutions, f"{ind.reopen_rate:.4f}"]
+        row += [ind.first_response_p50_seconds, ind.first_response_p90_seconds]
+        row += [f"{ind.transfers_per_resolved:.4f}", f"{ind.turns_per_resolved:.4f}", drivers]
+        writer.writerow(row)

@@ -6,10 +6,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from streams.aging import AgingSnapshot, ScopeAging
-from streams.alerts import AlertTransition, CrossingPolicy, InflowAboveOutflow, crossing_applies
+from streams.alerts import (
+    AlertTransition,
+    CrossingPolicy,
+    IndicatorRules,
+    InflowAboveOutflow,
+    RulesPolicy,
+    crossing_applies,
+)
 from streams.flow import FlowSnapshot, ScopeFlow, Windows
-from streams.sla import SlaPolicy
-from streams.ticket import FLOW_KINDS, Transition
+from streams.indicators import Effort, IndicatorSnapshot, IndicatorWindows, ScopeIndicators
+from streams.sla import SlaPolicy, SlaState
+from streams.ticket import FLOW_KINDS, Kind, Transition
+from streams.timeline import US_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,13 +29,33 @@ class Settings:
     crossing: CrossingPolicy = field(default_factory=CrossingPolicy)
     track_aging: bool = True
     sla: SlaPolicy = field(default_factory=SlaPolicy)
+    rules: RulesPolicy = field(default_factory=RulesPolicy)
+    indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
+
+    @property
+    def indicator_windows(self) -> IndicatorWindows:
+        baseline, recent = (
+            s * US_PER_SECOND // self.windows.step_us for s in self.indicator_seconds
+        )
+        return IndicatorWindows(baseline, recent)
+
+    @property
+    def rule_spans(self) -> tuple[int, int]:
+        wave = self.rules.wave_seconds * US_PER_SECOND // self.windows.step_us
+        return self.indicator_windows.baseline, max(1, wave)
 
 
 @dataclass(frozen=True, slots=True)
 class Emitted:
     flow: FlowSnapshot
     aging: AgingSnapshot | None
-    alert: AlertTransition | None
+    alert: AlertTransition | None  # the headline rule, inflow_above_outflow
+    indicators: IndicatorSnapshot | None = None
+    rule_alerts: tuple[AlertTransition, ...] = ()  # the indicator rules
+
+    @property
+    def alerts(self) -> tuple[AlertTransition, ...]:
+        return (self.alert, *self.rule_alerts) if self.alert else self.rule_alerts
 
 
 @dataclass(slots=True)
@@ -35,9 +64,12 @@ class ScopeState:
     flow: ScopeFlow = field(init=False)
     aging: ScopeAging | None = None
     crossing: InflowAboveOutflow | None = None
+    indicators: ScopeIndicators = field(init=False)
+    rules: IndicatorRules | None = None
 
     def __post_init__(self) -> None:
         self.flow = ScopeFlow(self.scope)
+        self.indicators = ScopeIndicators(self.scope)
 
     @classmethod
     def new(cls, scope: str, settings: Settings, emitted: int | None = None) -> ScopeState:
@@ -49,25 +81,44 @@ class ScopeState:
             state.aging = ScopeAging(scope)
         if crossing_applies(scope):
             state.crossing = InflowAboveOutflow(scope)
+            state.rules = IndicatorRules(scope)
         return state
 
     def add(self, transition: Transition, settings: Settings) -> bool:
         """Count one transition; True when it is late for this scope."""
         if self.aging is not None:
             self.aging.add(transition, settings.sla)
+        self._indicate(transition, settings)
         if transition.kind not in FLOW_KINDS:
             return False
         return self.flow.add(transition.kind, transition.at_us, settings.windows)
 
+    def _indicate(self, transition: Transition, settings: Settings) -> None:
+        step, windows = settings.windows.step_us, settings.indicator_windows
+        at, effort = transition.at_us, transition.effort or Effort()
+        if transition.kind is Kind.INFLOW:
+            self.indicators.opened(at, effort, step, windows)
+        elif transition.kind is Kind.OUTFLOW:
+            self.indicators.resolved(at, effort, step, windows)
+        elif transition.kind is Kind.REPLIED:
+            self.indicators.responded(at, at - transition.first_open_us, step, windows)
+
     def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
+        step = settings.windows.step_us
         for snapshot in self.flow.emit_through(limit, settings.windows):
-            aging = (
-                self.aging.settle(snapshot.as_of_us, settings.sla)
-                if self.aging is not None
-                else None
-            )
+            as_of = snapshot.as_of_us
+            aging = self.aging.settle(as_of, settings.sla) if self.aging is not None else None
             alert = self.crossing.evaluate(snapshot, settings.crossing) if self.crossing else None
-            yield Emitted(snapshot, aging, alert)
+            indicators = self.indicators.snapshot(as_of // step, step, settings.indicator_windows)
+            rule_alerts: tuple[AlertTransition, ...] = ()
+            if self.rules is not None:
+                breached = sum(c[SlaState.BREACHED] for c in aging.sla.values()) if aging else None
+                rule_alerts = tuple(
+                    self.rules.evaluate(
+                        snapshot, indicators, breached, settings.rules, settings.rule_spans
+                    )
+                )
+            yield Emitted(snapshot, aging, alert, indicators, rule_alerts)
 
 
 def scope_order(scope: str) -> tuple[bool, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from streams.events import EventType, InvalidEvent, parse_event
+from streams.indicators import Effort
 from streams.scope import Emitted, ScopeState, Settings
 from streams.sla import Clock, SlaPolicy
 from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
@@ -20,8 +21,8 @@ from streams.timeline import US_PER_SECOND
 from streams.watermark import Watermarks
 
 # An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us,
-# SLA clocks after and before the event).
-Entry = tuple[int, int, int, str, int, int | None, Clock | None, Clock | None]
+# SLA clocks after and before the event, effort for the indicators).
+Entry = tuple[int, int, int, str, int, int | None, Clock | None, Clock | None, Effort | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ def run_ticket_batch(
                     transition.replied_us,
                     transition.clock,
                     transition.prior,
+                    transition.effort,
                 )
             )
             if transition.scope == ALL_SCOPE and transition.kind is Kind.REPLIED:
@@ -203,10 +205,10 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
     if delta.seen_us is not None:
         record.state.flow.see(delta.seen_us)
     late = 0
-    for offset, kind, at, ticket_id, first_open, replied, clock, prior in delta.entries:
+    for offset, kind, at, ticket_id, first_open, replied, clock, prior, effort in delta.entries:
         if offset > done:
             transition = Transition(
-                delta.scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior
+                delta.scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort
             )
             late += record.state.add(transition, settings)
     record.applied[delta.source_partition] = delta.last_offset

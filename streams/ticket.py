@@ -17,6 +17,7 @@ from streams.events import (
     EventType,
     TicketEvent,
 )
+from streams.indicators import REOPEN_HORIZON_US, Effort
 from streams.sla import Clock, SlaPolicy, settle_clock
 
 ALL_SCOPE = "all"
@@ -54,6 +55,7 @@ class Transition:
     replied_us: int | None
     clock: Clock | None = None
     prior: Clock | None = None  # the clocks just before the event, for a ticket (re)entering
+    effort: Effort | None = None  # on inflows and outflows, for the leading indicators
 
 
 @dataclass(slots=True)
@@ -69,6 +71,11 @@ class Ticket:
     replied_us: int | None = None
     paused: bool = False
     clock: Clock | None = None
+    tags: tuple[str, ...] = ()
+    resolved_us: int | None = None
+    transfers: int = 0  # queue changes since the ticket last (re)opened
+    turns: int = 0  # customer replies an agent answered since then
+    awaiting_agent: bool = False
     seen: set[str] = field(default_factory=set)
 
     def scopes(self) -> tuple[str, ...]:
@@ -91,12 +98,17 @@ def apply_event(
     ticket.seen.add(event.event_id)
     at = event.occurred_us
     prior = _clock_at(ticket, at, policy)
-    before = ticket.scopes()
+    before, queue_before = ticket.scopes(), ticket.queue
     _apply_attributes(ticket, event)
     after = ticket.scopes()
     was_open = ticket.status is Status.OPEN
+    if was_open and ticket.queue != queue_before:
+        ticket.transfers += 1
+    _count_turn(ticket, event)
     replied_now = _record_reply(ticket, event, at)
+    resolved_before = ticket.resolved_us
     kind = _apply_lifecycle(ticket, event.type, at)
+    effort = _effort(ticket, kind, event.type, at, resolved_before)
     _apply_pause(ticket, event, policy)
     ticket.clock = settle_clock(
         prior,
@@ -106,7 +118,7 @@ def apply_event(
         replied=ticket.replied_us is not None,
         targets=policy.targets(ticket.queue, ticket.priority),
     )
-    stamp = _Stamp(event.ticket_id, prior, ticket.clock)
+    stamp = _Stamp(event.ticket_id, prior, ticket.clock, effort)
     changes: list[Transition] = []
     if was_open:
         changes += _transfers(ticket, before, after, at, stamp)
@@ -126,6 +138,34 @@ class _Stamp:
     ticket_id: str
     prior: Clock
     clock: Clock
+    effort: Effort | None
+
+
+def _count_turn(ticket: Ticket, event: TicketEvent) -> None:
+    """A turn is a customer reply that an agent then answers meaningfully."""
+    if event.type is EventType.CUSTOMER_REPLIED:
+        ticket.awaiting_agent = True
+    elif event.type is EventType.AGENT_REPLIED and event.meaningful and ticket.awaiting_agent:
+        ticket.turns += 1
+        ticket.awaiting_agent = False
+
+
+def _effort(
+    ticket: Ticket, kind: Kind | None, event_type: EventType, at: int, resolved_before: int | None
+) -> Effort | None:
+    if kind is Kind.OUTFLOW:
+        effort = Effort(transfers=ticket.transfers, turns=ticket.turns)
+        ticket.transfers = ticket.turns = 0
+        ticket.awaiting_agent = False
+        return effort
+    if kind is Kind.INFLOW:
+        quick = (
+            event_type is EventType.REOPENED
+            and resolved_before is not None
+            and at - resolved_before <= REOPEN_HORIZON_US
+        )
+        return Effort(quick_reopen=quick, tags=ticket.tags)
+    return None
 
 
 def _clock_at(ticket: Ticket, at: int, policy: SlaPolicy) -> Clock:
@@ -157,6 +197,8 @@ def _apply_attributes(ticket: Ticket, event: TicketEvent) -> None:
         ticket.priority = event.priority
     if event.channel is not None:
         ticket.channel = event.channel
+    if event.tags:
+        ticket.tags = tuple(event.tags)
 
 
 def _transfers(
@@ -185,6 +227,8 @@ def _apply_lifecycle(ticket: Ticket, kind: EventType, at: int) -> Kind | None:
     if kind in TERMINAL_TYPES:
         was_open = ticket.status is Status.OPEN
         ticket.status = Status.DONE
+        if was_open:
+            ticket.resolved_us = at
         return Kind.OUTFLOW if was_open else None
     opens = ticket.status is None or (ticket.status is Status.DONE and kind is EventType.REOPENED)
     if not opens:
@@ -199,5 +243,13 @@ def _apply_lifecycle(ticket: Ticket, kind: EventType, at: int) -> Kind | None:
 def _transition(ticket: Ticket, scope: str, kind: Kind, at: int, stamp: _Stamp) -> Transition:
     first_open = ticket.first_open_us if ticket.first_open_us is not None else at
     return Transition(
-        scope, kind, at, stamp.ticket_id, first_open, ticket.replied_us, stamp.clock, stamp.prior
+        scope,
+        kind,
+        at,
+        stamp.ticket_id,
+        first_open,
+        ticket.replied_us,
+        stamp.clock,
+        stamp.prior,
+        stamp.effort,
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from streams.config import FlowgaugeConfig
+if TYPE_CHECKING:  # the configuration imports the records, which name these topics
+    from streams.config import FlowgaugeConfig
 
 INPUT = "ticket-events"
 DEAD_LETTERS = "ticket-events.dlq"
@@ -17,7 +19,8 @@ FLOW = "backlog.flow"
 AGING = "backlog.aging"
 ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
-PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA)
+INDICATORS = "backlog.indicators"
+PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS)
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
 from streams.producer import message_key
-from streams.records import AgingRecord, FlowRecord, SlaRecord
+from streams.records import AgingRecord, FlowRecord, SlaRecord, outgoing
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
 from streams.timeline import iso
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT, SLA
+from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
 from tests.chat_servers import SECRET, Receiver
 from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
@@ -53,13 +53,14 @@ class Expected:
     aging: dict[tuple[str, str], dict]
     alerts: dict[str, dict]
     sla: list[dict]
+    indicators: list[dict]
 
 
 def expected_from_report(lines: list[bytes]) -> Expected:
     emitted, _ = run(lines, core_settings(3600), GRACE_US)
     flow = [FlowRecord.of(item.flow).model_dump() for item in emitted]
     aging = [AgingRecord.of(item.aging).model_dump() for item in emitted if item.aging]
-    alerts = [(item.alert, item.flow) for item in emitted if item.alert]
+    alerts = [alert for item in emitted for alert in item.alerts]
     sla = [
         SlaRecord.of(change).model_dump()
         for item in emitted
@@ -68,8 +69,14 @@ def expected_from_report(lines: list[bytes]) -> Expected:
     return Expected(
         {(r["as_of"], r["scope"]): r for r in flow},
         {(r["as_of"], r["scope"]): r for r in aging},
-        {a.alert_id: {"state": a.state.value, "at": iso(a.at_us)} for a, _ in alerts},
+        {a.alert_id: {"state": a.state.value, "at": iso(a.at_us)} for a in alerts},
         sla,
+        [
+            json.loads(value)
+            for item in emitted
+            for topic, _, value in outgoing(item, None, "7d", "7d")
+            if topic == INDICATORS
+        ],
     )
 
 
@@ -120,6 +127,10 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
             assert record == rows[(record["as_of"], record["scope"])]
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
+    indicators = read_topic(broker, INDICATORS, until=len(wanted.indicators))
+    assert sorted(json.dumps(json.loads(v), sort_keys=True) for _, v in indicators) == sorted(
+        json.dumps(r, sort_keys=True) for r in wanted.indicators
+    )
     assert wanted.sla, "the fixture should exercise the SLA clocks"
     sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=len(wanted.sla))]
     assert {json.dumps(r, sort_keys=True) for r in sla} == {

@@ -329,7 +329,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             prometheus,
             f"127.0.0.1:{shim.port}",
             last_all,
-            sum(1 for e in emitted if e.alert),
+            sum(len(e.alerts) for e in emitted),
         )
 
 

@@ -65,8 +65,8 @@ def report_rows(lines: list[bytes], settings: Settings) -> list[tuple[str, int, 
 
 
 def _values(item: Emitted) -> dict:
-    alert = item.alert.alert_id if item.alert else None
-    return {"flow": item.flow, "aging": item.aging, "alert": alert}
+    alerts = [alert.alert_id for alert in item.alerts]
+    return {"flow": item.flow, "aging": item.aging, "alerts": alerts, "indicators": item.indicators}
 
 
 def _line(ticket: str, event: str, kind: str, at: str, **extra: str) -> bytes:

@@ -1,0 +1,132 @@
+"""Leading indicators and their rules, on small logs worked by hand."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from itertools import count
+
+from streams.alerts import DRIVER_SPIKE, capacity_days
+from streams.config import FlowgaugeConfig
+from streams.flow import FlowSnapshot
+from streams.indicators import IndicatorSnapshot
+from streams.report import run
+from streams.scope import Emitted
+from streams.timeline import iso, to_us
+
+GRACE_US = 600 * 1_000_000
+START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
+_ids = count()
+
+
+def at(hours: float) -> str:
+    return iso(to_us(START + timedelta(hours=hours)))
+
+
+def event(kind: str, hours: float, ticket: str, **fields: object) -> bytes:
+    body = {"event_id": f"E{next(_ids)}", "type": kind, "ticket_id": ticket}
+    return json.dumps(body | {"occurred_at": at(hours)} | fields).encode()
+
+
+def emitted(lines: list[bytes]) -> list[Emitted]:
+    settings = FlowgaugeConfig.model_validate({"step": "1h"}).core()
+    result, _ = run(lines, settings, GRACE_US)
+    return result
+
+
+def indicators_at(lines: list[bytes], hours: float, scope: str = "all") -> IndicatorSnapshot:
+    wanted = to_us(START + timedelta(hours=hours))
+    for item in emitted(lines):
+        if item.flow.scope == scope and item.flow.as_of_us == wanted:
+            assert item.indicators is not None
+            return item.indicators
+    raise AssertionError(f"no row for {scope} at {hours}h")
+
+
+def test_reopen_rate_and_effort_per_resolved_ticket() -> None:
+    lines = [
+        event("created", 0, "T1", queue="a"),
+        event("customer_replied", 1, "T1"),
+        event("agent_replied", 2, "T1"),  # answers the customer: one turn
+        event("transferred", 3, "T1", queue="b"),  # one transfer
+        event("resolved", 4, "T1"),
+        event("created", 0, "T2"),
+        event("resolved", 5, "T2"),
+        event("reopened", 6, "T2"),  # within 7 days of its resolution
+        event("resolved", 7, "T2"),
+        event("created", 0, "T3"),
+        event("resolved", 1, "T3"),
+    ]
+    shown = indicators_at(lines, 7)
+    assert shown.resolutions == 4
+    assert shown.reopen_rate == 1 / 4
+    assert shown.transfers_per_resolved == 1 / 4
+    assert shown.turns_per_resolved == 1 / 4
+    # The transfer counts where the ticket was resolved, in queue b.
+    assert indicators_at(lines, 7, "queue:b").transfers_per_resolved == 1.0
+
+
+def test_a_reopen_after_the_horizon_is_not_counted() -> None:
+    lines = [
+        event("created", 0, "T1"),
+        event("resolved", 1, "T1"),
+        event("reopened", 1 + 7 * 24 + 1, "T1"),  # eight days later
+        event("resolved", 1 + 7 * 24 + 2, "T1"),
+    ]
+    assert indicators_at(lines, 1 + 7 * 24 + 2).reopen_rate == 0.0
+
+
+def test_first_response_percentiles_are_nearest_rank_over_the_window() -> None:
+    lines = []
+    for minutes in range(10, 101, 10):  # ten tickets answered after 10, 20, ... 100 minutes
+        ticket = f"T{minutes}"
+        lines += [event("created", 0, ticket), event("agent_replied", minutes / 60, ticket)]
+    lines.append(event("agent_replied", 0.5, "T10", meaningful=False))  # not meaningful
+    shown = indicators_at(lines, 2)
+    assert shown.responses == 10
+    assert shown.first_response_p50_seconds == 50 * 60
+    assert shown.first_response_p90_seconds == 90 * 60
+    # Eight days on, every response has left the 7-day window.
+    later = [*lines, event("created", 8 * 24, "T-late")]
+    assert indicators_at(later, 8 * 24).responses == 0
+
+
+def spike_log() -> list[bytes]:
+    lines = []
+    for day in range(6):  # a quiet baseline: 30 "misc" and one "refund" a day, at 00:30
+        for n in range(31):
+            tag = "refund" if n == 0 else "misc"
+            lines.append(event("created", day * 24 + 0.5, f"D{day}-{n}", tags=[tag]))
+    for n in range(10):
+        lines.append(event("created", 6 * 24 + 0.1, f"M{n}", tags=["misc"]))
+    for n in range(12):
+        lines.append(event("created", 6 * 24 + 0.2 + n / 100, f"R{n}", tags=["refund"]))
+    lines.append(event("customer_replied", 6 * 24 + 5, "R0"))  # keeps the log running
+    return lines
+
+
+def test_a_tag_taking_three_times_its_usual_share_is_a_spike() -> None:
+    shown = indicators_at(spike_log(), 6 * 24 + 1)
+    refund, misc = shown.drivers
+    assert (refund.tag, refund.recent, misc.tag, misc.recent) == ("refund", 12, "misc", 10)
+    assert refund.recent_share == 12 / 22
+    assert refund.baseline_share == 18 / 208  # 6 + 12 refunds among 6 * 31 + 22 tickets
+    assert refund.spike
+    assert not misc.spike  # under three times its usual share
+
+
+def test_the_driver_spike_rule_fires_after_three_boundaries() -> None:
+    alerts = [
+        (iso(alert.at_us), alert.state.value)
+        for item in emitted(spike_log())
+        for alert in item.alerts
+        if alert.rule == DRIVER_SPIKE and alert.scope == "all"
+    ]
+    assert alerts == [(at(6 * 24 + 3), "firing")]
+
+
+def test_days_of_capacity_is_open_over_daily_outflow() -> None:
+    flow = FlowSnapshot(0, "all", 30, {"7d": 0}, {"7d": 70}, {"7d": 0}, {"7d": 0})
+    assert capacity_days(flow, "7d") == 3.0
+    idle = FlowSnapshot(0, "all", 30, {"7d": 0}, {"7d": 0}, {"7d": 0}, {"7d": 0})
+    assert capacity_days(idle, "7d") is None
