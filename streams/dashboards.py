@@ -1,7 +1,9 @@
 """Grafana dashboards as code: ``flowgauge dashboards`` writes ``grafana/dashboards/*.json``.
 
 Every panel reads only metrics that ``streams.metrics`` exports (a test enumerates them), and
-sums across workers: a worker exports only the scopes it owns, so ``sum()`` is exact.
+sums across workers: a worker exports only the scopes it owns, so ``sum()`` is exact. Values
+that do not add up (the leading indicators' ratios, quantiles and flags) are shown per scope
+with :func:`per_scope` instead.
 
 Scope gauges carry ``queue``, ``priority`` and ``channel`` labels naming *one* dimension, the
 others empty (all three empty is the whole backlog). The template variables of those names
@@ -54,6 +56,10 @@ CROSSING_WINDOW = "24h"
 CAPACITY_WINDOW, CAPACITY_WINDOW_DAYS = "7d", 7
 CROSSING_RULE = "inflow_above_outflow"
 FIRST_RESPONSE_QUANTILES = (0.5, 0.9)
+DAY_SECONDS = 86400
+REOPEN_RATE_THRESHOLD = 0.15  # the reopen_rate_high rule's default threshold
+# Legend of a per-scope series: the one scope label that is set, nothing for the whole backlog.
+SCOPE_LEGEND = "{{queue}}{{priority}}{{channel}}"
 
 # Units: Grafana ids, or "suffix:" for counts Grafana has no unit of.
 TICKETS = "suffix: tickets"
@@ -61,6 +67,8 @@ TICKETS_PER_DAY = "suffix: tickets/day"
 EVENTS_PER_SECOND = "suffix: events/s"
 BREACHES = "suffix: breaches"
 MESSAGES = "suffix: messages"
+TRANSFERS_PER_TICKET = "suffix: transfers/ticket"
+TURNS_PER_TICKET = "suffix: turns/ticket"
 DAYS = "d"
 SECONDS = "s"
 RATIO = "percentunit"
@@ -71,6 +79,7 @@ Steps = Sequence[tuple[float | None, str]]
 NEUTRAL: Steps = ((None, "text"),)
 # Days of work in the backlog: under half a day the team runs dry, over three it falls behind.
 CAPACITY_BAND: Steps = ((None, "orange"), (0.5, "green"), (3, "red"))
+REOPEN_BAND: Steps = ((None, "green"), (REOPEN_RATE_THRESHOLD, "red"))
 
 
 Panel = timeseries.Panel | stat.Panel | statetimeline.Panel
@@ -116,6 +125,17 @@ def by_priority(metric: str, *, also: str = "") -> str:
     """``metric`` of the whole backlog per priority (the priority scopes), summed across workers."""
     grouping = f"priority, {also}" if also else "priority"
     return total(f"{metric}{{{WHOLE_BACKLOG_BY_PRIORITY}}}", by=grouping)
+
+
+def per_scope(selector: str, *, by: str = "") -> str:
+    """One series per selected scope (and ``by`` labels), for values that do not add up.
+
+    Ratios, quantiles and 0/1 flags of a scope come from the one worker that owns it: ``max``
+    across workers is that value where ``sum`` would double it while a moved scope's old series
+    goes stale. Several values of a variable show one line each instead of a meaningless sum.
+    """
+    grouping = ", ".join([*([by] if by else []), *SCOPE_VARIABLES])
+    return f"max by ({grouping}) ({selector})"
 
 
 def first_response(quantile: float) -> str:
@@ -546,7 +566,153 @@ def pipeline() -> Board:
     )
 
 
-BOARDS = (overview, aging, pipeline)
+def indicators() -> Board:
+    def ratio_graph(
+        title: str, unit: str, metric: str, legend: str, description: str
+    ) -> timeseries.Panel:
+        return graph(
+            title,
+            unit,
+            [Query(per_scope(scoped(metric)), f"{legend} {SCOPE_LEGEND}")],
+            description=description,
+        )
+
+    return Board(
+        "flowgauge-indicators",
+        "flowgauge / Leading indicators",
+        "Signals that move a day or three before the backlog does, per scope over the "
+        "indicator window (default 7d; drivers compare the recent 24h with it), and the state "
+        "of every rule. Scopes do not add up here: picking several values of a variable shows "
+        "one line per scope. Recontact rate and deflection (ai_resolved not reopened or "
+        "recontacted within 48h) are not shown: flowgauge does not compute them yet, they need "
+        "state keyed by requester.",
+        ["datasource", *SCOPE_VARIABLES],
+        [
+            Row(
+                "Inflow",
+                [
+                    graph(
+                        "Top drivers: recent vs baseline share",
+                        RATIO,
+                        [
+                            Query(
+                                per_scope(scoped("flowgauge_driver_share_ratio"), by="tag, window"),
+                                f"{{{{tag}}}} {{{{window}}}} {SCOPE_LEGEND}",
+                            )
+                        ],
+                        description="Share of inflow carrying each of the top 3 tags of recent "
+                        "inflow: recent (24h) against baseline (7d).",
+                        width=8,
+                    ),
+                    state(
+                        "Driver spikes",
+                        Query(
+                            per_scope(scoped("flowgauge_driver_spike"), by="tag"),
+                            f"{{{{tag}}}} {SCOPE_LEGEND}",
+                        ),
+                        description="Firing while a top tag's recent share is at least 3x its "
+                        "baseline share, with at least 10 recent tickets.",
+                        width=8,
+                    ),
+                    graph(
+                        "Reopen rate",
+                        RATIO,
+                        [
+                            Query(
+                                per_scope(scoped("flowgauge_reopen_rate_ratio")),
+                                f"reopen rate {SCOPE_LEGEND}",
+                            )
+                        ],
+                        description="Reopens within 7 days of resolving / resolutions; "
+                        f"reopen_rate_high above {REOPEN_RATE_THRESHOLD:g} (default threshold).",
+                        width=8,
+                        band=REOPEN_BAND,
+                    ),
+                ],
+            ),
+            Row(
+                "Response",
+                [
+                    graph(
+                        "First response p50 / p90",
+                        SECONDS,
+                        [
+                            Query(
+                                per_scope(
+                                    scoped(
+                                        "flowgauge_first_response_quantile_seconds",
+                                        quantile=f"{q:g}",
+                                    )
+                                ),
+                                f"p{q * 100:g} {SCOPE_LEGEND}",
+                            )
+                            for q in FIRST_RESPONSE_QUANTILES
+                        ],
+                        description="From first opening to the first meaningful agent reply, "
+                        "over the replies in the indicator window (nearest rank).",
+                        width=24,
+                    ),
+                ],
+            ),
+            Row(
+                "Handling",
+                [
+                    ratio_graph(
+                        "Transfers per resolved ticket",
+                        TRANSFERS_PER_TICKET,
+                        "flowgauge_transfers_per_resolved_ratio",
+                        "transfers",
+                        "Queue changes since the ticket last (re)opened, per resolution.",
+                    ),
+                    ratio_graph(
+                        "Turns per resolved ticket",
+                        TURNS_PER_TICKET,
+                        "flowgauge_turns_per_resolved_ratio",
+                        "turns",
+                        "Customer replies answered by a meaningful agent reply, per resolution.",
+                    ),
+                ],
+            ),
+            Row(
+                "Backlog",
+                [
+                    graph(
+                        "Backlog in days of capacity, per scope",
+                        DAYS,
+                        [
+                            Query(
+                                f"{per_scope(scoped('flowgauge_backlog_capacity_seconds'))}"
+                                f" / {DAY_SECONDS}",
+                                f"days {SCOPE_LEGEND}",
+                            )
+                        ],
+                        description="Open / average daily outflow over 7d, as each scope's "
+                        "worker computes it; backlog_below_band under 0.5, above_band over 3.",
+                        width=24,
+                        band=CAPACITY_BAND,
+                    ),
+                ],
+            ),
+            Row(
+                "Rules",
+                [
+                    state(
+                        "Indicator rules",
+                        Query(
+                            total(scoped("flowgauge_alert_firing"), by="rule"),
+                            "{{rule}}",
+                        ),
+                        description="Every rule, OK or Firing (a number: how many of the "
+                        "selected scopes fire). Rules run for the whole backlog and each queue.",
+                        width=24,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+BOARDS = (overview, aging, indicators, pipeline)
 
 
 # Assembly

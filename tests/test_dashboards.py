@@ -25,7 +25,7 @@ SUFFIXES = {
     "summary": ("", "_sum", "_count", "_created"),
     "info": ("_info",),
 }
-SCOPED_BOARDS = ("flowgauge-overview", "flowgauge-aging")
+SCOPED_BOARDS = ("flowgauge-overview", "flowgauge-aging", "flowgauge-indicators")
 
 
 def exported_metric_names() -> set[str]:
@@ -52,7 +52,12 @@ def test_committed_dashboards_are_exactly_what_the_generator_writes(tmp_path: Pa
 
 def test_the_required_dashboards_exist_with_unique_uids() -> None:
     uids = [board["uid"] for board in boards()]
-    assert sorted(uids) == ["flowgauge-aging", "flowgauge-overview", "flowgauge-pipeline"]
+    assert sorted(uids) == [
+        "flowgauge-aging",
+        "flowgauge-indicators",
+        "flowgauge-overview",
+        "flowgauge-pipeline",
+    ]
     for board in boards():
         ids = [panel["id"] for panel in board["panels"]]
         assert len(ids) == len(set(ids)), board["uid"]
@@ -166,6 +171,78 @@ def test_scope_selection_sums_workers_and_never_double_counts(tmp_path: Path) ->
                 "promql_expr_test": [
                     {"expr": expr, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": v}]}
                     for expr, v in cases
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(json.dumps(test))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _board(uid: str) -> dict[str, Any]:
+    (board,) = [board for board in boards() if board["uid"] == uid]
+    return board
+
+
+def _steps(panel: dict[str, Any]) -> list[float | None]:
+    return [step["value"] for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+
+def test_leading_indicators_board_has_its_thresholds_and_says_what_it_leaves_out() -> None:
+    board = _board("flowgauge-indicators")
+    by_title = {panel["title"]: panel for panel in panels(board)}
+    assert _steps(by_title["Reopen rate"]) == [None, 0.15]
+    assert by_title["Reopen rate"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    days = by_title["Backlog in days of capacity, per scope"]
+    assert _steps(days) == [None, 0.5, 3]
+    assert "/ 86400" in days["targets"][0]["expr"]
+    quantiles = [target["expr"] for target in by_title["First response p50 / p90"]["targets"]]
+    assert [re.findall(r'quantile="([\d.]+)"', expr) for expr in quantiles] == [["0.5"], ["0.9"]]
+    (rules,) = by_title["Indicator rules"]["targets"]
+    assert "flowgauge_alert_firing" in rules["expr"]
+    assert "by (rule)" in rules["expr"]
+    assert "Recontact" in board["description"]
+    assert "deflection" in board["description"]
+    assert not [t for t in by_title if "recontact" in t.lower() or "deflection" in t.lower()]
+
+
+def test_indicator_panels_show_each_scope_and_never_add_ratios(tmp_path: Path) -> None:
+    """Two queues selected: one line each; a scope seen on two workers (moved) counts once."""
+    promtool = need_program("promtool")
+    reopen = _panel_expr("Reopen rate")
+    both_queues = {**dashboards.DEFAULTS, "queue": "(billing|tech)"}
+    scope = {q: f'queue="{q}", priority="", channel=""' for q in ("", "billing", "tech")}
+    series = [
+        (f'flowgauge_reopen_rate_ratio{{{scope[""]}, instance="a"}}', 0.1),
+        (f'flowgauge_reopen_rate_ratio{{{scope["billing"]}, instance="a"}}', 0.2),
+        (f'flowgauge_reopen_rate_ratio{{{scope["billing"]}, instance="b"}}', 0.2),
+        (f'flowgauge_reopen_rate_ratio{{{scope["tech"]}, instance="b"}}', 0.05),
+    ]
+    # Empty labels are no labels in a result.
+    cases = [
+        (dashboards.substitute(reopen), [("", 0.1)]),
+        (
+            dashboards.substitute(reopen, both_queues),
+            [('queue="billing"', 0.2), ('queue="tech"', 0.05)],
+        ),
+    ]
+    test = {
+        "rule_files": [],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": f"{v}x5"} for name, v in series],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "2m",
+                        "exp_samples": [{"labels": f"{{{ls}}}", "value": v} for ls, v in samples],
+                    }
+                    for expr, samples in cases
                 ],
             }
         ],

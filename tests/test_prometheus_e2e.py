@@ -1,7 +1,9 @@
 """The project's Prometheus config and rules against two real workers, read back with kcat.
 
-The embedded broker, two worker processes, the shared sample events, and a real Prometheus
-(from PATH) scraping the workers every second with the project's rule files. The derived
+The embedded broker, two worker processes, the shared sample events followed by a dozen tagged
+tickets (the sample has no tags, so without them no driver series would exist), and a real
+Prometheus (from PATH) scraping the workers every second with the project's rule files. What
+the tests expect is computed by ``report`` over exactly the lines published. The derived
 topics are read with the real kcat and every record is checked against its JSON Schema.
 """
 
@@ -20,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import pytest
 import yaml
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.events import InvalidEvent, parse_event
 from streams.producer import message_key
 from streams.records import FlowRecord
 from streams.report import run
@@ -304,15 +307,55 @@ def wait_settled(prometheus: Prometheus, as_of: float, timeout: float = 60.0) ->
     pytest.fail(f"not settled after {timeout}s: {seen}, wanted {checks}")
 
 
+TAGGED_TICKETS = 12
+
+
+def tagged_tickets(sample: list[bytes]) -> list[bytes]:
+    """A dozen tickets created with tags one minute apart after the sample's newest event.
+
+    Every one is tagged "refund" (a spike: at least 10 recent tickets, far above its baseline
+    share), every third "login" too. They change open tickets and inflow, which is why what
+    the tests expect is computed by ``report`` over the sample and these together.
+    """
+    newest = max(_valid_times(sample))
+    queues = ("billing", "sales", "tech")
+    return [
+        json.dumps(
+            {
+                "schema_version": 1,
+                "event_id": f"ETAG{index:02d}",
+                "type": "created",
+                "ticket_id": f"TTAG{index:02d}",
+                "occurred_at": (newest + timedelta(minutes=1 + index)).isoformat(),
+                "queue": queues[index % len(queues)],
+                "priority": "normal",
+                "channel": "email",
+                "requester_id": f"RTAG{index:02d}",
+                "tags": ["refund", "login"] if index % 3 == 0 else ["refund"],
+            }
+        ).encode()
+        for index in range(TAGGED_TICKETS)
+    ]
+
+
+def _valid_times(lines: list[bytes]) -> Iterator[datetime]:
+    for line in lines:
+        with contextlib.suppress(InvalidEvent):
+            yield parse_event(line).occurred_at
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = need_program("prometheus")
     need_program("kcat")
     events = need_path(SHARED_FIXTURES / "sample-events.jsonl", "shared fixtures")
-    lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+    sample = [line for line in events.read_bytes().splitlines() if line.strip()]
+    lines = sample + tagged_tickets(sample)
     emitted, _ = run(lines, core_settings(3600), GRACE_US)
-    last_all = FlowRecord.of(max((e.flow for e in emitted if e.flow.scope == "all"),
-                                 key=lambda flow: flow.as_of_us)).model_dump()  # fmt: skip
+    last = max((e for e in emitted if e.flow.scope == "all"), key=lambda e: e.flow.as_of_us)
+    assert last.indicators is not None
+    assert last.indicators.drivers, "the tagged tickets make drivers of the whole backlog"
+    last_all = FlowRecord.of(last.flow).model_dump()
     workdir = tmp_path_factory.mktemp("prometheus-e2e")
     with ExitStack() as stop:
         broker = stop.enter_context(EmbeddedBroker())
