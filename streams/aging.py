@@ -112,11 +112,13 @@ class ScopeAging:
             replied = (
                 transition.replied_us is not None and transition.replied_us <= transition.at_us
             )
-            current = self.tickets[ticket_id] = OpenTicket(transition.first_open_us, replied)
+            # Entering before it first opened (producers' clocks disagree) ages from entering.
+            first_open = min(transition.first_open_us, transition.at_us)
+            current = self.tickets[ticket_id] = OpenTicket(first_open, replied)
             if transition.prior is not None:
                 current.states = transition.prior.states(policy)
                 self._count(current.states, 1)
-            self.first_opens.add(transition.first_open_us)
+            self.first_opens.add(first_open)
             self.untouched += not replied
         elif current is None:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -51,6 +51,12 @@ def _canonical_priority(value: object) -> object:
     return _PRIORITY_ALIASES.get(folded, folded.upper())
 
 
+# A fixed range rather than the wall clock, so validation stays a function of the event:
+# a year-9999 or 1970 timestamp is a broken producer, and one would stall every boundary.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def _iso_with_offset(value: object) -> object:
     # Only ISO 8601 text is accepted: numbers would be read as Unix times and
     # a timestamp without an offset has no defined instant.
@@ -59,10 +65,17 @@ def _iso_with_offset(value: object) -> object:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"occurred_at is not ISO 8601: {value!r}") from exc
+        raise ValueError(f"occurred_at is not ISO 8601: {_shown(value)}") from exc
     if moment.utcoffset() is None:
         raise ValueError("occurred_at has no UTC offset")
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"occurred_at outside [{EARLIEST:%Y}, {LATEST:%Y}): {_shown(value)}")
     return moment
+
+
+def _shown(value: str, limit: int = 64) -> str:
+    """The offending value in a reason, cut short: a dead letter must fit where its input did."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} chars)"
 
 
 def _known_priority(value: str) -> str:

@@ -21,6 +21,9 @@ ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
 INDICATORS = "backlog.indicators"
 PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS)
+# A dead letter holds its input in base64 (4/3 of the size) and a reason: room for an
+# input at the broker's default limit of about 1 MiB.
+TOPIC_CONFIGS = {DEAD_LETTERS: {"max.message.bytes": str(8 * 1024 * 1024)}}
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,12 @@ async def ensure_topics(config: FlowgaugeConfig, attempts: int = 30) -> int:
         existing = set(await admin.list_topics())
         for name in PUBLIC_TOPICS:
             if name not in existing:
-                topic = NewTopic(name, num_partitions=config.partitions, replication_factor=1)
+                topic = NewTopic(
+                    name,
+                    num_partitions=config.partitions,
+                    replication_factor=1,
+                    topic_configs=TOPIC_CONFIGS.get(name, {}),
+                )
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics([topic])
                     log.info("created %s with %d partitions", name, config.partitions)
