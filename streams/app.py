@@ -20,7 +20,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
-from streams import codec, tansu
+from streams import codec, gaps, tansu
 from streams.config import FlowgaugeConfig
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
@@ -357,6 +357,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
     partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
+    gaps.install_gap_check()
     app = build_app(config, partitions)
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
     worker.execute_from_commandline()

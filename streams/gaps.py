@@ -1,0 +1,63 @@
+"""Never let a skipped message pass as a compaction gap.
+
+Faust's drainer reads a jump in a partition's offsets as a compacted range and marks it
+done, so the commit moves past it. After a rebalance a message fetched before the seek
+back to the committed offset can arrive first (faust-streaming issue #221): the jump
+then hides real messages, which are lost to the stages and to the commit alike, and the
+scope stage would later drop them as already applied. So a jump is checked against the
+log: when messages really sit in it, the worker restarts itself at once (as after a
+kill -9), before anything past the jump is processed or committed, and resumes from the
+committed offsets. A true gap (compaction, transaction markers) keeps Faust's handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from faust.transport import consumer as faust_consumer
+
+log = logging.getLogger(__name__)
+_original_add_gap = faust_consumer.Consumer._add_gap
+
+
+async def first_offset_at(bootstrap: str, topic: str, partition: int, offset: int) -> int | None:
+    """The offset of the first message at or after ``offset``, if one comes within 10 s."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await probe.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        probe.assign([tp])
+        probe.seek(tp, offset)
+        for _ in range(20):
+            batch = await probe.getmany(tp, timeout_ms=500, max_records=1)
+            records = batch.get(tp)
+            if records:
+                return int(records[0].offset)
+        return None
+    finally:
+        await probe.stop()
+
+
+async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    bootstrap = ",".join(str(url).removeprefix("kafka://") for url in self.app.conf.broker)
+    found = await first_offset_at(bootstrap, tp.topic, tp.partition, offset_from)
+    if found is not None and found < offset_to:
+        log.error(
+            "messages %d..%d of %s[%d] were skipped after a rebalance: restarting the worker",
+            found,
+            offset_to - 1,
+            tp.topic,
+            tp.partition,
+        )
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+    await _original_add_gap(self, tp, offset_from, offset_to)
+
+
+def install_gap_check() -> None:
+    setattr(faust_consumer.Consumer, "_add_gap", _checked_add_gap)  # noqa: B010
