@@ -36,10 +36,18 @@ class Worker:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}/metrics"
 
-    def metrics(self, timeout: float = 5.0) -> str:
-        with urllib.request.urlopen(self.metrics_url, timeout=timeout) as response:
-            text: str = response.read().decode()
-            return text
+    def metrics(self, timeout: float = 5.0, restarting: float = 90.0) -> str:
+        """The worker's /metrics; waits while it restarts itself (see streams/gaps.py)."""
+        deadline = time.monotonic() + restarting
+        while True:
+            try:
+                with urllib.request.urlopen(self.metrics_url, timeout=timeout) as response:
+                    text: str = response.read().decode()
+                    return text
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
