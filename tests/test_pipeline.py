@@ -127,10 +127,11 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
             assert record == rows[(record["as_of"], record["scope"])]
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
+    # A redelivered record after a crash repeats the same numbers: compare as sets.
     indicators = read_topic(broker, INDICATORS, until=len(wanted.indicators))
-    assert sorted(json.dumps(json.loads(v), sort_keys=True) for _, v in indicators) == sorted(
+    assert {json.dumps(json.loads(v), sort_keys=True) for _, v in indicators} == {
         json.dumps(r, sort_keys=True) for r in wanted.indicators
-    )
+    }
     assert wanted.sla, "the fixture should exercise the SLA clocks"
     sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=len(wanted.sla))]
     assert {json.dumps(r, sort_keys=True) for r in sla} == {
@@ -242,7 +243,9 @@ def test_alerts_reach_a_configured_chat_webhook(
     wanted = expected_from_report(lines).alerts
     assert wanted, "the fixture should make the rule fire"
     with webhook_receiver() as (receiver, loop):
-        chat = json.dumps([{"name": "ops", "kind": "webhook", "url": receiver.url}])
+        # A generous rate: the fixture makes dozens of transitions across all rules.
+        hook = {"name": "ops", "kind": "webhook", "url": receiver.url, "per_minute": 6000}
+        chat = json.dumps([hook])
         with workers(broker, tmp_path, 1, FLOWGAUGE_CHAT=chat, **STEP) as running:
             publish(broker, lines)
             waiting = receiver.wait_delivered(len(wanted), timeout=90)
