@@ -212,8 +212,10 @@ class RulesPolicy:
     band_high_days: float = 3.0
     breach_wave: int = 10  # more open tickets past an SLA target than ``wave_steps`` ago
     min_volume: int = 10
-    sustain: int = 3
-    clear: int = 3
+    # Indicators move slowly and hover near their thresholds: a longer run in each
+    # direction keeps a team's chat from flapping (6 and 12 boundaries: 30 and 60 min).
+    sustain: int = 6
+    clear: int = 12
     wave_seconds: int = 3600
     capacity_window: str = "7d"  # the flow window whose outflow measures capacity
 

@@ -118,8 +118,8 @@ class RulesConfig(BaseModel):
     band_high_days: float = Field(default=3.0, gt=0)
     breach_wave: int = Field(default=10, ge=1)
     min_volume: int = Field(default=10, ge=0)
-    sustain: int = Field(default=3, ge=1)
-    clear: int = Field(default=3, ge=1)
+    sustain: int = Field(default=6, ge=1)
+    clear: int = Field(default=12, ge=1)
 
 
 class AlertsConfig(BaseModel):
