@@ -250,31 +250,6 @@ class IndicatorRules:
         spans: tuple[int, int],
     ) -> list[AlertTransition]:
         """``spans``: the indicator window and the breach-wave span, in boundaries."""
-        readings = self._readings(flow, indicators, breached, policy, spans)
-        alerts = []
-        for rule, reading in readings.items():
-            machine = self.machines[rule]
-            alert = machine.evaluate(
-                reading.fires,
-                not reading.fires,
-                flow.as_of_us,
-                reading.value,
-                reading.threshold,
-                policy.sustain,
-                policy.clear,
-            )
-            if alert is not None:
-                alerts.append(alert)
-        return alerts
-
-    def _readings(
-        self,
-        flow: FlowSnapshot,
-        indicators: IndicatorSnapshot,
-        breached: int | None,
-        policy: RulesPolicy,
-        spans: tuple[int, int],
-    ) -> dict[str, Reading]:
         baseline_steps, wave_steps = spans
         previous_p90 = _remember(
             self.p90_history, indicators.first_response_p90_seconds, baseline_steps
@@ -315,7 +290,26 @@ class IndicatorRules:
             readings[SLA_BREACH_WAVE] = Reading(
                 rise >= policy.breach_wave, float(rise), float(policy.breach_wave)
             )
-        return readings
+        return self._step(readings, flow.as_of_us, policy)
+
+    def _step(
+        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy
+    ) -> list[AlertTransition]:
+        """Advance each rule's state machine by its reading; the transitions it makes."""
+        alerts = []
+        for rule, reading in readings.items():
+            alert = self.machines[rule].evaluate(
+                reading.fires,
+                not reading.fires,
+                at_us,
+                reading.value,
+                reading.threshold,
+                policy.sustain,
+                policy.clear,
+            )
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
 
 
 def _remember(history: deque[Any], value: Any, span: int) -> Any:

@@ -175,12 +175,7 @@ def test_scope_selection_sums_workers_and_never_double_counts(tmp_path: Path) ->
             }
         ],
     }
-    path = tmp_path / "test.yml"
-    path.write_text(json.dumps(test))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(promtool, tmp_path, test)
 
 
 def _board(uid: str) -> dict[str, Any]:
@@ -247,6 +242,11 @@ def test_indicator_panels_show_each_scope_and_never_add_ratios(tmp_path: Path) -
             }
         ],
     }
+    assert_promtool_passes(promtool, tmp_path, test)
+
+
+def assert_promtool_passes(promtool: str, tmp_path: Path, test: dict[str, Any]) -> None:
+    """Run one ``promtool test rules`` file built from ``test``; it must pass."""
     path = tmp_path / "test.yml"
     path.write_text(json.dumps(test))
     result = subprocess.run(
