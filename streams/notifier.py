@@ -4,6 +4,9 @@ Delivery is at least once while the process runs: a transition is retried (with 
 timeouts, connection errors and 5xx, after Retry-After on 429) until its destination accepts
 it, in order, so a resolution never arrives before its firing. A slow or broken destination
 holds up only its own queue. Webhook URLs are secrets: logs name the destination only.
+
+``submit`` returns a future that is done once the alert is finished for every destination,
+so that a caller can hold on to the alert's source (a Kafka offset) until then.
 """
 
 from __future__ import annotations
@@ -94,9 +97,23 @@ def classify(status: int, headers: Mapping[str, str], policy: RetryPolicy) -> At
 
 
 @dataclass(slots=True)
+class _Alert:
+    """One submitted alert, shared by the queues of every destination."""
+
+    record: AlertRecord
+    finished: asyncio.Future[None]
+    remaining: int  # destinations it is not finished for
+
+    def finish_one(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0 and not self.finished.done():
+            self.finished.set_result(None)
+
+
+@dataclass(slots=True)
 class _Lane:
     destination: ChatDestination
-    queue: asyncio.Queue[AlertRecord]
+    queue: asyncio.Queue[_Alert]
     bucket: TokenBucket
     pending: int = 0
     task: asyncio.Task[None] | None = None
@@ -106,7 +123,8 @@ class Notifier:
     """Fans every submitted alert out to each destination's queue.
 
     Use as ``async with Notifier(destinations, dashboard_url) as notifier:``, or call
-    ``start()`` and ``close()``. ``submit`` never blocks and never raises for a destination.
+    ``start()`` and ``close()``. ``submit`` never blocks and never raises for a destination;
+    a caller that must not lose alerts to a full queue awaits ``wait_for_room()`` first.
     ``on_outcome(destination_name, outcome)`` is called per delivery, retry, rejection and drop,
     e.g. to count them.
     """
@@ -126,11 +144,14 @@ class Notifier:
         self._dashboard_url = dashboard_url
         self._retry = retry or RetryPolicy()
         self._on_outcome = on_outcome
+        self._queue_size = queue_size
         self._lanes = [
             _Lane(d, asyncio.Queue(queue_size), TokenBucket(d.per_minute, d.burst))
             for d in destinations
         ]
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, asyncio.Future[None]] = OrderedDict()
+        self._unfinished: set[asyncio.Future[None]] = set()
+        self._progress = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Notifier:
@@ -146,13 +167,16 @@ class Notifier:
             lane.task = asyncio.create_task(self._run(lane), name=f"chat:{lane.destination.name}")
 
     async def close(self, drain_seconds: float = 0.0) -> None:
-        """Stop sending, after up to ``drain_seconds`` for the queues to empty."""
+        """Stop sending, after up to ``drain_seconds`` for the queues to empty; the futures of
+        alerts still unfinished are cancelled."""
         if drain_seconds > 0:
             await self.join(drain_seconds)
         tasks = [lane.task for lane in self._lanes if lane.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for finished in list(self._unfinished):
+            finished.cancel()
         for lane in self._lanes:
             lane.task = None
             if lane.pending:
@@ -161,21 +185,42 @@ class Notifier:
             await self._session.close()
             self._session = None
 
-    def submit(self, record: AlertRecord) -> None:
-        """Queue ``record`` for every destination; a full queue drops it for that one only."""
-        if record.alert_id in self._seen:
-            return
-        self._seen[record.alert_id] = None
-        if len(self._seen) > _REMEMBERED_ALERTS:
-            self._seen.popitem(last=False)
+    def submit(self, record: AlertRecord) -> asyncio.Future[None]:
+        """Queue ``record`` for every destination; a full queue drops it for that one only.
+
+        The future is done once the alert is finished for every destination: delivered,
+        rejected (a 4xx other than 429, which no retry can fix) or dropped (its queue was full,
+        or sending it raised). A drop counts because this process will never send it again;
+        ``wait_for_room`` is how a caller avoids them. An alert_id submitted before gets the
+        future of that first submission.
+        """
+        known = self._seen.get(record.alert_id)
+        if known is not None:
+            return known
+        alert = _Alert(record, asyncio.get_running_loop().create_future(), len(self._lanes))
+        self._remember(record.alert_id, alert.finished)
         for lane in self._lanes:
             try:
-                lane.queue.put_nowait(record)
+                lane.queue.put_nowait(alert)
             except asyncio.QueueFull:
                 log.error("chat %s: queue full, %s dropped", lane.destination.name, record.alert_id)
                 self._report(lane, "dropped")
+                alert.finish_one()
             else:
                 lane.pending += 1
+        if not self._lanes:
+            alert.finished.set_result(None)
+        return alert.finished
+
+    async def wait_for_room(self) -> None:
+        """Until an alert submitted now fits in every destination's queue.
+
+        A queued alert is unfinished, so with fewer unfinished alerts than a queue holds no
+        queue is full.
+        """
+        while len(self._unfinished) >= self._queue_size:
+            self._progress.clear()
+            await self._progress.wait()
 
     async def join(self, timeout: float | None = None) -> bool:
         """Wait until every queued alert is delivered or rejected; False if time ran out."""
@@ -187,22 +232,34 @@ class Notifier:
             return False
         return True
 
+    def _remember(self, alert_id: str, finished: asyncio.Future[None]) -> None:
+        self._seen[alert_id] = finished
+        if len(self._seen) > _REMEMBERED_ALERTS:
+            self._seen.popitem(last=False)
+        self._unfinished.add(finished)
+        finished.add_done_callback(self._on_finished)
+
+    def _on_finished(self, finished: asyncio.Future[None]) -> None:
+        self._unfinished.discard(finished)
+        self._progress.set()
+
     async def _run(self, lane: _Lane) -> None:
         while True:
-            record = await lane.queue.get()
+            alert = await lane.queue.get()
             try:
-                await self._deliver(lane, record)
+                await self._deliver(lane, alert.record)
             except Exception as error:  # a bug in one message must not stop the destination
                 log.error(
                     "chat %s: %s dropped: %s",
                     lane.destination.name,
-                    record.alert_id,
+                    alert.record.alert_id,
                     type(error).__name__,
                 )
                 self._report(lane, "dropped")
             # Not in a finally: a record cancelled mid-delivery by close() is still pending.
             lane.pending -= 1
             lane.queue.task_done()
+            alert.finish_one()
 
     async def _deliver(self, lane: _Lane, record: AlertRecord) -> None:
         name = lane.destination.name

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +76,21 @@ class Receiver:
         await self.stop()
 
     async def wait_delivered(self, count: int, timeout: float) -> None:
-        async def enough() -> None:
-            while len(self.delivered) < count:
+        await self.wait_until(lambda: len(self.delivered) >= count, timeout)
+
+    async def wait_requests(self, count: int, timeout: float) -> None:
+        """Until ``count`` requests arrived, whatever they were answered."""
+        await self.wait_until(lambda: len(self.requests) >= count, timeout)
+
+    async def wait_until(self, enough: Callable[[], bool], timeout: float) -> None:
+        """Until ``enough()``, asked again at each request."""
+
+        async def arrivals() -> None:
+            while not enough():
                 self._arrived.clear()
                 await self._arrived.wait()
 
-        await asyncio.wait_for(enough(), timeout)
+        await asyncio.wait_for(arrivals(), timeout)
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -335,6 +335,78 @@ def test_an_alert_submitted_twice_is_posted_once() -> None:
     run(scenario())
 
 
+def test_an_alert_is_finished_once_every_destination_is_done_with_it() -> None:
+    async def scenario() -> None:
+        down = Receiver()  # refuses connections until it listens
+        try:
+            async with Receiver([Reply(400)]) as rejecting:
+                destinations = [
+                    destination("down", "webhook", down.url),
+                    destination("rejecting", "slack", rejecting.url),
+                ]
+                async with Notifier(destinations, retry=FAST) as notifier:
+                    finished = notifier.submit(alert())
+                    await rejecting.wait_requests(1, timeout=5)
+                    await asyncio.sleep(0.3)
+                    assert [request.status for request in rejecting.requests] == [400]
+                    assert not finished.done()  # rejected by one, still retried for the other
+                    await down.listen()
+                    await asyncio.wait_for(finished, 5)
+                    assert notifier.submit(alert()) is finished
+        finally:
+            await down.stop()
+        assert len(down.delivered) == 1
+
+    run(scenario())
+
+
+def test_a_drop_finishes_the_alert_and_wait_for_room_prevents_it() -> None:
+    outcomes: list[tuple[str, Outcome]] = []
+
+    async def scenario() -> None:
+        down = Receiver()
+        try:
+            notifier = Notifier(
+                [destination("down", "webhook", down.url)],
+                retry=FAST,
+                queue_size=2,
+                on_outcome=lambda name, outcome: outcomes.append((name, outcome)),
+            )
+            async with notifier:
+                held = [notifier.submit(alert(f"queue:q{n}")) for n in range(2)]
+                dropped = notifier.submit(alert("queue:q2"))
+                assert dropped.done()
+                room = asyncio.create_task(notifier.wait_for_room())
+                await asyncio.sleep(0.2)
+                assert not room.done()  # two unfinished: a third could fill a queue
+                await down.listen()
+                await asyncio.wait_for(room, 5)
+                await asyncio.wait_for(asyncio.gather(*held), 5)
+        finally:
+            await down.stop()
+        assert [body["scope"] for body in down.delivered] == ["queue:q0", "queue:q1"]
+
+    run(scenario())
+    assert outcomes.count(("down", "dropped")) == 1
+
+
+def test_close_cancels_what_is_not_finished() -> None:
+    async def scenario() -> None:
+        down = Receiver()
+        try:
+            notifier = Notifier([destination("down", "teams", down.url)], retry=FAST)
+            async with notifier:
+                finished = notifier.submit(alert())
+                await asyncio.sleep(0.1)
+            assert finished.cancelled()
+            async with Notifier([]) as nowhere:
+                assert nowhere.submit(alert()).done()
+        finally:
+            await down.stop()
+
+    run(scenario())
+
+
 def test_webhook_url_never_appears_in_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     replies = [Reply(500), Reply(429), Reply(504, delay=1.0), Reply(404)]

@@ -1,0 +1,155 @@
+"""Chat delivery across worker stops: an alert's offset waits until the alert is finished."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from streams.broker import EmbeddedBroker
+from streams.delivery import InOrderAcks
+from streams.topics import ALERTS
+from tests.chat_servers import Receiver, Reply
+from tests.cluster import read_topic, start_worker
+from tests.conftest import SHARED_FIXTURES, need_path
+from tests.test_pipeline import STEP, expected_from_report, publish, webhook_receiver
+
+
+@dataclass(frozen=True)
+class FakeMessage:
+    tp: tuple[str, int]
+    offset: int
+
+
+@dataclass
+class FakeEvent:
+    message: FakeMessage
+    acks: list[int] = field(default_factory=list)
+
+    def ack(self) -> bool:
+        self.acks.append(self.message.offset)
+        return True
+
+
+def test_events_are_acked_in_offset_order_once_finished() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        acks = InOrderAcks()
+        events = {
+            (partition, offset): FakeEvent(FakeMessage(("alerts", partition), offset))
+            for partition in (0, 1)
+            for offset in range(3)
+        }
+        finished = {key: loop.create_future() for key in events}
+        for key, event in events.items():
+            acks.track(event, finished[key])
+
+        def acked() -> set[tuple[int, int]]:
+            return {key for key, event in events.items() if event.acks}
+
+        finished[0, 1].set_result(None)
+        finished[1, 0].set_result(None)
+        await asyncio.sleep(0)
+        assert acked() == {(1, 0)}  # 0/1 waits for 0/0
+        finished[0, 0].set_result(None)
+        await asyncio.sleep(0)
+        assert acked() == {(1, 0), (0, 0), (0, 1)}
+        finished[0, 2].cancel()  # the notifier closed: never acked
+        acks.forget([("alerts", 1)])  # revoked: read again by the next owner
+        finished[1, 1].set_result(None)
+        await asyncio.sleep(0)
+        assert acked() == {(1, 0), (0, 0), (0, 1)}
+        assert all(len(event.acks) <= 1 for event in events.values())
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as running:
+        yield running
+
+
+def in_loop(loop: asyncio.AbstractEventLoop, waiting: Coroutine[Any, Any, None]) -> None:
+    """Run ``waiting`` in the receiver's loop; it has a timeout of its own."""
+    asyncio.run_coroutine_threadsafe(waiting, loop).result()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_alerts_outlive_worker_stops_while_the_destination_is_down(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    events = need_path(SHARED_FIXTURES / "sample-events.jsonl", "shared fixtures")
+    lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+    wanted = set(expected_from_report(lines).alerts)
+    with webhook_receiver() as (receiver, loop):
+        receiver.then = Reply(503)  # down: every alert is retried, none is finished
+        hook = {"name": "ops", "kind": "webhook", "url": receiver.url, "per_minute": 6000}
+        env = {"FLOWGAUGE_CHAT": json.dumps([hook]), **STEP}
+
+        first = start_worker(broker, tmp_path, "first", **env)
+        try:
+            publish(broker, lines)
+            assert len(read_topic(broker, ALERTS, len(wanted), timeout=60, quiet=1)) >= len(wanted)
+            in_loop(loop, receiver.wait_requests(2, timeout=30))
+        finally:
+            first.stop()
+        assert first.process.returncode == 0
+
+        # The alerts come again to the next worker, which dies while still retrying.
+        seen = len(receiver.requests)
+        second = start_worker(broker, tmp_path, "second", **env)
+        try:
+            in_loop(loop, receiver.wait_requests(seen + 1, timeout=30))
+        finally:
+            second.stop(signal.SIGKILL)
+
+        loop.call_soon_threadsafe(setattr, receiver, "then", Reply())
+        third = start_worker(broker, tmp_path, "third", **env)
+        try:
+            in_loop(loop, receiver.wait_until(lambda: wanted <= posted(receiver), timeout=60))
+        finally:
+            third.stop()
+    assert posted(receiver) == wanted
+    committed, ends = committed_offsets(broker, "flowgauge", ALERTS)
+    assert committed == ends, "delivered alerts should be committed"
+    extra = len(receiver.delivered) - len(wanted)
+    print(f"{len(wanted)} alerts; {extra} posts were repeats, for the receiver to dedupe")
+
+
+def posted(receiver: Receiver) -> set[str]:
+    return {body["alert_id"] for body in receiver.delivered}
+
+
+def committed_offsets(
+    broker: EmbeddedBroker, group: str, topic: str
+) -> tuple[dict[int, int | None], dict[int, int]]:
+    """The group's committed offset and the end offset of each partition of ``topic``."""
+
+    async def read() -> tuple[dict[int, int | None], dict[int, int]]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.url.removeprefix("kafka://"),
+            group_id=group,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            committed = {tp.partition: await consumer.committed(tp) for tp in partitions}
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        return committed, {tp.partition: offset for tp, offset in ends.items()}
+
+    return asyncio.run(read())
