@@ -179,7 +179,9 @@ class ScopeAging:
         }
         first = opens[0] if count else None
         sla = {t: {s: self.sla_counts.get((t, s), 0) for s in COUNTED_STATES} for t in Target}
-        changes, self.sla_changes = tuple(self.sla_changes), []
+        # Changes at one instant come in arrival order, which differs between workers.
+        changes = tuple(sorted(self.sla_changes, key=_change_order))
+        self.sla_changes = []
         return AgingSnapshot(
             as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first, sla,
             changes,
@@ -194,3 +196,7 @@ class ScopeAging:
 
 def _nearest_rank(percent: int, count: int) -> int:
     return max(1, -(-percent * count // 100))
+
+
+def _change_order(change: SlaChange) -> tuple[int, str, str]:
+    return change.as_of_us, change.ticket_id, change.target.value

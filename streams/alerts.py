@@ -166,6 +166,11 @@ def _rule_text(alert: AlertTransition, indicators: IndicatorSnapshot | None) -> 
             f"{value:.0%} of resolutions were reopened within 7 days",
             f"{threshold:.0%}",
         ),
+        RECONTACT_RATE_HIGH: (
+            f"new tickets from requesters resolved in the last 7 days are {value:.0%} of "
+            "resolutions",
+            f"{threshold:.0%}",
+        ),
         TTFMR_RISING: (
             f"time to first meaningful response p90 is {_duration(value)}",
             _duration(threshold),
@@ -187,6 +192,7 @@ def _duration(seconds: float) -> str:
 
 
 REOPEN_RATE_HIGH = "reopen_rate_high"
+RECONTACT_RATE_HIGH = "recontact_rate_high"
 TTFMR_RISING = "ttfmr_rising"
 DRIVER_SPIKE = "driver_spike"
 BACKLOG_ABOVE_BAND = "backlog_above_band"
@@ -194,6 +200,7 @@ BACKLOG_BELOW_BAND = "backlog_below_band"
 SLA_BREACH_WAVE = "sla_breach_wave"
 INDICATOR_RULES = (
     REOPEN_RATE_HIGH,
+    RECONTACT_RATE_HIGH,
     TTFMR_RISING,
     DRIVER_SPIKE,
     BACKLOG_ABOVE_BAND,
@@ -207,6 +214,7 @@ class RulesPolicy:
     """Thresholds of the indicator rules; windows are counted in boundaries."""
 
     reopen_rate: float = 0.15
+    recontact_rate: float = 0.10
     ttfmr_rise: float = 0.5  # p90 up by this share against the previous window
     band_low_days: float = 0.5
     band_high_days: float = 3.0
@@ -264,6 +272,12 @@ class IndicatorRules:
                 and indicators.reopen_rate > policy.reopen_rate,
                 indicators.reopen_rate,
                 policy.reopen_rate,
+            ),
+            RECONTACT_RATE_HIGH: Reading(
+                indicators.resolutions >= policy.min_volume
+                and indicators.recontact_rate > policy.recontact_rate,
+                indicators.recontact_rate,
+                policy.recontact_rate,
             ),
             TTFMR_RISING: _rising(indicators, previous_p90, policy),
             DRIVER_SPIKE: Reading(

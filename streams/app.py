@@ -13,7 +13,6 @@ from itertools import islice
 from typing import Any
 
 import faust
-import mode
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -22,20 +21,27 @@ from mode.supervisors import CrashingSupervisor
 
 from streams import codec, gaps, tansu
 from streams.config import FlowgaugeConfig
+from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics
-from streams.notifier import Notifier
-from streams.records import AlertRecord, DeadLetter, outgoing
+from streams.recontact import Requester
+from streams.records import DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
+    Contacts,
     Message,
     PartitionRecord,
     Progress,
+    Relay,
+    RequesterPartitionRecord,
     ScopeDelta,
     ScopeRecord,
     apply_delta,
     apply_progress,
+    apply_relay,
+    contacts_for,
     emit,
+    run_requester_batch,
     run_ticket_batch,
 )
 from streams.tables import PartitionedTable
@@ -54,9 +60,11 @@ from streams.topics import (
 
 log = logging.getLogger(__name__)
 DELTAS = "scope-deltas"
+CONTACTS = "requester-contacts"
+# How far the input's event time moves between sweeps of forgotten requesters.
+SWEEP_EVERY_US = 86400 * US_PER_SECOND
 # A scope's state is one changelog value and grows with its open tickets (see README).
 STATE_MESSAGE_BYTES = 32 * 1024 * 1024
-CHAT_DRAIN_SECONDS = 5.0
 
 
 def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
@@ -98,15 +106,19 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     events, dead_letters = raw(INPUT), raw(DEAD_LETTERS)
     alerts_out = raw(ALERTS)
     outputs = {name: raw(name) for name in (FLOW, AGING, ALERTS, SLA, INDICATORS)}
-    deltas = app.topic(
-        f"{config.app_id}-{DELTAS}",
-        partitions=partitions,
-        internal=True,
-        key_type=bytes,
-        key_serializer="raw",
-        value_serializer=codec.NAME,
-    )
+
+    def internal(name: str) -> Any:
+        return app.topic(
+            f"{config.app_id}-{name}", partitions=partitions, internal=True,
+            key_type=bytes, key_serializer="raw", value_serializer=codec.NAME,
+        )  # fmt: skip
+
+    deltas, contacts = internal(DELTAS), internal(CONTACTS)
     tickets = PartitionedTable.create(app, "tickets", partitions, STATE_MESSAGE_BYTES)
+    requesters = PartitionedTable.create(app, "requesters", partitions, STATE_MESSAGE_BYTES)
+    requester_partitions = PartitionedTable.create(
+        app, "requester-partitions", partitions, STATE_MESSAGE_BYTES
+    )
     scopes = PartitionedTable.create(app, "scopes", partitions, STATE_MESSAGE_BYTES)
     scope_partitions = PartitionedTable.create(
         app, "scope-partitions", partitions, STATE_MESSAGE_BYTES
@@ -126,7 +138,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     @app.task
     async def track_produced_topics() -> None:
         produced = [dead_letters.get_topic_name(), *outputs]
-        produced += [deltas.get_topic_name(), *sorted(app.tables.changelog_topics)]
+        produced += [deltas.get_topic_name(), contacts.get_topic_name()]
+        produced += sorted(app.tables.changelog_topics)
         await track_topics(app.producer, produced)
 
     # An error in a stage stops the worker: it restarts from the changelogs, never
@@ -139,13 +152,19 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 for e in batch
             ]
             result = run_ticket_batch(
-                messages, lambda key: tickets.get(key.encode()), newest, grace_us, settings.sla
+                messages,
+                lambda key: tickets.get(key.encode()),
+                newest,
+                grace_us,
+                settings.sla,
+                partitions,
             )
             sends: list[Any] = [
                 await deltas.send(key=d.scope.encode(), value=d, force=True)
                 for d in result.deltas.values()
             ]
             sends += [await _broadcast(deltas, p, partitions) for p in result.progress.values()]
+            sends += await _to_each(contacts, contacts_for(result, partitions))
             sends += [
                 await dead_letters.send(
                     key=dl.message.key,
@@ -170,6 +189,41 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             metrics.count_ticket_batch(result)
             yield None
 
+    @app.agent(contacts, name="requesters", supervisor_strategy=CrashingSupervisor)
+    async def requester_stage(stream: Any) -> AsyncIterator[None]:
+        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
+            by_partition: dict[int, list[tuple[int, Contacts]]] = {}
+            for event in batch:
+                items = by_partition.setdefault(event.message.partition, [])
+                items.append((event.message.offset, event.value))
+            for partition, items in by_partition.items():
+                await _requester_partition(partition, items)
+            yield None
+
+    async def _requester_partition(partition: int, items: list[tuple[int, Contacts]]) -> None:
+        key = _partition_key(partition)
+        record = requester_partitions.get(key)
+        if not isinstance(record, RequesterPartitionRecord):
+            record = RequesterPartitionRecord(partition, partitions)
+        result = run_requester_batch(items, lambda k: requesters.get(k.encode()), record)
+        # Findings first, then the relay: on each scope partition the relay is behind them.
+        sends: list[Any] = [
+            await deltas.send(key=d.scope.encode(), value=d, force=True)
+            for d in result.deltas.values()
+        ]
+        relay = Relay(partition, list(result.relay.values()))
+        sends += [
+            await deltas.send(key=None, value=relay, partition=p, force=True)
+            for p in range(partitions)
+        ]
+        await _acked(sends)
+        for name, requester in result.changed.items():
+            requesters.put(partition, name.encode(), requester)
+        sweep = record.sweep_before(SWEEP_EVERY_US)
+        if sweep is not None:
+            _forget_requesters(requesters, partition, sweep)
+        requester_partitions.put(partition, key, record)
+
     @app.agent(deltas, name="scopes", supervisor_strategy=CrashingSupervisor)
     async def scope_stage(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
@@ -185,6 +239,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 item = event.value
                 if isinstance(item, Progress):
                     apply_progress(record, item)
+                elif isinstance(item, Relay):
+                    apply_relay(record, item)
                 elif isinstance(item, ScopeDelta):
                     scope = changed.get(item.scope) or _scope(scopes, item.scope, record, settings)
                     changed[item.scope] = scope
@@ -230,11 +286,13 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 progress = Progress(
                     tp.partition, newest.get(tp.partition), position, True, _wall_us()
                 )
+                idle = [Contacts(progress=[progress])] * partitions
                 await _acked([await _broadcast(deltas, progress, partitions)])
+                await _acked(await _to_each(contacts, idle))
         metrics.set_lag(lags)
 
     if config.chat:
-        _deliver_alerts_to_chat(app, config, alerts_out, metrics)
+        deliver_alerts_to_chat(app, config, alerts_out, metrics)
 
     @app.page("/metrics")
     async def metrics_page(_: Any, request: Any) -> Any:
@@ -244,31 +302,6 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         return web.Response(body=body, headers={"Content-Type": metrics.content_type})
 
     return app
-
-
-def _deliver_alerts_to_chat(
-    app: faust.App, config: FlowgaugeConfig, alerts: faust.TopicT, metrics: PipelineMetrics
-) -> None:
-    """Post every ``backlog.alerts`` record the worker owns to each chat destination.
-
-    Each alerts partition has one owner in the group, so each alert is posted by one
-    worker; a redelivered record is posted again and carries its alert_id for dedupe.
-    """
-    notifier = Notifier(config.chat, config.dashboard_url, on_outcome=metrics.count_chat)
-
-    @app.service
-    class ChatDelivery(mode.Service):
-        async def on_start(self) -> None:
-            await notifier.start()
-
-        async def on_stop(self) -> None:
-            await notifier.close(drain_seconds=CHAT_DRAIN_SECONDS)
-
-    @app.agent(alerts, name="chat", supervisor_strategy=CrashingSupervisor)
-    async def chat_stage(stream: Any) -> AsyncIterator[None]:
-        async for value in stream:
-            notifier.submit(AlertRecord.model_validate_json(value))
-            yield None
 
 
 class EndOffsets:
@@ -313,6 +346,21 @@ async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -
         await topic.send(key=None, value=progress, partition=p, force=True)
         for p in range(partitions)
     ]
+
+
+async def _to_each(topic: faust.TopicT, values: list[Contacts]) -> list[Any]:
+    """One value to each partition, the n-th to partition n."""
+    return [
+        await topic.send(key=None, value=value, partition=p, force=True)
+        for p, value in enumerate(values)
+    ]
+
+
+def _forget_requesters(table: PartitionedTable, partition: int, low_us: int) -> None:
+    for key in table.keys_in(partition):
+        requester = table.get(key)
+        if isinstance(requester, Requester) and requester.expired(low_us):
+            table.delete(partition, key)
 
 
 async def _publish(

@@ -24,9 +24,18 @@ from streams.alerts import (
 )
 from streams.flow import FlowSnapshot, ScopeFlow
 from streams.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
+from streams.recontact import Contact, ContactKind, Opening, Requester, Resolution
 from streams.scope import Emitted, ScopeState
 from streams.sla import Clock, SlaChange, SlaState, Target, TargetClock, Targets
-from streams.stages import PartitionRecord, Progress, ScopeDelta, ScopeRecord
+from streams.stages import (
+    Contacts,
+    PartitionRecord,
+    Progress,
+    Relay,
+    RequesterPartitionRecord,
+    ScopeDelta,
+    ScopeRecord,
+)
 from streams.ticket import Kind, Status, Ticket, Transition
 from streams.watermark import PartitionProgress, Watermarks
 
@@ -68,6 +77,14 @@ _STATE_CLASSES: tuple[type, ...] = (
     ScopeIndicators,
     Counter,
     deque,
+    Contact,
+    ContactKind,
+    Requester,
+    Opening,
+    Resolution,
+    Contacts,
+    Relay,
+    RequesterPartitionRecord,
 )
 _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool"}
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {

@@ -583,9 +583,7 @@ def indicators() -> Board:
         "Signals that move a day or three before the backlog does, per scope over the "
         "indicator window (default 7d; drivers compare the recent 24h with it), and the state "
         "of every rule. Scopes do not add up here: picking several values of a variable shows "
-        "one line per scope. Recontact rate and deflection (ai_resolved not reopened or "
-        "recontacted within 48h) are not shown: flowgauge does not compute them yet, they need "
-        "state keyed by requester.",
+        "one line per scope.",
         ["datasource", *SCOPE_VARIABLES],
         [
             Row(
@@ -670,6 +668,29 @@ def indicators() -> Board:
                         "flowgauge_turns_per_resolved_ratio",
                         "turns",
                         "Customer replies answered by a meaningful agent reply, per resolution.",
+                    ),
+                ],
+            ),
+            Row(
+                "Did it stay solved",
+                [
+                    ratio_graph(
+                        "Recontact rate",
+                        RATIO,
+                        "flowgauge_recontact_rate_ratio",
+                        "recontact rate",
+                        "New tickets from a requester resolved in the 7 days before, per "
+                        "resolution in the window; counted in the new ticket's scopes. "
+                        "recontact_rate_high fires above its threshold.",
+                    ),
+                    ratio_graph(
+                        "Real deflection",
+                        RATIO,
+                        "flowgauge_deflection_ratio",
+                        "deflection",
+                        "Share of ai_resolved resolutions not reopened, and whose requester "
+                        "opened no new ticket, within 48 hours; over the window ending 48 hours "
+                        "ago, so every resolution counted has had its 48 hours.",
                     ),
                 ],
             ),

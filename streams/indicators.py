@@ -17,6 +17,8 @@ from sortedcontainers import SortedList
 from streams.timeline import US_PER_SECOND, boundary_index
 
 REOPEN_HORIZON_US = 7 * 86400 * US_PER_SECOND  # a reopen this soon after resolving counts
+RECONTACT_HORIZON_US = 7 * 86400 * US_PER_SECOND  # a new ticket this soon from the requester
+DEFLECTION_HORIZON_US = 48 * 3600 * US_PER_SECOND  # an AI resolution holds if nobody returns
 SPIKE_FACTOR = 3
 SPIKE_MIN_TICKETS = 10
 TOP_DRIVERS = 3
@@ -29,15 +31,18 @@ class Effort:
     transfers: int = 0  # queue changes since the ticket (re)opened, on an outflow
     turns: int = 0  # customer replies answered by an agent since (re)opening, on an outflow
     quick_reopen: bool = False  # a reopen within the reopen horizon of the last resolution
+    ai_resolved: bool = False  # on an outflow: the resolution was by automation
     tags: tuple[str, ...] = ()  # the ticket's tags, on an inflow
 
 
 @dataclass(frozen=True, slots=True)
 class IndicatorWindows:
-    """The baseline window (default 7d) and the recent window drivers compare with it, in steps."""
+    """The indicator windows, in steps: the baseline (default 7d), the recent window drivers
+    compare with it, and how far back deflection's window sits (its 48 hours to settle)."""
 
     baseline: int
     recent: int
+    settle: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,9 @@ class IndicatorSnapshot:
     transfers_per_resolved: float
     turns_per_resolved: float
     drivers: tuple[Driver, ...]
+    recontact_rate: float = 0.0
+    ai_resolutions: int = 0  # in the settled window: resolved at least 48 hours ago
+    deflection_rate: float = 0.0
 
     @property
     def spiking(self) -> tuple[Driver, ...]:
@@ -78,6 +86,9 @@ class Bucket:
     inflow: int = 0
     tags: Counter[str] = field(default_factory=Counter)
     responses: list[int] = field(default_factory=list)  # seconds to first response (buckets)
+    recontacts: int = 0
+    ai_resolutions: int = 0
+    undeflected: int = 0
 
     def add(self, other: Bucket, sign: int = 1) -> None:
         """Add (or with ``sign=-1`` take away) another's counts; responses are kept apart."""
@@ -86,6 +97,9 @@ class Bucket:
         self.transfers += sign * other.transfers
         self.turns += sign * other.turns
         self.inflow += sign * other.inflow
+        self.recontacts += sign * other.recontacts
+        self.ai_resolutions += sign * other.ai_resolutions
+        self.undeflected += sign * other.undeflected
         for tag, count in other.tags.items():
             self.tags[tag] += sign * count
             if not self.tags[tag]:
@@ -100,11 +114,13 @@ class ScopeIndicators:
     buckets: dict[int, Bucket] = field(default_factory=dict)
     baseline: Bucket = field(default_factory=Bucket)
     recent: Bucket = field(default_factory=Bucket)
+    settled: Bucket = field(default_factory=Bucket)  # the baseline window, ``settle`` earlier
     responses: SortedList = field(default_factory=SortedList)
     slid: int | None = None  # the last boundary index the sums include
 
     def resolved(self, at_us: int, effort: Effort, step_us: int, windows: IndicatorWindows) -> None:
-        self._count(at_us, Bucket(1, 0, effort.transfers, effort.turns), step_us, windows)
+        entry = Bucket(1, 0, effort.transfers, effort.turns, ai_resolutions=int(effort.ai_resolved))
+        self._count(at_us, entry, step_us, windows)
 
     def opened(self, at_us: int, effort: Effort, step_us: int, windows: IndicatorWindows) -> None:
         entry = Bucket(quick_reopens=int(effort.quick_reopen), inflow=1, tags=Counter(effort.tags))
@@ -116,10 +132,16 @@ class ScopeIndicators:
         seconds = max(0, waited_us) // US_PER_SECOND
         self._count(at_us, Bucket(responses=[seconds]), step_us, windows)
 
+    def recontacted(self, at_us: int, step_us: int, windows: IndicatorWindows) -> None:
+        self._count(at_us, Bucket(recontacts=1), step_us, windows)
+
+    def undeflected(self, at_us: int, step_us: int, windows: IndicatorWindows) -> None:
+        self._count(at_us, Bucket(undeflected=1), step_us, windows)
+
     def snapshot(self, index: int, step_us: int, windows: IndicatorWindows) -> IndicatorSnapshot:
         """Slide the windows to boundary ``index`` and read the indicators there."""
         self._slide_to(index, windows)
-        base, recent = self.baseline, self.recent
+        base, recent, settled = self.baseline, self.recent, self.settled
         return IndicatorSnapshot(
             index * step_us,
             self.scope,
@@ -131,6 +153,17 @@ class ScopeIndicators:
             _ratio(base.transfers, base.resolutions),
             _ratio(base.turns, base.resolutions),
             _drivers(recent, base),
+            _ratio(base.recontacts, base.resolutions),
+            settled.ai_resolutions,
+            _ratio(settled.ai_resolutions - settled.undeflected, settled.ai_resolutions),
+        )
+
+    def _windows(self, windows: IndicatorWindows) -> tuple[tuple[Bucket, int, int], ...]:
+        """Each window's running sums with how far back it ends and how long it is, in steps."""
+        return (
+            (self.baseline, 0, windows.baseline),
+            (self.recent, 0, windows.recent),
+            (self.settled, windows.settle, windows.baseline),
         )
 
     def _slide_to(self, index: int, windows: IndicatorWindows) -> None:
@@ -139,38 +172,40 @@ class ScopeIndicators:
         # Buckets stamped before the first boundary slide in silently, as in the flow.
         first = min(self.buckets, default=index) if self.slid is None else self.slid + 1
         for current in range(min(first, index), index + 1):
+            for sums, back, length in self._windows(windows):
+                self._move(current - back, sums, 1)
+                self._move(current - back - length, sums, -1)
             entering = self.buckets.get(current)
             if entering is not None:
-                self.baseline.add(entering, 1)
-                self.recent.add(entering, 1)
                 self.responses.update(entering.responses)
-            self._leave(current - windows.recent, self.recent)
-            leaving = self.buckets.pop(current - windows.baseline, None)
+            leaving = self.buckets.get(current - windows.baseline)
             if leaving is not None:
-                self.baseline.add(leaving, -1)
                 for seconds in leaving.responses:
                     self.responses.remove(seconds)
+            self.buckets.pop(current - windows.settle - windows.baseline, None)
             self.slid = current
 
-    def _leave(self, index: int, sums: Bucket) -> None:
-        leaving = self.buckets.get(index)
-        if leaving is not None:
-            sums.add(leaving, -1)
+    def _move(self, index: int, sums: Bucket, sign: int) -> None:
+        bucket = self.buckets.get(index)
+        if bucket is not None:
+            sums.add(bucket, sign)
 
     def _count(self, at_us: int, entry: Bucket, step_us: int, windows: IndicatorWindows) -> None:
         index = boundary_index(at_us, step_us)
         slid = self.slid
-        if slid is not None and index <= slid - windows.baseline:
+        if slid is not None and index <= slid - windows.settle - windows.baseline:
             return  # older than every window from now on
         bucket = self.buckets.setdefault(index, Bucket())
         bucket.add(entry)
         bucket.responses += entry.responses
-        if slid is not None and index <= slid:
-            # Late: it joins the windows now; its bucket takes it out when it leaves.
-            self.baseline.add(entry, 1)
+        if slid is None:
+            return
+        # Late: it joins the windows it falls in now; its bucket takes it out when it leaves.
+        for sums, back, length in self._windows(windows):
+            if slid - back - length < index <= slid - back:
+                sums.add(entry, 1)
+        if slid - windows.baseline < index <= slid:
             self.responses.update(entry.responses)
-            if index > slid - windows.recent:
-                self.recent.add(entry, 1)
 
 
 def _ratio(part: int, whole: int) -> float:

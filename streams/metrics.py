@@ -121,6 +121,16 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
         "reopen_rate": family(
             "reopen_rate_ratio", "Reopens within 7 days of resolving / resolutions, window", []
         ),
+        "recontact_rate": family(
+            "recontact_rate_ratio",
+            "New tickets from a requester resolved in the 7 days before / resolutions, window",
+            [],
+        ),
+        "deflection": family(
+            "deflection_ratio",
+            "AI resolutions nobody came back from within 48h / AI resolutions, settled window",
+            [],
+        ),
         "response_quantile": family(
             "first_response_quantile_seconds",
             "Time to first meaningful response over the indicator window (nearest rank)",
@@ -153,6 +163,9 @@ def _indicator_values(
     if indicators is None:
         return
     yield "reopen_rate", (), indicators.reopen_rate
+    yield "recontact_rate", (), indicators.recontact_rate
+    if indicators.ai_resolutions:
+        yield "deflection", (), indicators.deflection_rate
     yield "response_quantile", ("0.5",), indicators.first_response_p50_seconds
     yield "response_quantile", ("0.9",), indicators.first_response_p90_seconds
     yield "transfers_per_resolved", (), indicators.transfers_per_resolved

@@ -18,7 +18,7 @@ def message_key(value: bytes) -> bytes | None:
     """The ticket_id of an event, as the message key; None when it has none."""
     try:
         ticket = json.loads(value).get("ticket_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # hostile nesting is not a key
         return None
     return ticket.encode() if isinstance(ticket, str) else None
 

@@ -128,6 +128,16 @@ class IndicatorRecord(Record):
     window: str = Field(description="the rolling window of the indicators (default 7d)")
     resolutions: int = Field(description="resolutions in the window")
     reopen_rate: float = Field(description="reopens within 7 days of resolving / resolutions")
+    recontact_rate: float = Field(
+        description="new tickets from a requester resolved in the 7 days before / resolutions"
+    )
+    ai_resolutions: int = Field(
+        description="ai_resolved resolutions in the window ending 48 hours before as_of"
+    )
+    deflection_rate: float | None = Field(
+        description="share of those ai_resolutions not reopened and whose requester opened no "
+        "new ticket within 48 hours; null without any"
+    )
     first_response_p50_seconds: float = Field(description="nearest rank, over the window")
     first_response_p90_seconds: float
     first_responses: int = Field(description="first meaningful replies in the window")
@@ -148,6 +158,9 @@ class IndicatorRecord(Record):
             window=window,
             resolutions=snapshot.resolutions,
             reopen_rate=snapshot.reopen_rate,
+            recontact_rate=snapshot.recontact_rate,
+            ai_resolutions=snapshot.ai_resolutions,
+            deflection_rate=snapshot.deflection_rate if snapshot.ai_resolutions else None,
             first_response_p50_seconds=snapshot.first_response_p50_seconds,
             first_response_p90_seconds=snapshot.first_response_p90_seconds,
             first_responses=snapshot.responses,
@@ -289,6 +302,9 @@ EXAMPLES: dict[str, BaseModel] = {
         window="7d",
         resolutions=255,
         reopen_rate=0.07,
+        recontact_rate=0.05,
+        ai_resolutions=18,
+        deflection_rate=0.83,
         first_response_p50_seconds=1260.0,
         first_response_p90_seconds=5400.0,
         first_responses=240,

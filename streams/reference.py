@@ -70,8 +70,23 @@ PUBLIC = {
 }
 # Internal topics by name without the app id: key, pickled value.
 INTERNAL = {
-    "scope-deltas": ("scope", "`ScopeDelta` per scope, `Progress` per source partition"),
+    "scope-deltas": (
+        "scope",
+        "`ScopeDelta` per scope, `Progress` per source partition, `Relay` per requester partition",
+    ),
+    "requester-contacts": (
+        "none (partition by requester)",
+        "`Contacts`: a ticket batch's openings and resolutions per requester, then its progress",
+    ),
     "tickets-changelog": ("ticket_id", "`Ticket`: state machine, scopes, SLA clocks"),
+    "requesters-changelog": (
+        "requester:ID or ticket:ID",
+        "`Requester`: recent openings, resolutions and reopens",
+    ),
+    "requester-partitions-changelog": (
+        "partition/N",
+        "`RequesterPartitionRecord`: the input's progress, for forgetting requesters",
+    ),
     "scopes-changelog": ("scope", "`ScopeRecord`: windows, aging index, applied offsets"),
     "scope-partitions-changelog": (
         "partition/N",
@@ -88,7 +103,7 @@ def feed(
 ) -> list[ScopeRecord]:
     """Count ``lines`` as one worker owning every partition would; the scopes it exports."""
     messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
-    batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla)
+    batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla, 1)
     metrics.count_ticket_batch(batch)
     emitted, _ = run(lines, settings, grace_us)
     metrics.count_scope_batch(0, emitted)

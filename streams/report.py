@@ -13,8 +13,9 @@ from typing import IO
 
 from streams.aging import BANDS, PERCENTILES
 from streams.events import InvalidEvent, TicketEvent, parse_event
+from streams.recontact import Requester, contact_of
 from streams.scope import Emitted, ScopeState, Settings, scope_order
-from streams.ticket import Ticket, apply_event
+from streams.ticket import Ticket, Transition, apply_event
 from streams.timeline import iso
 from streams.watermark import Watermarks
 
@@ -29,11 +30,12 @@ class Counters:
 
 @dataclass(slots=True)
 class LocalPipeline:
-    """Ticket stage and scope stage wired together directly, one input partition."""
+    """Ticket, requester and scope stages wired together directly, one input partition."""
 
     settings: Settings
     grace_us: int
     tickets: dict[str, Ticket] = field(default_factory=dict)
+    requesters: dict[str, Requester] = field(default_factory=dict)
     scopes: dict[str, ScopeState] = field(default_factory=dict)
     watermarks: Watermarks = field(default_factory=Watermarks)
     counters: Counters = field(default_factory=Counters)
@@ -53,7 +55,7 @@ class LocalPipeline:
         self.counters.processed += 1
         for scope in ticket.scopes():
             self._scope(scope).flow.see(at)
-        for transition in transitions:
+        for transition in [*transitions, *self._findings(ticket, event, transitions)]:
             self._scope(transition.scope).add(transition, self.settings)
         limit = self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
         yield from self._emit_through(limit)
@@ -71,6 +73,17 @@ class LocalPipeline:
         self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
         for state in self.scopes.values():
             yield from state.emit_through(limit, self.settings)
+
+    def _findings(
+        self, ticket: Ticket, event: TicketEvent, transitions: list[Transition]
+    ) -> Iterator[Transition]:
+        contact = contact_of(ticket, event, transitions)
+        if contact is None:
+            return
+        key, fact = contact
+        requester = self.requesters.setdefault(key, Requester())
+        for finding in requester.apply(fact):
+            yield from finding.transitions()
 
     def _scope(self, scope: str) -> ScopeState:
         state = self.scopes.get(scope)
@@ -161,6 +174,9 @@ INDICATOR_COLUMNS = [
     "transfers_per_resolved",
     "turns_per_resolved",
     "top_drivers",
+    "recontact_rate",
+    "ai_resolutions_settled",
+    "deflection_rate",
 ]
 
 
@@ -176,4 +192,5 @@ def write_indicators(out: IO[str], emitted: list[Emitted]) -> None:
         row = [iso(ind.as_of_us), ind.scope, ind.resolutions, f"{ind.reopen_rate:.4f}"]
         row += [ind.first_response_p50_seconds, ind.first_response_p90_seconds]
         row += [f"{ind.transfers_per_resolved:.4f}", f"{ind.turns_per_resolved:.4f}", drivers]
+        row += [f"{ind.recontact_rate:.4f}", ind.ai_resolutions, f"{ind.deflection_rate:.4f}"]
         writer.writerow(row)

@@ -15,9 +15,15 @@ from streams.alerts import (
     crossing_applies,
 )
 from streams.flow import FlowSnapshot, ScopeFlow, Windows
-from streams.indicators import Effort, IndicatorSnapshot, IndicatorWindows, ScopeIndicators
+from streams.indicators import (
+    DEFLECTION_HORIZON_US,
+    Effort,
+    IndicatorSnapshot,
+    IndicatorWindows,
+    ScopeIndicators,
+)
 from streams.sla import SlaPolicy, SlaState
-from streams.ticket import FLOW_KINDS, Kind, Transition
+from streams.ticket import FINDING_KINDS, FLOW_KINDS, Kind, Transition
 from streams.timeline import US_PER_SECOND
 
 
@@ -34,10 +40,9 @@ class Settings:
 
     @property
     def indicator_windows(self) -> IndicatorWindows:
-        baseline, recent = (
-            s * US_PER_SECOND // self.windows.step_us for s in self.indicator_seconds
-        )
-        return IndicatorWindows(baseline, recent)
+        step = self.windows.step_us
+        baseline, recent = (s * US_PER_SECOND // step for s in self.indicator_seconds)
+        return IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
 
     @property
     def rule_spans(self) -> tuple[int, int]:
@@ -86,6 +91,9 @@ class ScopeState:
 
     def add(self, transition: Transition, settings: Settings) -> bool:
         """Count one transition; True when it is late for this scope."""
+        if transition.kind in FINDING_KINDS:
+            self._indicate(transition, settings)
+            return False
         if self.aging is not None:
             self.aging.add(transition, settings.sla)
         self._indicate(transition, settings)
@@ -102,6 +110,10 @@ class ScopeState:
             self.indicators.resolved(at, effort, step, windows)
         elif transition.kind is Kind.REPLIED:
             self.indicators.responded(at, at - transition.first_open_us, step, windows)
+        elif transition.kind is Kind.RECONTACT:
+            self.indicators.recontacted(at, step, windows)
+        elif transition.kind is Kind.UNDEFLECTED:
+            self.indicators.undeflected(at, step, windows)
 
     def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
         step = settings.windows.step_us

@@ -1,10 +1,13 @@
-"""The two stages of the stream as plain functions over one batch, with no Faust import.
+"""The three stages of the stream as plain functions over one batch, with no Faust import.
 
 Ticket stage (keyed by ticket, one input partition at a time): validate, dedupe,
-run the state machine, and fold the batch's transitions into one delta per
-(scope, source partition). Scope stage (keyed by scope): apply deltas exactly
-once by source offset, track every source partition's progress, and emit the
-boundaries the watermark allows.
+run the state machine, fold the batch's transitions into one delta per (scope,
+source partition), and send each requester partition the batch's contacts for it
+followed by the batch's progress. Requester stage (keyed by requester): find
+recontacts and undeflected AI resolutions, send them to the scopes as deltas of
+their own source, then relay the progress it received. Scope stage (keyed by
+scope): apply deltas exactly once by source offset, and emit a boundary once both
+the ticket stage's progress and every requester partition's relay allow it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 from streams.events import EventType, InvalidEvent, parse_event
 from streams.indicators import Effort
+from streams.recontact import Contact, Requester, contact_of, requester_partition
 from streams.scope import Emitted, ScopeState, Settings
 from streams.sla import Clock, SlaPolicy
 from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
@@ -58,6 +62,22 @@ class Progress:
 
 
 @dataclass(slots=True)
+class Contacts:
+    """One ticket batch's contacts for one requester partition, then the batch's progress."""
+
+    entries: list[tuple[str, Contact]] = field(default_factory=list)
+    progress: list[Progress] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Relay:
+    """Progress a requester partition passes on once it has sent everything found before it."""
+
+    requester_partition: int
+    progress: list[Progress]
+
+
+@dataclass(slots=True)
 class DeadLetterOut:
     message: Message
     reason: str
@@ -69,6 +89,7 @@ class TicketBatch:
 
     deltas: dict[tuple[str, int], ScopeDelta] = field(default_factory=dict)
     progress: dict[int, Progress] = field(default_factory=dict)
+    contacts: dict[int, list[tuple[str, Contact]]] = field(default_factory=dict)
     dead_letters: list[DeadLetterOut] = field(default_factory=list)
     changed: dict[str, tuple[int, Ticket]] = field(default_factory=dict)
     lifecycle: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
@@ -84,8 +105,11 @@ def run_ticket_batch(
     newest: dict[int, int],
     grace_us: int,
     policy: SlaPolicy,
+    partitions: int,
 ) -> TicketBatch:
-    """Apply a batch of input messages; ``newest`` (per partition) is updated in place."""
+    """Apply a batch of input messages; ``newest`` (per partition) is updated in place.
+
+    ``partitions``: how many requester partitions the contacts are spread over."""
     batch = TicketBatch()
     next_offsets: dict[int, int] = {}
     for message in messages:
@@ -112,19 +136,14 @@ def run_ticket_batch(
         for scope in ticket.scopes():
             delta = _delta(batch, scope, message)
             delta.seen_us = at if delta.seen_us is None else min(delta.seen_us, at)
+        contact = contact_of(ticket, event, transitions)
+        if contact is not None:
+            batch.contacts.setdefault(requester_partition(contact[0], partitions), []).append(
+                contact
+            )
         for transition in transitions:
             _delta(batch, transition.scope, message).entries.append(
-                (
-                    message.offset,
-                    int(transition.kind),
-                    transition.at_us,
-                    transition.ticket_id,
-                    transition.first_open_us,
-                    transition.replied_us,
-                    transition.clock,
-                    transition.prior,
-                    transition.effort,
-                )
+                _entry(message.offset, transition)
             )
             if transition.scope == ALL_SCOPE and transition.kind is Kind.REPLIED:
                 waited = (transition.at_us - transition.first_open_us) / US_PER_SECOND
@@ -138,6 +157,85 @@ def run_ticket_batch(
 
 
 _LIFECYCLE = frozenset({Kind.INFLOW, Kind.OUTFLOW})
+
+
+def _entry(offset: int, transition: Transition) -> Entry:
+    return (
+        offset,
+        int(transition.kind),
+        transition.at_us,
+        transition.ticket_id,
+        transition.first_open_us,
+        transition.replied_us,
+        transition.clock,
+        transition.prior,
+        transition.effort,
+    )
+
+
+def contacts_for(batch: TicketBatch, partitions: int) -> list[Contacts]:
+    """What each requester partition gets from a ticket batch, its progress included."""
+    progress = list(batch.progress.values())
+    return [Contacts(batch.contacts.get(p, []), progress) for p in range(partitions)]
+
+
+@dataclass(slots=True)
+class RequesterPartitionRecord:
+    """Per requester partition: the input's progress, to know when a requester is forgotten."""
+
+    partition: int
+    source_partitions: int
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    swept_us: int = 0
+
+    def sweep_before(self, every_us: int) -> int | None:
+        """The low watermark, when it has moved ``every_us`` since the last sweep."""
+        marks = self.watermarks.partitions.values()
+        times = [p.newest_us for p in marks if p.newest_us is not None]
+        if len(times) < self.source_partitions or min(times) < self.swept_us + every_us:
+            return None
+        self.swept_us = min(times)
+        return self.swept_us
+
+
+@dataclass(slots=True)
+class RequesterBatch:
+    """Everything one batch of the requester stage produces."""
+
+    deltas: dict[str, ScopeDelta] = field(default_factory=dict)
+    changed: dict[str, Requester] = field(default_factory=dict)
+    relay: dict[int, Progress] = field(default_factory=dict)
+
+
+def run_requester_batch(
+    items: Iterable[tuple[int, Contacts]],
+    lookup: Callable[[str], Requester | None],
+    record: RequesterPartitionRecord,
+) -> RequesterBatch:
+    """Apply (offset, contacts) of one requester partition, in order.
+
+    Findings go out as deltas of source ``source_partitions + partition``, so the scope
+    stage applies them exactly once by this partition's offsets, as it does the input's.
+    """
+    batch = RequesterBatch()
+    source = record.source_partitions + record.partition
+    for offset, contacts in items:
+        for key, contact in contacts.entries:
+            requester = batch.changed.get(key) or lookup(key) or Requester()
+            batch.changed[key] = requester
+            for finding in requester.apply(contact):
+                for transition in finding.transitions():
+                    delta = batch.deltas.get(transition.scope)
+                    if delta is None:
+                        delta = batch.deltas[transition.scope] = ScopeDelta(
+                            transition.scope, source, offset
+                        )
+                    delta.last_offset = offset
+                    delta.entries.append(_entry(offset, transition))
+        for progress in contacts.progress:
+            apply_progress_to(record.watermarks, progress)
+            batch.relay[progress.source_partition] = progress
+    return batch
 
 
 def _cause(kind: Kind, event_type: EventType) -> str:
@@ -175,6 +273,7 @@ class PartitionRecord:
     scopes: set[str] = field(default_factory=set)
     now_us: int | None = None
     emitted: int | None = None
+    relayed: dict[int, Watermarks] = field(default_factory=dict)  # by requester partition
 
     def emit_limit(
         self,
@@ -183,14 +282,19 @@ class PartitionRecord:
         live_horizon_us: int,
         end_offsets: Mapping[int, int] | None = None,
     ) -> int | None:
-        """The last boundary that may be emitted: every source partition must be accounted for."""
-        if len(self.watermarks.partitions) < self.source_partitions:
+        """The last boundary that may be emitted: every source partition must be accounted
+        for, directly and through every requester partition's relay."""
+        marks = [self.watermarks, *self.relayed.values()]
+        if len(self.relayed) < self.source_partitions or any(
+            len(m.partitions) < self.source_partitions for m in marks
+        ):
             return None
         now = self.now_us
         newest = self.watermarks.newest_us
         live = now is not None and newest is not None and now - newest <= live_horizon_us
         step = settings.windows.step_us
-        return self.watermarks.emit_limit(step, grace_us, now if live else None, end_offsets)
+        limits = [m.emit_limit(step, grace_us, now if live else None, end_offsets) for m in marks]
+        return None if None in limits else min(limit for limit in limits if limit is not None)
 
     @property
     def has_idle(self) -> bool:
@@ -216,11 +320,21 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
 
 
 def apply_progress(record: PartitionRecord, progress: Progress) -> None:
-    record.watermarks.observe(
-        progress.source_partition, progress.newest_us, progress.next_offset, progress.idle
-    )
+    apply_progress_to(record.watermarks, progress)
     if progress.now_us is not None:
         record.now_us = max(record.now_us or 0, progress.now_us)
+
+
+def apply_relay(record: PartitionRecord, relay: Relay) -> None:
+    marks = record.relayed.setdefault(relay.requester_partition, Watermarks())
+    for progress in relay.progress:
+        apply_progress_to(marks, progress)
+
+
+def apply_progress_to(watermarks: Watermarks, progress: Progress) -> None:
+    watermarks.observe(
+        progress.source_partition, progress.newest_us, progress.next_offset, progress.idle
+    )
 
 
 def emit(records: Iterable[ScopeRecord], limit: int, settings: Settings) -> Iterator[Emitted]:

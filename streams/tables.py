@@ -45,5 +45,15 @@ class PartitionedTable:
         # unacknowledged batch may have changed the object.
         self.table.send_changelog(partition, key, codec.dumps(value), value_serializer="raw")
 
+    def delete(self, partition: int, key: bytes) -> None:
+        store: Any = self.table.data
+        store.pop(key, None)
+        store._key_partition.pop(key, None)
+        self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def keys_in(self, partition: int) -> list[bytes]:
+        store: Any = self.table.data
+        return [key for key, owner in store._key_partition.items() if owner == partition]
+
     def values(self) -> Iterator[Any]:
         return (self.get(key) for key in list(self.table.data.keys()))

@@ -21,6 +21,7 @@ from streams.indicators import REOPEN_HORIZON_US, Effort
 from streams.sla import Clock, SlaPolicy, settle_clock
 
 ALL_SCOPE = "all"
+AI_RESOLVED = "ai_resolved"
 DIMENSIONS = ("queue", "priority", "channel")
 
 
@@ -31,9 +32,12 @@ class Kind(IntEnum):
     TRANSFER_OUT = 3
     REPLIED = 4
     CLOCK = 5  # an SLA clock paused, resumed or was re-targeted
+    RECONTACT = 6  # a new ticket from a requester resolved in the 7 days before
+    UNDEFLECTED = 7  # an AI resolution its requester came back from within 48 hours
 
 
 FLOW_KINDS = (Kind.INFLOW, Kind.OUTFLOW, Kind.TRANSFER_IN, Kind.TRANSFER_OUT)
+FINDING_KINDS = frozenset({Kind.RECONTACT, Kind.UNDEFLECTED})  # from the requester stage
 OPENING_KINDS = frozenset({Kind.INFLOW, Kind.TRANSFER_IN})
 CLOSING_KINDS = frozenset({Kind.OUTFLOW, Kind.TRANSFER_OUT})
 
@@ -72,6 +76,7 @@ class Ticket:
     paused: bool = False
     clock: Clock | None = None
     tags: tuple[str, ...] = ()
+    requester: str | None = None
     resolved_us: int | None = None
     transfers: int = 0  # queue changes since the ticket last (re)opened
     turns: int = 0  # customer replies an agent answered since then
@@ -108,7 +113,7 @@ def apply_event(
     replied_now = _record_reply(ticket, event, at)
     resolved_before = ticket.resolved_us
     kind = _apply_lifecycle(ticket, event.type, at)
-    effort = _effort(ticket, kind, event.type, at, resolved_before)
+    effort = _effort(ticket, kind, event, resolved_before)
     _apply_pause(ticket, event, policy)
     ticket.clock = settle_clock(
         prior,
@@ -151,18 +156,19 @@ def _count_turn(ticket: Ticket, event: TicketEvent) -> None:
 
 
 def _effort(
-    ticket: Ticket, kind: Kind | None, event_type: EventType, at: int, resolved_before: int | None
+    ticket: Ticket, kind: Kind | None, event: TicketEvent, resolved_before: int | None
 ) -> Effort | None:
     if kind is Kind.OUTFLOW:
-        effort = Effort(transfers=ticket.transfers, turns=ticket.turns)
+        ai = event.resolution == AI_RESOLVED
+        effort = Effort(transfers=ticket.transfers, turns=ticket.turns, ai_resolved=ai)
         ticket.transfers = ticket.turns = 0
         ticket.awaiting_agent = False
         return effort
     if kind is Kind.INFLOW:
         quick = (
-            event_type is EventType.REOPENED
+            event.type is EventType.REOPENED
             and resolved_before is not None
-            and at - resolved_before <= REOPEN_HORIZON_US
+            and event.occurred_us - resolved_before <= REOPEN_HORIZON_US
         )
         return Effort(quick_reopen=quick, tags=ticket.tags)
     return None
@@ -199,6 +205,8 @@ def _apply_attributes(ticket: Ticket, event: TicketEvent) -> None:
         ticket.channel = event.channel
     if event.tags:
         ticket.tags = tuple(event.tags)
+    if event.requester_id is not None:
+        ticket.requester = event.requester_id
 
 
 def _transfers(

@@ -187,7 +187,7 @@ def _steps(panel: dict[str, Any]) -> list[float | None]:
     return [step["value"] for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
 
 
-def test_leading_indicators_board_has_its_thresholds_and_says_what_it_leaves_out() -> None:
+def test_leading_indicators_board_has_its_thresholds_and_every_indicator() -> None:
     board = _board("flowgauge-indicators")
     by_title = {panel["title"]: panel for panel in panels(board)}
     assert _steps(by_title["Reopen rate"]) == [None, 0.15]
@@ -200,9 +200,9 @@ def test_leading_indicators_board_has_its_thresholds_and_says_what_it_leaves_out
     (rules,) = by_title["Indicator rules"]["targets"]
     assert "flowgauge_alert_firing" in rules["expr"]
     assert "by (rule)" in rules["expr"]
-    assert "Recontact" in board["description"]
-    assert "deflection" in board["description"]
-    assert not [t for t in by_title if "recontact" in t.lower() or "deflection" in t.lower()]
+    recontact, deflection = by_title["Recontact rate"], by_title["Real deflection"]
+    assert "flowgauge_recontact_rate_ratio" in recontact["targets"][0]["expr"]
+    assert "flowgauge_deflection_ratio" in deflection["targets"][0]["expr"]
 
 
 def test_indicator_panels_show_each_scope_and_never_add_ratios(tmp_path: Path) -> None:

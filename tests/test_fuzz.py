@@ -19,9 +19,9 @@ import resource
 import time
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +37,14 @@ from streams.flow import Windows
 from streams.metrics import OTHER, PipelineMetrics
 from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord, SlaRecord
 from streams.report import Counters, run
-from streams.scope import Emitted, ScopeState, Settings
-from streams.stages import (
-    DeadLetterOut,
-    Message,
-    PartitionRecord,
-    Progress,
-    ScopeRecord,
-    apply_delta,
-    apply_progress,
-    emit,
-    run_ticket_batch,
-)
-from streams.ticket import ALL_SCOPE, Status, Ticket
+from streams.scope import Emitted, Settings
+from streams.ticket import ALL_SCOPE, Status
 from streams.timeline import US_PER_SECOND, iso, to_us
 from streams.topics import DEAD_LETTERS, INPUT, TOPIC_CONFIGS
+from tests import inprocess
 from tests.cluster import produce, read_topic, workers
+from tests.inprocess import GRACE_US, CoreRun
 
-GRACE_US = 600 * US_PER_SECOND
 BASE = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 BASE_US = to_us(BASE)
 # The step is a window too, so open(B) - open(previous B) = inflow - outflow of that step.
@@ -227,79 +217,15 @@ MIXED = st.lists(
 # --- the core pipeline, driven as the Faust shell drives it -------------------------------
 
 
-@dataclass
-class CoreRun:
-    emitted: list[Emitted] = field(default_factory=list)
-    tickets: dict[str, Ticket] = field(default_factory=dict)
-    scopes: dict[str, ScopeRecord] = field(default_factory=dict)
-    dead_letters: list[DeadLetterOut] = field(default_factory=list)
-    duplicates: int = 0
-    late: int = 0
-    processed: int = 0
-    late_transitions: int = 0
-    stalled: bool = False  # the snapshot budget ran out before the stream settled
-
-
 def run_core(
     lines: list[bytes],
-    settings_: Settings = SETTINGS,
     batch: int = 7,
     budget: int | None = None,
     metrics: PipelineMetrics | None = None,
 ) -> CoreRun:
-    """Ticket stage then scope stage, one input partition, in batches; flushed when idle.
-
-    ``budget`` bounds the snapshots emitted in all (the shell bounds them per batch): a
-    stream that would emit more has stalled on boundaries nobody can use.
-    """
-    out = CoreRun()
-    partition = PartitionRecord(0, source_partitions=1)
-    newest: dict[int, int] = {}
-    remaining = budget
-
-    def scope_stage(progress: list[Progress], deltas: list[Any]) -> None:
-        nonlocal remaining
-        for delta in deltas:
-            if delta.scope not in out.scopes:
-                state = ScopeState.new(delta.scope, settings_, partition.emitted)
-                out.scopes[delta.scope] = ScopeRecord(state, 0)
-            partition.scopes.add(delta.scope)
-            out.late_transitions += apply_delta(out.scopes[delta.scope], delta, settings_)
-        for item in progress:
-            apply_progress(partition, item)
-        limit = partition.emit_limit(settings_, GRACE_US, live_horizon_us=0)
-        if limit is None:
-            return
-        previous = partition.emitted
-        partition.emitted = limit if previous is None else max(previous, limit)
-        records = (out.scopes[s] for s in sorted(partition.scopes))
-        fresh = list(islice(emit(records, limit, settings_), remaining))
-        if remaining is not None:
-            remaining -= len(fresh)
-            out.stalled = out.stalled or remaining <= 0
-        for item in fresh:
-            publish(item)  # what the shell sends must be serialisable too
-        out.emitted += fresh
-
-    messages = [Message(0, offset, None, value) for offset, value in enumerate(lines)]
-    for start in range(0, len(messages), batch):
-        if out.stalled:
-            break
-        chunk = messages[start : start + batch]
-        result = run_ticket_batch(chunk, out.tickets.get, newest, GRACE_US, settings_.sla)
-        accounted = len(result.dead_letters) + result.duplicates + sum(result.processed.values())
-        assert accounted == len(chunk), "every message is dead-lettered, a repeat, or applied"
-        out.tickets.update({key: ticket for key, (_, ticket) in result.changed.items()})
-        out.dead_letters += result.dead_letters
-        out.duplicates += result.duplicates
-        out.late += result.late
-        out.processed += sum(result.processed.values())
-        if metrics is not None:
-            metrics.count_ticket_batch(result)
-        scope_stage(list(result.progress.values()), list(result.deltas.values()))
-    if not out.stalled:
-        scope_stage([Progress(0, None, len(messages), idle=True)], [])
-    return out
+    """The three stages, one input partition, in batches; every snapshot published as the
+    shell would (what the shell sends must be serialisable too)."""
+    return inprocess.run_core(lines, SETTINGS, batch, budget, metrics, emit_each=publish)
 
 
 def publish(item: Emitted) -> list[bytes]:

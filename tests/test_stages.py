@@ -1,7 +1,8 @@
-"""The stream's two stages, driven in-process as the Faust shell drives them, equal ``report``.
+"""The stream's three stages, driven in-process as the Faust shell drives them, equal ``report``.
 
-No broker: the ticket-stage deltas and progress go straight into the scope stage,
-in batches, so a rule that differs between the stream and ``report`` shows here.
+No broker (``tests.inprocess``): what a stage sends waits for the next stage's turn,
+in batches, over several partitions, with the requester stage falling behind, so a
+rule that differs between the stream and ``report`` shows here.
 """
 
 from __future__ import annotations
@@ -9,53 +10,16 @@ from __future__ import annotations
 import pytest
 
 from streams.report import run
-from streams.scope import Emitted, ScopeState, Settings
+from streams.scope import Emitted, Settings
 from streams.simulate import Scenario, encode, generate_events
-from streams.stages import (
-    Message,
-    PartitionRecord,
-    Progress,
-    ScopeRecord,
-    apply_delta,
-    apply_progress,
-    emit,
-    run_ticket_batch,
-)
-from streams.ticket import Ticket
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
+from tests.inprocess import GRACE_US, run_core
 
-GRACE_US = 600 * 1_000_000
 
-
-def stream_rows(lines: list[bytes], settings: Settings, batch: int) -> list[tuple[str, int, dict]]:
-    tickets: dict[str, Ticket] = {}
-    scopes: dict[str, ScopeRecord] = {}
-    partition = PartitionRecord(0, source_partitions=1)
-    newest: dict[int, int] = {}
-    emitted: list[Emitted] = []
-
-    def scope_stage(progress: list[Progress], deltas: list) -> None:
-        for delta in deltas:
-            if delta.scope not in scopes:
-                state = ScopeState.new(delta.scope, settings, partition.emitted)
-                scopes[delta.scope] = ScopeRecord(state, 0)
-            partition.scopes.add(delta.scope)
-            apply_delta(scopes[delta.scope], delta, settings)
-        for item in progress:
-            apply_progress(partition, item)
-        limit = partition.emit_limit(settings, GRACE_US, live_horizon_us=0)
-        if limit is not None:
-            previous = partition.emitted
-            partition.emitted = limit if previous is None else max(previous, limit)
-            emitted.extend(emit((scopes[s] for s in sorted(partition.scopes)), limit, settings))
-
-    messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
-    for start in range(0, len(messages), batch):
-        chunk = messages[start : start + batch]
-        result = run_ticket_batch(chunk, tickets.get, newest, GRACE_US, settings.sla)
-        tickets.update({key: ticket for key, (_, ticket) in result.changed.items()})
-        scope_stage(list(result.progress.values()), list(result.deltas.values()))
-    scope_stage([Progress(0, None, len(messages), idle=True)], [])
+def stream_rows(
+    lines: list[bytes], settings: Settings, batch: int, partitions: int = 1, lag: int = 0
+) -> list[tuple[str, int, dict]]:
+    emitted = run_core(lines, settings, batch, partitions=partitions, lag=lag).emitted
     return sorted((e.flow.scope, e.flow.as_of_us, _values(e)) for e in emitted)
 
 
@@ -74,18 +38,26 @@ def _line(ticket: str, event: str, kind: str, at: str, **extra: str) -> bytes:
     return encode(fields)
 
 
-@pytest.mark.parametrize("batch", [1, 7, 500])
-def test_stages_equal_report_on_the_shared_fixture(batch: int) -> None:
+@pytest.mark.parametrize(
+    ("batch", "partitions", "lag"), [(1, 1, 0), (7, 1, 0), (500, 1, 0), (7, 3, 0), (7, 3, 4)]
+)
+def test_stages_equal_report_on_the_shared_fixture(batch: int, partitions: int, lag: int) -> None:
     events = need_path(SHARED_FIXTURES / "sample-events.jsonl", "shared fixtures")
     lines = [line for line in events.read_bytes().splitlines() if line.strip()]
     settings = core_settings(3600)
-    assert stream_rows(lines, settings, batch) == report_rows(lines, settings)
+    assert stream_rows(lines, settings, batch, partitions, lag) == report_rows(lines, settings)
 
 
-def test_stages_equal_report_on_a_simulated_week() -> None:
-    lines = [encode(event) for event in generate_events(Scenario(days=7))]
+@pytest.mark.parametrize(("partitions", "lag"), [(1, 0), (4, 3)])
+def test_stages_equal_report_on_a_simulated_fortnight(partitions: int, lag: int) -> None:
+    """Long enough for recontacts and settled deflection in every scope."""
+    lines = [encode(event) for event in generate_events(Scenario(days=14))]
     settings = core_settings(300)
-    assert stream_rows(lines, settings, 2000) == report_rows(lines, settings)
+    rows = stream_rows(lines, settings, 500, partitions, lag)
+    assert rows == report_rows(lines, settings)
+    last = [values["indicators"] for scope, _, values in rows if scope == "all"][-1]
+    assert last.recontact_rate > 0
+    assert last.ai_resolutions > 0
 
 
 def test_a_transfer_out_does_not_make_the_old_scope_seen_earlier() -> None:
