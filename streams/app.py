@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
@@ -286,10 +287,17 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 progress = Progress(
                     tp.partition, newest.get(tp.partition), position, True, _wall_us()
                 )
-                idle = [Contacts(progress=[progress])] * partitions
-                await _acked([await _broadcast(deltas, progress, partitions)])
-                await _acked(await _to_each(contacts, idle))
+                await _send_idle(progress)
         metrics.set_lag(lags)
+
+    async def _send_idle(progress: Progress) -> None:
+        idle = [Contacts(progress=[progress])] * partitions
+        try:
+            await _acked([await _broadcast(deltas, progress, partitions)])
+            await _acked(await _to_each(contacts, idle))
+        except KafkaError as exc:
+            # Idle progress only repeats what is known; the next beat sends it again.
+            log.warning("idle progress not sent, retrying next beat: %r", exc)
 
     if config.chat:
         deliver_alerts_to_chat(app, config, alerts_out, metrics)
