@@ -214,7 +214,7 @@ class RulesPolicy:
     """Thresholds of the indicator rules; windows are counted in boundaries."""
 
     reopen_rate: float = 0.15
-    recontact_rate: float = 0.10
+    recontact_rate: float = 0.20  # the simulator's normal week runs at 7-17%
     ttfmr_rise: float = 0.5  # p90 up by this share against the previous window
     band_low_days: float = 0.5
     band_high_days: float = 3.0

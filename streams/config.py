@@ -113,7 +113,7 @@ class RulesConfig(BaseModel):
     """Thresholds of the indicator rules (README "Alert rules")."""
 
     reopen_rate: float = Field(default=0.15, ge=0, le=1)
-    recontact_rate: float = Field(default=0.10, ge=0)
+    recontact_rate: float = Field(default=0.20, ge=0)
     ttfmr_rise: float = Field(default=0.5, gt=0)
     band_low_days: float = Field(default=0.5, ge=0)
     band_high_days: float = Field(default=3.0, gt=0)
