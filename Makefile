@@ -43,8 +43,9 @@ lint: setup
 	$(BIN)/ruff format --check streams tests
 	$(BIN)/mypy
 
+# BENCH_ARGS: e.g. --quick, or --only latency (see tests/bench.py)
 bench: setup
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 schemas: setup
 	$(BIN)/flowgauge schemas

@@ -1,32 +1,41 @@
 """``make bench``: figures, never assertions. Ratios are measured in one run (machines are shared).
 
-python -m tests.bench [--events N]
+python -m tests.bench [--quick] [--only PART ...] [--days N]
+
+Parts, all by default, in this order: report (``report`` in-process over ``--days`` of the
+default team), million (``flowgauge report`` over 1,000,000 events, tests/bench_million.py),
+throughput (raw aiokafka consumer, bare Faust agent, one worker, two workers over the same
+events, tests/bench_throughput.py), latency (at 500 events/s, tests/bench_latency.py),
+render (``/metrics`` at 50 queues x 4 priorities x 8 channels, tests/bench_render.py),
+aging (as-of queries on a big aging index). ``--quick`` runs smaller sizes of each. Each
+target of the issue is printed at the end as met or not met, with the measured ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import re
+import os
+import platform
 import resource
 import statistics
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from streams.aging import ScopeAging
-from streams.broker import EmbeddedBroker
-from streams.producer import message_key
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
 from streams.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.ticket import Kind, Transition
 from streams.timeline import US_PER_SECOND
-from streams.topics import INPUT
-from tests.cluster import Worker, produce, start_worker
+from tests.bench_latency import bench_latency
+from tests.bench_million import bench_million
+from tests.bench_render import bench_render
+from tests.bench_support import Target
+from tests.bench_throughput import bench_throughput
 from tests.conftest import core_settings
 
 GRACE_US = 600 * 1_000_000
@@ -99,94 +108,122 @@ def _bench_aging(size: int, label: str, policy: SlaPolicy) -> None:
     )
 
 
-def raw_consumer_rate(broker: EmbeddedBroker, count: int) -> float:
-    """A raw aiokafka consumer reading the same topic: the ceiling on this machine."""
-
-    async def read() -> float:
-        consumer = AIOKafkaConsumer(
-            INPUT, bootstrap_servers=broker.url.removeprefix("kafka://"),
-            auto_offset_reset="earliest", group_id=None,
-        )  # fmt: skip
-        await consumer.start()
-        seen, started = 0, time.perf_counter()
-        try:
-            while seen < count:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                seen += sum(len(records) for records in batch.values())
-        finally:
-            await consumer.stop()
-        return seen / (time.perf_counter() - started)
-
-    return asyncio.run(read())
+@dataclass(frozen=True)
+class Sizes:
+    days: float  # of the default team, for report and throughput
+    aging: tuple[int, ...]
+    million: int
+    latency_seconds: float
+    render_days: float
 
 
-def processed_by(worker: Worker) -> int:
-    """Input messages a worker has taken in: applied, or recognised as repeats."""
-    pattern = r"^flowgauge_events_(?:processed|duplicate)_total(?:\{[^}]*\})? (\S+)$"
-    text = worker.metrics(timeout=60)  # a busy worker answers late; the figure is what counts
-    return sum(int(float(value)) for value in re.findall(pattern, text, re.M))
+FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0)
+QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0)
 
 
-def processed(workers: list[Worker]) -> int:
-    return sum(processed_by(worker) for worker in workers)
+def run_aging(sizes: Sizes) -> list[Target]:
+    bench_aging(sizes.aging)
+    return []
 
 
-def caught_up(workers: list[Worker], partitions: int = 4) -> bool:
-    lags: dict[str, float] = {}
-    for worker in workers:
-        text = worker.metrics(timeout=60)  # a busy worker answers late; the figure is what counts
-        for partition, value in re.findall(
-            r'^flowgauge_consumer_lag_messages\{partition="(\d+)"\} (\S+)$', text, re.M
-        ):
-            lags[partition] = float(value)
-    return len(lags) == partitions and not any(lags.values())
+def run_report(sizes: Sizes) -> list[Target]:
+    lines = simulated(sizes.days)
+    print(f"{len(lines)} simulated events over {sizes.days:g} days (default team)")
+    bench_report(lines)
+    return []
 
 
-def worker_rate(broker: EmbeddedBroker, workdir: Path, count: int, workers: int) -> float:
-    """Events/s through ``workers`` workers over a topic filled beforehand.
+def run_million(sizes: Sizes) -> list[Target]:
+    result = bench_million(sizes.million)
+    print(
+        f"generating {result.events:,} events (busy team) to a file: {result.generate_seconds:.1f}s"
+    )
+    print(f"`{result.command}`:")
+    print(
+        f"  {result.events:,} events, {result.rows:,} rows in {result.report_seconds:.1f}s"
+        f" = {result.events_per_second:,.0f} events/s; peak RSS {result.peak_rss_mib:,.0f} MiB"
+    )
+    name = f"report events/s over {result.events:,} events"
+    return [Target(name, result.events_per_second, 100_000, " events/s")]
 
-    Timed from the moment every worker is processing to zero lag on every input
-    partition, so the rebalance a joining worker causes is not counted.
-    """
-    started_workers = [
-        start_worker(broker, workdir, f"w{workers}-{i}", FLOWGAUGE_APP_ID=f"bench{workers}")
-        for i in range(workers)
+
+def run_throughput(sizes: Sizes) -> list[Target]:
+    lines = simulated(sizes.days)
+    workdir = Path(tempfile.mkdtemp(prefix="flowgauge-bench-"))
+    print(f"{len(lines)} simulated events over {sizes.days:g} days; logs in {workdir}")
+    return bench_throughput(lines, workdir)
+
+
+def run_latency(sizes: Sizes) -> list[Target]:
+    result = bench_latency(seconds=sizes.latency_seconds)
+    print(f"latency at {result.rate:g} events/s for {sizes.latency_seconds:g}s (busy team):")
+    print(f"  produce to /metrics, in order: p50 {_p(result.metrics_in_order)}")
+    print(f"  produce to /metrics, certain (upper bound): p50 {_p(result.metrics_certain)}")
+    print(f"  over {result.events:,} events; worker busy {result.worker_cores:.2f} cores")
+    print(f"  watermark past boundary + grace to backlog.flow: p50 {_p(result.snapshot)}")
+    print(f"  over {result.snapshots:,} snapshots of {result.boundaries:,} boundaries")
+    return [
+        Target("p99 produce to /metrics, in order", result.metrics_in_order[1], 2.0, " s", True),
+        Target("p99 produce to /metrics, certain", result.metrics_certain[1], 2.0, " s", True),
     ]
-    try:
-        while not all(processed_by(worker) for worker in started_workers):
-            time.sleep(0.05)
-        started, first = time.perf_counter(), processed(started_workers)
-        deadline = started + 600
-        while not caught_up(started_workers) and time.perf_counter() < deadline:
-            time.sleep(0.2)
-        done = processed(started_workers)
-        elapsed = time.perf_counter() - started
-        if done < count:
-            print(f"  note: {count - done} of {count} input events not accounted for")
-        return (done - first) / elapsed
-    finally:
-        for worker in started_workers:
-            worker.stop()
+
+
+def _p(p50_p99: tuple[float, float]) -> str:
+    return f"{p50_p99[0]:.3f}s, p99 {p50_p99[1]:.3f}s"
+
+
+def run_render(sizes: Sizes) -> list[Target]:
+    result = bench_render(sizes.render_days)
+    print(
+        f"/metrics render (PipelineMetrics.render) with {result.scopes} scopes from"
+        f" {result.events:,} events over 50 queues x 4 priorities x 8 channels:"
+    )
+    print(
+        f"  {result.series:,} series, {result.size_bytes / 1024:,.0f} KiB;"
+        f" median {result.median_ms:.1f} ms, max {result.max_ms:.1f} ms"
+    )
+    return []
+
+
+PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
+    "report": run_report,  # first: its peak RSS is this process's
+    "million": run_million,
+    "throughput": run_throughput,
+    "latency": run_latency,
+    "render": run_render,
+    "aging": run_aging,  # last: a million open tickets take gigabytes
+}
+
+
+def machine() -> str:
+    with open("/proc/meminfo") as meminfo:
+        memory_kib = int(meminfo.readline().split()[1])
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {os.cpu_count()} cores,"
+        f" {memory_kib / 1024**2:.1f} GiB, Python {platform.python_version()},"
+        f" {platform.platform()}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=float, default=56.0, help="simulated days of events")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes everywhere")
+    parser.add_argument("--only", action="append", choices=list(PARTS), help="run this part")
+    parser.add_argument("--days", type=float, help="simulated days for report and throughput")
     args = parser.parse_args()
-    lines = simulated(args.days)
-    print(f"{len(lines)} simulated events over {args.days:g} days")
-    bench_aging()
-    bench_report(lines)
-    workdir = tempfile.mkdtemp(prefix="flowgauge-bench-")
-    print(f"worker logs in {workdir}")
-    with EmbeddedBroker() as broker:
-        produce(broker, INPUT, [(message_key(line), line) for line in lines])
-        raw = raw_consumer_rate(broker, len(lines))
-        print(f"raw aiokafka consumer: {raw:,.0f} events/s")
-        one = worker_rate(broker, Path(workdir), len(lines), 1)
-        print(f"one worker, all features: {one:,.0f} events/s ({one / raw:.1%} of raw)")
-        two = worker_rate(broker, Path(workdir), len(lines), 2)
-        print(f"two workers: {two:,.0f} events/s ({two / one:.2f}x one worker)")
+    sizes = QUICK if args.quick else FULL
+    if args.days is not None:
+        sizes = replace(sizes, days=args.days)
+    print(machine())
+    targets: list[Target] = []
+    for name in args.only or PARTS:
+        print(f"--- {name}")
+        started = time.perf_counter()
+        targets += PARTS[name](sizes)
+        print(f"    ({name} took {time.perf_counter() - started:.0f}s)")
+    print("--- targets (figures from this run, never asserted)")
+    for target in targets:
+        print(target.line())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""Events/s over the same input, all in one run, each reader on an embedded broker of its own.
+
+A raw aiokafka consumer (the ceiling) and the bare Faust agent of tests/bench_faust.py
+(the baseline of the 60% target) read the topic filled beforehand. One worker with every
+feature on, then two workers in one group, are started first and the same events are
+produced flat out (in about a second) once the group is stable: a worker joining a busy
+group makes a rebalance, and on Tansu the skipped-messages check then restarts a worker
+(streams/gaps.py), which would be timed instead of the processing. While the workers run,
+the CPU time of the workers, of the broker and of the whole machine is read from /proc,
+so the scale-out figure says what held it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from streams.broker import EmbeddedBroker
+from streams.producer import message_key
+from streams.topics import INPUT
+from tests.bench_faust import bare_faust_rate
+from tests.bench_support import Target, cpu_seconds, events_taken
+from tests.cluster import Worker, produce, start_worker
+
+_LAG = re.compile(r'^flowgauge_consumer_lag_messages\{partition="(\d+)"\} (\S+)$', re.M)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed worker run: its rate and the cores each part kept busy meanwhile."""
+
+    rate: float
+    worker_cores: float
+    broker_cores: float
+    machine_cores: float  # every process on the machine, other users' included
+
+
+def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
+    with EmbeddedBroker() as broker:
+        produce(broker, INPUT, _keyed(lines))
+        raw = raw_consumer_rate(broker, len(lines))
+        print(f"raw aiokafka consumer: {raw:,.0f} events/s")
+        bare = bare_faust_rate(broker, len(lines), workdir)
+    print(f"bare Faust agent (iterate only): {bare:,.0f} events/s ({bare / raw:.1%} of raw)")
+    one = worker_rate(lines, workdir, 1)
+    print(f"one worker, all features: {one.rate:,.0f} events/s ({one.rate / bare:.1%} of the")
+    print(f"  bare Faust agent, {one.rate / raw:.2%} of raw); {_cores(one)}")
+    two = worker_rate(lines, workdir, 2)
+    print(f"two workers: {two.rate:,.0f} events/s ({two.rate / one.rate:.2f}x one worker);")
+    print(f"  {_cores(two)}")
+    print(f"  held back by: {bottleneck(two, raw)}")
+    return [
+        Target("one worker / bare Faust agent", one.rate / bare, 0.6, ""),
+        Target(f"two workers / one worker ({bottleneck(two, raw)})", two.rate / one.rate, 1.6, ""),
+    ]
+
+
+def _keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    return [(message_key(line), line) for line in lines]
+
+
+def _cores(run: Run) -> str:
+    return (
+        f"cores busy: workers {run.worker_cores:.2f}, broker {run.broker_cores:.2f},"
+        f" whole machine {run.machine_cores:.2f} of {os.cpu_count()}"
+    )
+
+
+def bottleneck(run: Run, raw_rate: float) -> str:
+    """What kept a run from going faster, judged from where the CPU went."""
+    cores = os.cpu_count() or 1
+    if run.broker_cores >= 0.9 or raw_rate < 2 * run.rate:
+        return "the broker"
+    if run.machine_cores >= 0.9 * cores:
+        return f"the machine's {cores} cores (workers, broker and the rest share them)"
+    return "neither the broker nor the cores: the workers themselves"
+
+
+def raw_consumer_rate(broker: EmbeddedBroker, count: int) -> float:
+    """A raw aiokafka consumer reading the same topic: the ceiling on this machine."""
+
+    async def read() -> float:
+        consumer = AIOKafkaConsumer(
+            INPUT, bootstrap_servers=broker.url.removeprefix("kafka://"),
+            auto_offset_reset="earliest", group_id=None,
+        )  # fmt: skip
+        await consumer.start()
+        seen, started = 0, time.perf_counter()
+        try:
+            while seen < count:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                seen += sum(len(records) for records in batch.values())
+        finally:
+            await consumer.stop()
+        return seen / (time.perf_counter() - started)
+
+    return asyncio.run(read())
+
+
+def processed_by(worker: Worker) -> int:
+    """Input messages a worker has taken in: applied, or recognised as repeats."""
+    return events_taken(worker.metrics(timeout=60))  # a busy worker answers late
+
+
+def processed(workers: list[Worker]) -> int:
+    return sum(processed_by(worker) for worker in workers)
+
+
+def caught_up(workers: list[Worker], partitions: int = 4) -> bool:
+    lags: dict[str, float] = {}
+    for worker in workers:
+        text = worker.metrics(timeout=60)  # a busy worker answers late; the figure is what counts
+        for partition, value in _LAG.findall(text):
+            lags[partition] = float(value)
+    return len(lags) == partitions and not any(lags.values())
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat, idle and iowait aside)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_rate(lines: list[bytes], workdir: Path, workers: int) -> Run:
+    """Events/s through ``workers`` workers in a stable group, input produced flat out.
+
+    Timed from the moment every worker is processing to zero lag on every input
+    partition.
+    """
+    with EmbeddedBroker() as broker:
+        assert broker.process is not None
+        started_workers = [
+            start_worker(broker, workdir, f"w{workers}-{i}", FLOWGAUGE_APP_ID=f"bench{workers}")
+            for i in range(workers)
+        ]
+        try:
+            produce(broker, INPUT, _keyed(lines))
+            return _timed(started_workers, broker.process.pid, len(lines))
+        finally:
+            for worker in started_workers:
+                worker.stop()
+
+
+def _timed(workers: list[Worker], broker_pid: int, count: int) -> Run:
+    while not all(processed_by(worker) for worker in workers):
+        time.sleep(0.05)
+    pids = [worker.process.pid for worker in workers]
+    cpu = _cpu(pids, broker_pid)
+    started, first = time.perf_counter(), processed(workers)
+    deadline = started + 600
+    while not caught_up(workers) and time.perf_counter() < deadline:
+        time.sleep(0.2)
+    done = processed(workers)
+    elapsed = time.perf_counter() - started
+    workers_cpu, broker_cpu, machine_cpu = _cpu(pids, broker_pid)
+    if done < count:
+        print(f"  note: {count - done} of {count} input events not accounted for")
+    return Run(
+        (done - first) / elapsed,
+        (workers_cpu - cpu[0]) / elapsed,
+        (broker_cpu - cpu[1]) / elapsed,
+        (machine_cpu - cpu[2]) / elapsed,
+    )
+
+
+def _cpu(worker_pids: list[int], broker_pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far: the workers together, the broker, the whole machine."""
+    workers = sum(cpu_seconds(pid) for pid in worker_pids)
+    return workers, cpu_seconds(broker_pid), machine_busy_seconds()
