@@ -224,6 +224,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         if sweep is not None:
             _forget_requesters(requesters, partition, sweep)
         requester_partitions.put(partition, key, record)
+        metrics.count_requester_batch(result, requesters.size())
 
     @app.agent(deltas, name="scopes", supervisor_strategy=CrashingSupervisor)
     async def scope_stage(stream: Any) -> AsyncIterator[None]:

@@ -18,9 +18,11 @@ from prometheus_client.registry import Collector
 from streams.alerts import capacity_days
 from streams.scope import Emitted
 from streams.sla import SlaState, Target
-from streams.stages import ScopeRecord, TicketBatch
-from streams.ticket import DIMENSIONS
+from streams.stages import RequesterBatch, ScopeRecord, TicketBatch
+from streams.ticket import DIMENSIONS, FINDING_KINDS
 from streams.timeline import US_PER_SECOND
+
+FINDINGS = sorted(kind.name.lower() for kind in FINDING_KINDS)
 
 OTHER = "other"
 CAPACITY_WINDOW = "7d"
@@ -265,6 +267,19 @@ class PipelineMetrics:
             ["destination", "outcome"],
             registry=r,
         )
+        self.findings = Counter(
+            "flowgauge_requester_findings",
+            "Recontacts and AI resolutions a requester came back from, found by this worker",
+            ["kind"],
+            registry=r,
+        )
+        for kind in FINDINGS:
+            self.findings.labels(kind)
+        self.requesters = Gauge(
+            "flowgauge_requesters_tracked",
+            "Requesters whose recent contacts this worker keeps",
+            registry=r,
+        )
         self.first_response = Histogram(
             "flowgauge_first_response_seconds",
             "Time from a ticket's first opening to its first meaningful agent reply",
@@ -315,6 +330,11 @@ class PipelineMetrics:
             for change in item.aging.sla_changes if item.aging is not None else ():
                 if change.state is SlaState.BREACHED:
                     self.sla_breaches.labels(change.target.value).inc()
+
+    def count_requester_batch(self, batch: RequesterBatch, tracked: int) -> None:
+        for kind, count in batch.findings.items():
+            self.findings.labels(kind).inc(count)
+        self.requesters.set(tracked)
 
     def set_lag(self, lags: dict[int, int]) -> None:
         """Lag of the owned input partitions; a partition that moved away leaves the gauge."""

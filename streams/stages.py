@@ -205,6 +205,7 @@ class RequesterBatch:
     deltas: dict[str, ScopeDelta] = field(default_factory=dict)
     changed: dict[str, Requester] = field(default_factory=dict)
     relay: dict[int, Progress] = field(default_factory=dict)
+    findings: dict[str, int] = field(default_factory=dict)  # by kind: recontact, undeflected
 
 
 def run_requester_batch(
@@ -224,6 +225,8 @@ def run_requester_batch(
             requester = batch.changed.get(key) or lookup(key) or Requester()
             batch.changed[key] = requester
             for finding in requester.apply(contact):
+                kind = finding.kind.name.lower()
+                batch.findings[kind] = batch.findings.get(kind, 0) + 1
                 for transition in finding.transitions():
                     delta = batch.deltas.get(transition.scope)
                     if delta is None:
@@ -298,7 +301,11 @@ class PartitionRecord:
 
     @property
     def has_idle(self) -> bool:
-        return any(p.idle for p in self.watermarks.partitions.values())
+        """Any partition reported idle, directly or through a relay: then the input's end
+        offsets must be asked for, or an idle mark that data has since overtaken (a relay
+        lags behind) would let it be skipped."""
+        marks = [self.watermarks, *self.relayed.values()]
+        return any(p.idle for m in marks for p in m.partitions.values())
 
 
 def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> int:

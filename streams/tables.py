@@ -55,5 +55,8 @@ class PartitionedTable:
         store: Any = self.table.data
         return [key for key, owner in store._key_partition.items() if owner == partition]
 
+    def size(self) -> int:
+        return len(self.table.data)
+
     def values(self) -> Iterator[Any]:
         return (self.get(key) for key in list(self.table.data.keys()))

@@ -66,6 +66,7 @@ class _Stream:
     requester_next: dict[int, int] = field(default_factory=dict)  # next offset to process
     requester_records: dict[int, RequesterPartitionRecord] = field(default_factory=dict)
     scope_queue: list[Progress | Relay | ScopeDelta] = field(default_factory=list)
+    ends: dict[int, int] = field(default_factory=dict)  # the input's end offsets
     scope_partition: PartitionRecord = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +106,8 @@ class _Stream:
             queue = self.contacts[p]
             queue.append((len(queue), contacts))
 
-    def requester_stage(self, batch: int) -> None:
+    def requester_stage(self, batch: int, emit_each: Callable[[Emitted], Any] | None) -> None:
+        """Each requester batch in turn, with the scope stage's turn after each."""
         for p, queue in self.contacts.items():
             record = self.requester_records[p]
             pending = queue[self.requester_next[p] :]
@@ -115,6 +117,7 @@ class _Stream:
                 result = run_requester_batch(items, self.out.requesters.get, record)
                 self.out.requesters.update(result.changed)
                 self.scope_queue += [*result.deltas.values(), Relay(p, [*result.relay.values()])]
+                self.scope_stage(emit_each)
 
     def scope_stage(self, emit_each: Callable[[Emitted], Any] | None) -> None:
         out, settings, partition = self.out, self.settings, self.scope_partition
@@ -130,7 +133,8 @@ class _Stream:
                 partition.scopes.add(item.scope)
                 out.late_transitions += apply_delta(out.scopes[item.scope], item, settings)
         self.scope_queue.clear()
-        limit = partition.emit_limit(settings, GRACE_US, live_horizon_us=0)
+        ends = self.ends if partition.has_idle else None  # asked for only then, as the shell
+        limit = partition.emit_limit(settings, GRACE_US, live_horizon_us=0, end_offsets=ends)
         if limit is None:
             return
         previous = partition.emitted
@@ -163,7 +167,10 @@ def run_core(
     requester stage runs only every ``lag + 1`` rounds.
     """
     stream = _Stream(settings, partitions, budget)
+    # Workers start before the data: their first heartbeats find every partition idle.
+    stream.idle(dict.fromkeys(range(partitions), 0))
     inputs = _spread(lines, partitions)
+    stream.ends = {p: len(messages) for p, messages in inputs.items()}
     positions = dict.fromkeys(inputs, 0)
     rounds = 0
     while any(positions[p] < len(inputs[p]) for p in inputs) and not stream.out.stalled:
@@ -174,11 +181,11 @@ def run_core(
                 stream.ticket_stage(chunk, metrics)
         rounds += 1
         if rounds % (lag + 1) == 0:
-            stream.requester_stage(batch)
+            stream.requester_stage(1, emit_each)
         stream.scope_stage(emit_each)
     if not stream.out.stalled:
         stream.idle({p: len(messages) for p, messages in inputs.items()})
-        stream.requester_stage(batch)
+        stream.requester_stage(1, emit_each)
         stream.scope_stage(emit_each)
     return stream.out
 

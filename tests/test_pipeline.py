@@ -114,6 +114,25 @@ def wait_caught_up(running: list[Worker], partitions: int = 4, timeout: float = 
     pytest.fail(f"input lag per partition after {timeout}s: {lags}\n{state}")
 
 
+def assert_same_records(got: list[dict], wanted: list[dict], topic: str, context: str = "") -> None:
+    """Equal as sets of records; on a difference, say which fields of which rows differ."""
+    canonical = {json.dumps(r, sort_keys=True) for r in got}
+    if canonical == {json.dumps(r, sort_keys=True) for r in wanted}:
+        return
+    expected = {(r["as_of"], r["scope"]): r for r in wanted}
+    differences = []
+    for record in got:
+        want = expected.get((record["as_of"], record["scope"]), {})
+        fields = {k: (v, want.get(k)) for k, v in record.items() if want.get(k) != v}
+        if fields:
+            differences.append(f"{record['as_of']} {record['scope']}: {fields}")
+    missing = expected.keys() - {(r["as_of"], r["scope"]) for r in got}
+    pytest.fail(
+        f"{topic} ({context}): {len(differences)} rows differ, {len(missing)} missing;"
+        " (got, wanted):\n" + "\n".join(differences[:20]) + f"\nmissing: {sorted(missing)[:10]}"
+    )
+
+
 def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker]) -> None:
     wait_caught_up(running)
     wanted = expected_from_report(lines)
@@ -125,13 +144,17 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
             record = json.loads(value)
             assert key == record["scope"].encode()
             assert record == rows[(record["as_of"], record["scope"])]
+    # A redelivered record after a crash repeats the same numbers: compare as sets.
+    indicators = [
+        json.loads(v) for _, v in read_topic(broker, INDICATORS, until=len(wanted.indicators))
+    ]
+    found = {
+        kind: gauge(running, "flowgauge_requester_findings_total", kind=kind)
+        for kind in ("recontact", "undeflected")
+    } | {"tracked": gauge(running, "flowgauge_requesters_tracked")}
+    assert_same_records(indicators, wanted.indicators, INDICATORS, f"findings {found}")
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
-    # A redelivered record after a crash repeats the same numbers: compare as sets.
-    indicators = read_topic(broker, INDICATORS, until=len(wanted.indicators))
-    assert {json.dumps(json.loads(v), sort_keys=True) for _, v in indicators} == {
-        json.dumps(r, sort_keys=True) for r in wanted.indicators
-    }
     assert wanted.sla, "the fixture should exercise the SLA clocks"
     sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=len(wanted.sla))]
     assert {json.dumps(r, sort_keys=True) for r in sla} == {
@@ -164,6 +187,8 @@ def test_workers_publish_exactly_what_report_computes(
         assert sorted(map(key, sla)) == sorted(map(key, expected_from_report(lines).sla))
         assert gauge(running, "flowgauge_events_dead_lettered_total") == 8
         assert gauge(running, "flowgauge_events_duplicate_total") == 91
+        assert gauge(running, "flowgauge_requester_findings_total", kind="recontact") > 0
+        assert gauge(running, "flowgauge_requesters_tracked") > 0
 
 
 def test_invalid_events_go_to_the_dead_letter_topic_with_reason_and_source(
