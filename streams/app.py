@@ -414,6 +414,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
     partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
+    tansu.install_fetch_wait()
     gaps.install_gap_check()
     app = build_app(config, partitions)
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
