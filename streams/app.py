@@ -24,7 +24,7 @@ from streams import codec, gaps, tansu
 from streams.config import FlowgaugeConfig
 from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
-from streams.metrics import PipelineMetrics
+from streams.metrics import PipelineMetrics, drop_created_series
 from streams.recontact import Requester
 from streams.records import DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
@@ -415,6 +415,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
     tansu.install_fetch_wait()
+    drop_created_series()
     gaps.install_gap_check()
     app = build_app(config, partitions)
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
