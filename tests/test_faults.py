@@ -26,7 +26,14 @@ from streams.producer import publish as replay
 from streams.simulate import Scenario, encode, generate_events
 from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
 from tests.cluster import Worker, latest_by_key, read_topic, start_worker
-from tests.test_pipeline import STEP, expected_from_report, gauge, publish, wait_caught_up
+from tests.test_pipeline import (
+    STEP,
+    assert_snapshots,
+    expected_from_report,
+    gauge,
+    publish,
+    wait_caught_up,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(240)]
 START = datetime(2026, 3, 2, tzinfo=UTC)  # Scenario's default start
@@ -110,13 +117,7 @@ def check_exact(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker
     """
     wait_caught_up(running)
     wanted = expected_from_report(lines)
-    for topic, rows in ((FLOW, wanted.flow), (AGING, wanted.aging)):
-        messages = read_topic(broker, topic, until=len(rows))
-        assert latest_by_key(messages) == rows, topic
-        for key, value in messages:  # a redelivered snapshot must repeat the same numbers
-            record = json.loads(value)
-            assert key == record["scope"].encode()
-            assert record == rows[(record["as_of"], record["scope"])], topic
+    assert_snapshots(broker, wanted)
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
     indicators = canonical(wanted.indicators)

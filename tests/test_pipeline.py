@@ -133,17 +133,23 @@ def assert_same_records(got: list[dict], wanted: list[dict], topic: str, context
     )
 
 
+def assert_snapshots(broker: EmbeddedBroker, wanted: Expected) -> None:
+    """``backlog.flow`` and ``backlog.aging`` hold report's rows, latest per key; a
+    redelivered snapshot must repeat the same numbers."""
+    for topic, rows in ((FLOW, wanted.flow), (AGING, wanted.aging)):
+        messages = read_topic(broker, topic, until=len(rows))
+        assert latest_by_key(messages) == rows, topic
+        for key, value in messages:
+            record = json.loads(value)
+            assert key == record["scope"].encode(), topic
+            assert record == rows[(record["as_of"], record["scope"])], topic
+
+
 def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: list[Worker]) -> None:
     wait_caught_up(running)
     wanted = expected_from_report(lines)
     expected = wanted.flow
-    for topic, rows in ((FLOW, wanted.flow), (AGING, wanted.aging)):
-        messages = read_topic(broker, topic, until=len(rows))
-        assert latest_by_key(messages) == rows, topic
-        for key, value in messages:  # a redelivered snapshot must repeat the same numbers
-            record = json.loads(value)
-            assert key == record["scope"].encode()
-            assert record == rows[(record["as_of"], record["scope"])]
+    assert_snapshots(broker, wanted)
     # A redelivered record after a crash repeats the same numbers: compare as sets.
     indicators = [
         json.loads(v) for _, v in read_topic(broker, INDICATORS, until=len(wanted.indicators))
