@@ -104,6 +104,19 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
 
 
+def stacks(running: list[Worker]) -> str:
+    """Every task's stack in each worker (mode's Worker logs them on SIGUSR1), for a stall."""
+    marks = {}
+    for worker in running:
+        marks[worker.log] = worker.log.stat().st_size
+        worker.process.send_signal(signal.SIGUSR1)
+    time.sleep(3)
+    return "\n".join(
+        f"--- {log.name} after SIGUSR1:\n{log.read_bytes()[mark:].decode(errors='replace')}"
+        for log, mark in marks.items()
+    )
+
+
 @contextmanager
 def workers(
     broker: EmbeddedBroker, workdir: Path, count: int, **env: str

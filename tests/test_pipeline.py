@@ -25,7 +25,7 @@ from streams.simulate import Scenario, encode, generate_events
 from streams.timeline import iso
 from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
 from tests.chat_servers import SECRET, Receiver
-from tests.cluster import Worker, latest_by_key, produce, read_topic, start_worker, workers
+from tests.cluster import Worker, latest_by_key, produce, read_topic, stacks, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -111,7 +111,7 @@ def wait_caught_up(running: list[Worker], partitions: int = 4, timeout: float = 
             return
         time.sleep(0.5)
     state = "\n".join(w.metrics() for w in running)
-    pytest.fail(f"input lag per partition after {timeout}s: {lags}\n{state}")
+    pytest.fail(f"input lag per partition after {timeout}s: {lags}\n{state}\n{stacks(running)}")
 
 
 def assert_same_records(got: list[dict], wanted: list[dict], topic: str, context: str = "") -> None:

@@ -36,7 +36,7 @@ from streams.producer import message_key
 from streams.records import FlowRecord
 from streams.report import run
 from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
-from tests.cluster import Worker, produce, workers
+from tests.cluster import Worker, produce, stacks, workers
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path, need_program
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -287,7 +287,9 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def wait_settled(prometheus: Prometheus, as_of: float, timeout: float = 60.0) -> None:
+def wait_settled(
+    prometheus: Prometheus, running: list[Worker], as_of: float, timeout: float = 60.0
+) -> None:
     """Until Prometheus has scraped both workers caught up, with the final boundary of "all"."""
     checks = {
         "count(up{job='flowgauge'} == 1)": 2,
@@ -304,7 +306,7 @@ def wait_settled(prometheus: Prometheus, as_of: float, timeout: float = 60.0) ->
         if seen == checks:
             return
         time.sleep(0.5)
-    pytest.fail(f"not settled after {timeout}s: {seen}, wanted {checks}")
+    pytest.fail(f"not settled after {timeout}s: {seen}, wanted {checks}\n{stacks(running)}")
 
 
 TAGGED_TICKETS = 12
@@ -365,7 +367,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop.callback(prometheus.stop)
         shim = KcatShim(broker.port)
         stop.callback(shim.close)
-        wait_settled(prometheus, epoch(last_all["as_of"]))
+        wait_settled(prometheus, running, epoch(last_all["as_of"]))
         yield Stack(
             broker,
             running,
