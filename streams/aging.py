@@ -70,10 +70,14 @@ class ScopeAging:
     tickets: dict[str, OpenTicket] = field(default_factory=dict)
     first_opens: SortedList = field(default_factory=SortedList)
     untouched: int = 0
-    # Held-back transitions as a heap of (event time, arrival number, transition):
-    # applied in event-time order, ties in arrival order.
+    # Held-back transitions as a heap of (effective time, arrival number, transition):
+    # applied in time order, ties in arrival order. A ticket's own transitions keep their
+    # arrival order (DESIGN decides them so), even when producers' clocks disagree: each
+    # takes effect no earlier than the one that arrived before it.
     pending: list[tuple[int, int, Transition]] = field(default_factory=list)
     arrivals: int = 0
+    # Per ticket with held-back transitions: the latest effective time, and how many.
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
     crossings: list[tuple[int, int, str, int]] = field(default_factory=list)
     scheduled: int = 0
@@ -81,11 +85,15 @@ class ScopeAging:
     sla_changes: list[SlaChange] = field(default_factory=list)
 
     def add(self, transition: Transition, policy: SlaPolicy) -> None:
-        if self.settled_us is not None and transition.at_us <= self.settled_us:
+        ticket_id = transition.ticket_id
+        latest, count = self.held.get(ticket_id, (transition.at_us, 0))
+        effective = max(transition.at_us, latest)
+        if self.settled_us is not None and effective <= self.settled_us:
             self._apply(transition, policy)  # late: it still counts from now on
         else:
-            heapq.heappush(self.pending, (transition.at_us, self.arrivals, transition))
+            heapq.heappush(self.pending, (effective, self.arrivals, transition))
             self.arrivals += 1
+            self.held[ticket_id] = (effective, count + 1)
 
     def settle(self, as_of_us: int, policy: SlaPolicy) -> AgingSnapshot:
         """Apply every transition and SLA crossing up to ``as_of_us``; the scope as of then."""
@@ -99,11 +107,18 @@ class ScopeAging:
             ):
                 self._cross(heapq.heappop(self.crossings), policy)
             elif transition_at is not None and transition_at <= as_of_us:
-                self._apply(heapq.heappop(self.pending)[2], policy)
+                self._apply(self._release(), policy)
             else:
                 break
         self.settled_us = as_of_us
         return self._snapshot(as_of_us)
+
+    def _release(self) -> Transition:
+        transition = heapq.heappop(self.pending)[2]
+        latest, count = self.held.pop(transition.ticket_id)
+        if count > 1:
+            self.held[transition.ticket_id] = (latest, count - 1)
+        return transition
 
     def _apply(self, transition: Transition, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id
