@@ -15,16 +15,18 @@ from typing import Any
 import faust
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
-from streams import codec, gaps, tansu
+from streams import codec, gaps, redeclare, tansu
 from streams.config import FlowgaugeConfig
 from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics, drop_created_series
+from streams.positions import SourceLog
 from streams.recontact import Requester
 from streams.records import DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
@@ -54,7 +56,9 @@ from streams.topics import (
     FLOW,
     INDICATORS,
     INPUT,
+    PUBLIC_TOPICS,
     SLA,
+    TOPIC_CONFIGS,
     bootstrap,
     ensure_topics,
 )
@@ -116,6 +120,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
 
     deltas, contacts = internal(DELTAS), internal(CONTACTS)
     tickets = PartitionedTable.create(app, "tickets", partitions, STATE_MESSAGE_BYTES)
+    input_logs = PartitionedTable.create(app, "input-logs", partitions, STATE_MESSAGE_BYTES)
     requesters = PartitionedTable.create(app, "requesters", partitions, STATE_MESSAGE_BYTES)
     requester_partitions = PartitionedTable.create(
         app, "requester-partitions", partitions, STATE_MESSAGE_BYTES
@@ -132,6 +137,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             yield from outgoing(item, config.dashboard_url, window, capacity)
 
     input_ends = EndOffsets(config, INPUT, partitions)
+    servers = bootstrap(config)
     newest: dict[int, int] = {}
     arrivals: dict[int, float] = {}
     processed_offsets: dict[int, int] = {}
@@ -152,6 +158,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 Message(e.message.partition, e.message.offset, e.message.key, e.message.value)
                 for e in batch
             ]
+            read = [(m.partition, m.offset) for m in messages]
+            logs = await _source_logs(input_logs, servers, INPUT, read)
             result = run_ticket_batch(
                 messages,
                 lambda key: tickets.get(key.encode()),
@@ -159,6 +167,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 grace_us,
                 settings.sla,
                 partitions,
+                {p: source.base for p, source in logs.items()},
             )
             sends: list[Any] = [
                 await deltas.send(key=d.scope.encode(), value=d, force=True)
@@ -183,6 +192,12 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await _acked(sends)
             for ticket_id, (partition, ticket) in result.changed.items():
                 tickets.put(partition, ticket_id.encode(), ticket)
+            for message in messages:
+                logs[message.partition].read(message.offset, message.value)
+            for partition, source in logs.items():
+                input_logs.put(partition, _partition_key(partition), source)
+            await tickets.written()
+            await input_logs.written()
             now = time.monotonic()
             for message in messages:
                 arrivals[message.partition] = now
@@ -193,20 +208,29 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     @app.agent(contacts, name="requesters", supervisor_strategy=CrashingSupervisor)
     async def requester_stage(stream: Any) -> AsyncIterator[None]:
         async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
-            by_partition: dict[int, list[tuple[int, Contacts]]] = {}
+            by_partition: dict[int, list[tuple[int, Contacts, bytes]]] = {}
             for event in batch:
                 items = by_partition.setdefault(event.message.partition, [])
-                items.append((event.message.offset, event.value))
+                items.append((event.message.offset, event.value, event.message.value))
             for partition, items in by_partition.items():
                 await _requester_partition(partition, items)
             yield None
 
-    async def _requester_partition(partition: int, items: list[tuple[int, Contacts]]) -> None:
+    async def _requester_partition(
+        partition: int, items: list[tuple[int, Contacts, bytes]]
+    ) -> None:
         key = _partition_key(partition)
         record = requester_partitions.get(key)
         if not isinstance(record, RequesterPartitionRecord):
             record = RequesterPartitionRecord(partition, partitions)
-        result = run_requester_batch(items, lambda k: requesters.get(k.encode()), record)
+        topic = contacts.get_topic_name()
+        first = min(offset for offset, _, _ in items)
+        await _check_rewind(record.log, servers, topic, partition, first)
+        result = run_requester_batch(
+            [(offset, value) for offset, value, _ in items],
+            lambda k: requesters.get(k.encode()),
+            record,
+        )
         # Findings first, then the relay: on each scope partition the relay is behind them.
         sends: list[Any] = [
             await deltas.send(key=d.scope.encode(), value=d, force=True)
@@ -220,10 +244,14 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         await _acked(sends)
         for name, requester in result.changed.items():
             requesters.put(partition, name.encode(), requester)
+        for offset, _, raw_value in items:
+            record.log.read(offset, raw_value)
         sweep = record.sweep_before(SWEEP_EVERY_US)
         if sweep is not None:
             _forget_requesters(requesters, partition, sweep)
         requester_partitions.put(partition, key, record)
+        await requesters.written()
+        await requester_partitions.written()
         metrics.count_requester_batch(result, requesters.size())
 
     @app.agent(deltas, name="scopes", supervisor_strategy=CrashingSupervisor)
@@ -270,6 +298,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 scopes.put(scope.partition, name.encode(), scope)
             for partition, record in touched.items():
                 scope_partitions.put(partition, _partition_key(partition), record)
+            await scopes.written()
+            await scope_partitions.written()
             metrics.count_scope_batch(late, emitted)
             yield None
 
@@ -285,8 +315,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 lags[tp.partition] = lag
             if lag == 0 and quiet:
                 position = _position(app, tp, processed_offsets)
+                source = input_logs.get(_partition_key(tp.partition))
+                base = source.base if isinstance(source, SourceLog) else 0
                 progress = Progress(
-                    tp.partition, newest.get(tp.partition), position, True, _wall_us()
+                    tp.partition, newest.get(tp.partition), position, True, _wall_us(), base
                 )
                 await _send_idle(progress)
         metrics.set_lag(lags)
@@ -327,6 +359,58 @@ class EndOffsets:
             await self.consumer.start()
         ends = await self.consumer.end_offsets(self.partitions)
         return {tp.partition: int(offset) for tp, offset in ends.items()}
+
+
+async def _source_logs(
+    table: PartitionedTable, servers: str, topic: str, read: list[tuple[int, int]]
+) -> dict[int, SourceLog]:
+    """The log of each partition in ``read`` (partition, offset pairs), restarted where
+    the broker lost it."""
+    first: dict[int, int] = {}
+    for partition, offset in read:
+        first[partition] = min(offset, first.get(partition, offset))
+    logs: dict[int, SourceLog] = {}
+    for partition, offset in first.items():
+        source = table.get(_partition_key(partition))
+        logs[partition] = source if isinstance(source, SourceLog) else SourceLog()
+        await _check_rewind(logs[partition], servers, topic, partition, offset)
+    return logs
+
+
+async def _check_rewind(
+    source: SourceLog, servers: str, topic: str, partition: int, offset: int
+) -> None:
+    """Reading back at ``offset``: a replay of the same log, or a new one to restart."""
+    if not source.rewinds(offset):
+        return
+    found = await gaps.first_message_at(servers, topic, partition, source.last_offset)
+    if source.is_new_log(found):
+        log.warning(
+            "%s[%d] is a new log (the broker lost the old one up to offset %d): "
+            "its positions continue after the old log's",
+            topic, partition, source.last_offset,
+        )  # fmt: skip
+        source.restart()
+
+
+def _topics_written(app: faust.App, partitions: int) -> list[NewTopic]:
+    """Every topic the worker writes to, as it would be created: the public ones, its
+    internal topics and its tables' changelogs."""
+    configs = {name: TOPIC_CONFIGS.get(name, {}) for name in PUBLIC_TOPICS}
+    for agent in app.agents.values():
+        channel: Any = agent.channel
+        if channel.internal:
+            configs[channel.get_topic_name()] = dict(channel.config or {})
+    for table in app.tables.values():
+        changelog: Any = table.changelog_topic
+        configs[changelog.get_topic_name()] = {
+            "cleanup.policy": "compact",
+            **(changelog.config or {}),
+        }
+    return [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
+        for name, config in sorted(configs.items())
+    ]
 
 
 def _partition_key(partition: int) -> bytes:
@@ -417,6 +501,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     drop_created_series()
     gaps.install_gap_check()
     app = build_app(config, partitions)
+    redeclare.install(redeclare.Declarer(bootstrap(config), _topics_written(app, partitions)))
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0

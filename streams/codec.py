@@ -24,6 +24,7 @@ from streams.alerts import (
 )
 from streams.flow import FlowSnapshot, ScopeFlow
 from streams.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
+from streams.positions import SourceLog
 from streams.recontact import Contact, ContactKind, Opening, Requester, Resolution
 from streams.scope import Emitted, ScopeState
 from streams.sla import Clock, SlaChange, SlaState, Target, TargetClock, Targets
@@ -78,6 +79,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     Counter,
     deque,
     Contact,
+    SourceLog,
     ContactKind,
     Requester,
     Opening,

@@ -8,6 +8,12 @@ scope stage would later drop them as already applied. So a jump is checked again
 log: when messages really sit in it, the worker restarts itself at once (as after a
 kill -9), before anything past the jump is processed or committed, and resumes from the
 committed offsets. A true gap (compaction, transaction markers) keeps Faust's handling.
+
+Faust checks for a jump only against the last offset read, and after a seek to the
+committed offset it records that offset itself as read (or nothing at offset 0): a skip
+of the partition's head, from the committed offset on, went unseen. After a seek the
+offset before the committed one is recorded instead, so the first message must be the
+committed one.
 """
 
 from __future__ import annotations
@@ -23,10 +29,15 @@ from faust.transport import consumer as faust_consumer
 
 log = logging.getLogger(__name__)
 _original_add_gap = faust_consumer.Consumer._add_gap
+# Where each partition resumed at the last seek: a jump is only checked from there on.
+_RESUMED_AT = "_flowgauge_resumed_at"
 
 
-async def first_offset_at(bootstrap: str, topic: str, partition: int, offset: int) -> int | None:
-    """The offset of the first message at or after ``offset``, if one comes within 10 s."""
+async def first_message_at(
+    bootstrap: str, topic: str, partition: int, offset: int
+) -> tuple[int, bytes] | None:
+    """The offset and value of the first message at or after ``offset``, if one comes
+    within 10 s."""
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await probe.start()
     try:
@@ -37,15 +48,36 @@ async def first_offset_at(bootstrap: str, topic: str, partition: int, offset: in
             batch = await probe.getmany(tp, timeout_ms=500, max_records=1)
             records = batch.get(tp)
             if records:
-                return int(records[0].offset)
+                return int(records[0].offset), records[0].value or b""
         return None
     finally:
         await probe.stop()
 
 
+async def _perform_seek(self: Any) -> None:
+    """Faust's ``perform_seek``, recording as read the offset before the committed one."""
+    committed = await self.seek_to_committed()
+    resumed_at = self.__dict__.setdefault(_RESUMED_AT, {})
+    for tp, offset in committed.items():
+        if offset is None or offset < 0:  # never committed: Faust's handling
+            self._read_offset[tp] = None
+            continue
+        resumed_at[tp] = offset
+        # Faust skips its check when the last offset read is 0 (it tests truthiness), so
+        # -1 stands for it too; the check then starts at the committed offset anyway.
+        self._read_offset[tp] = offset - 1 if offset > 1 else -1
+    self._committed_offset.update(
+        {tp: offset or None for tp, offset in committed.items() if offset is not None}
+    )
+
+
 async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    offset_from = max(offset_from, self.__dict__.get(_RESUMED_AT, {}).get(tp, 0))
+    if offset_from >= offset_to:
+        return
     bootstrap = ",".join(str(url).removeprefix("kafka://") for url in self.app.conf.broker)
-    found = await first_offset_at(bootstrap, tp.topic, tp.partition, offset_from)
+    message = await first_message_at(bootstrap, tp.topic, tp.partition, offset_from)
+    found = message[0] if message else None
     if found is not None and found < offset_to:
         log.error(
             "messages %d..%d of %s[%d] were skipped after a rebalance: restarting the worker",
@@ -61,3 +93,4 @@ async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int)
 
 def install_gap_check() -> None:
     setattr(faust_consumer.Consumer, "_add_gap", _checked_add_gap)  # noqa: B010
+    setattr(faust_consumer.Consumer, "perform_seek", _perform_seek)  # noqa: B010

@@ -79,15 +79,20 @@ INTERNAL = {
         "`Contacts`: a ticket batch's openings and resolutions per requester, then its progress",
     ),
     "tickets-changelog": ("ticket_id", "`Ticket`: state machine, scopes, SLA clocks"),
+    "input-logs-changelog": (
+        "partition/N",
+        "`SourceLog`: last input offset read and what makes offsets positions after a lost log",
+    ),
     "requesters-changelog": (
         "requester:ID or ticket:ID",
         "`Requester`: recent openings, resolutions and reopens",
     ),
     "requester-partitions-changelog": (
         "partition/N",
-        "`RequesterPartitionRecord`: the input's progress, for forgetting requesters",
+        "`RequesterPartitionRecord`: the input's progress, for forgetting requesters;"
+        " its contacts log",
     ),
-    "scopes-changelog": ("scope", "`ScopeRecord`: windows, aging index, applied offsets"),
+    "scopes-changelog": ("scope", "`ScopeRecord`: windows, aging index, applied positions"),
     "scope-partitions-changelog": (
         "partition/N",
         "`PartitionRecord`: watermarks of the source partitions, scopes held",
@@ -103,7 +108,7 @@ def feed(
 ) -> list[ScopeRecord]:
     """Count ``lines`` as one worker owning every partition would; the scopes it exports."""
     messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
-    batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla, 1)
+    batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla, 1, {})
     metrics.count_ticket_batch(batch)
     emitted, _ = run(lines, settings, grace_us)
     metrics.count_scope_batch(0, emitted)

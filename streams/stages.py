@@ -6,7 +6,8 @@ source partition), and send each requester partition the batch's contacts for it
 followed by the batch's progress. Requester stage (keyed by requester): find
 recontacts and undeflected AI resolutions, send them to the scopes as deltas of
 their own source, then relay the progress it received. Scope stage (keyed by
-scope): apply deltas exactly once by source offset, and emit a boundary once both
+scope): apply deltas exactly once by source position (streams/positions.py: an
+offset that keeps increasing across a lost log), and emit a boundary once both
 the ticket stage's progress and every requester partition's relay allow it.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from streams.events import EventType, InvalidEvent, parse_event
 from streams.indicators import Effort
+from streams.positions import SourceLog
 from streams.recontact import Contact, Requester, contact_of, requester_partition
 from streams.scope import Emitted, ScopeState, Settings
 from streams.sla import Clock, SlaPolicy
@@ -24,7 +26,7 @@ from streams.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
 from streams.timeline import US_PER_SECOND
 from streams.watermark import Watermarks
 
-# An entry of a delta: (source offset, kind, at_us, ticket_id, first_open_us, replied_us,
+# An entry of a delta: (source position, kind, at_us, ticket_id, first_open_us, replied_us,
 # SLA clocks after and before the event, effort for the indicators).
 Entry = tuple[int, int, int, str, int, int | None, Clock | None, Clock | None, Effort | None]
 
@@ -45,7 +47,7 @@ class ScopeDelta:
 
     scope: str
     source_partition: int
-    last_offset: int
+    last_position: int
     seen_us: int | None = None  # earliest event in the batch that leaves a ticket in the scope
     entries: list[Entry] = field(default_factory=list)
 
@@ -59,6 +61,7 @@ class Progress:
     next_offset: int
     idle: bool = False
     now_us: int | None = None
+    base: int = 0  # of the source's positions: grows when the broker lost the log
 
 
 @dataclass(slots=True)
@@ -106,14 +109,17 @@ def run_ticket_batch(
     grace_us: int,
     policy: SlaPolicy,
     partitions: int,
+    bases: Mapping[int, int],
 ) -> TicketBatch:
     """Apply a batch of input messages; ``newest`` (per partition) is updated in place.
 
-    ``partitions``: how many requester partitions the contacts are spread over."""
+    ``partitions``: how many requester partitions the contacts are spread over;
+    ``bases``: per input partition, what makes its offsets positions (0 if absent)."""
     batch = TicketBatch()
     next_offsets: dict[int, int] = {}
     for message in messages:
         next_offsets[message.partition] = message.offset + 1
+        position = bases.get(message.partition, 0) + message.offset
         try:
             event = parse_event(message.value)
         except InvalidEvent as exc:
@@ -134,7 +140,7 @@ def run_ticket_batch(
         batch.changed[event.ticket_id] = (partition, ticket)
         batch.processed[event.type.value] = batch.processed.get(event.type.value, 0) + 1
         for scope in ticket.scopes():
-            delta = _delta(batch, scope, message)
+            delta = _delta(batch, scope, message.partition, position)
             delta.seen_us = at if delta.seen_us is None else min(delta.seen_us, at)
         contact = contact_of(ticket, event, transitions)
         if contact is not None:
@@ -142,8 +148,8 @@ def run_ticket_batch(
                 contact
             )
         for transition in transitions:
-            _delta(batch, transition.scope, message).entries.append(
-                _entry(message.offset, transition)
+            _delta(batch, transition.scope, message.partition, position).entries.append(
+                _entry(position, transition)
             )
             if transition.scope == ALL_SCOPE and transition.kind is Kind.REPLIED:
                 waited = (transition.at_us - transition.first_open_us) / US_PER_SECOND
@@ -152,16 +158,19 @@ def run_ticket_batch(
                 cause = _cause(transition.kind, event.type)
                 key = (cause, ticket.queue, ticket.priority, ticket.channel)
                 batch.lifecycle[key] = batch.lifecycle.get(key, 0) + 1
-    batch.progress = {p: Progress(p, newest.get(p), offset) for p, offset in next_offsets.items()}
+    batch.progress = {
+        p: Progress(p, newest.get(p), offset, base=bases.get(p, 0))
+        for p, offset in next_offsets.items()
+    }
     return batch
 
 
 _LIFECYCLE = frozenset({Kind.INFLOW, Kind.OUTFLOW})
 
 
-def _entry(offset: int, transition: Transition) -> Entry:
+def _entry(position: int, transition: Transition) -> Entry:
     return (
-        offset,
+        position,
         int(transition.kind),
         transition.at_us,
         transition.ticket_id,
@@ -187,6 +196,7 @@ class RequesterPartitionRecord:
     source_partitions: int
     watermarks: Watermarks = field(default_factory=Watermarks)
     swept_us: int = 0
+    log: SourceLog = field(default_factory=SourceLog)  # of its partition of contacts
 
     def sweep_before(self, every_us: int) -> int | None:
         """The low watermark, when it has moved ``every_us`` since the last sweep."""
@@ -216,11 +226,13 @@ def run_requester_batch(
     """Apply (offset, contacts) of one requester partition, in order.
 
     Findings go out as deltas of source ``source_partitions + partition``, so the scope
-    stage applies them exactly once by this partition's offsets, as it does the input's.
+    stage applies them exactly once by this partition's positions, as it does the input's.
+    The caller restarts ``record.log`` first when the broker lost the log.
     """
     batch = RequesterBatch()
     source = record.source_partitions + record.partition
     for offset, contacts in items:
+        position = record.log.position(offset)
         for key, contact in contacts.entries:
             requester = batch.changed.get(key) or lookup(key) or Requester()
             batch.changed[key] = requester
@@ -231,10 +243,10 @@ def run_requester_batch(
                     delta = batch.deltas.get(transition.scope)
                     if delta is None:
                         delta = batch.deltas[transition.scope] = ScopeDelta(
-                            transition.scope, source, offset
+                            transition.scope, source, position
                         )
-                    delta.last_offset = offset
-                    delta.entries.append(_entry(offset, transition))
+                    delta.last_position = position
+                    delta.entries.append(_entry(position, transition))
         for progress in contacts.progress:
             apply_progress_to(record.watermarks, progress)
             batch.relay[progress.source_partition] = progress
@@ -247,12 +259,12 @@ def _cause(kind: Kind, event_type: EventType) -> str:
     return "reopened" if event_type is EventType.REOPENED else "created"
 
 
-def _delta(batch: TicketBatch, scope: str, message: Message) -> ScopeDelta:
-    key = (scope, message.partition)
+def _delta(batch: TicketBatch, scope: str, partition: int, position: int) -> ScopeDelta:
+    key = (scope, partition)
     delta = batch.deltas.get(key)
     if delta is None:
-        delta = batch.deltas[key] = ScopeDelta(scope, message.partition, message.offset)
-    delta.last_offset = message.offset
+        delta = batch.deltas[key] = ScopeDelta(scope, partition, position)
+    delta.last_position = position
     return delta
 
 
@@ -311,18 +323,18 @@ class PartitionRecord:
 def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> int:
     """Apply the entries not applied before; the count of late transitions among them."""
     done = record.applied.get(delta.source_partition, -1)
-    if delta.last_offset <= done:
+    if delta.last_position <= done:
         return 0
     if delta.seen_us is not None:
         record.state.flow.see(delta.seen_us)
     late = 0
-    for offset, kind, at, ticket_id, first_open, replied, clock, prior, effort in delta.entries:
-        if offset > done:
+    for position, kind, at, ticket_id, first_open, replied, clock, prior, effort in delta.entries:
+        if position > done:
             transition = Transition(
                 delta.scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort
             )
             late += record.state.add(transition, settings)
-    record.applied[delta.source_partition] = delta.last_offset
+    record.applied[delta.source_partition] = delta.last_position
     return late
 
 
@@ -340,7 +352,11 @@ def apply_relay(record: PartitionRecord, relay: Relay) -> None:
 
 def apply_progress_to(watermarks: Watermarks, progress: Progress) -> None:
     watermarks.observe(
-        progress.source_partition, progress.newest_us, progress.next_offset, progress.idle
+        progress.source_partition,
+        progress.newest_us,
+        progress.next_offset,
+        progress.idle,
+        progress.base,
     )
 
 

@@ -3,10 +3,15 @@
 Faust picks a write's changelog partition from the event being processed, which
 ``take_events`` batches do not set per key. Naming it keeps every key in the
 partition its input came from, so recovery after a rebalance finds it.
+
+Faust commits an input offset without waiting for the changelog writes buffered
+for it, so a kill -9 just after a commit would lose state the broker no longer
+replays. Each stage therefore awaits ``written()`` before it lets its batch be acked.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +23,7 @@ from streams import codec
 class PartitionedTable:
     def __init__(self, table: TableT[Any, Any]) -> None:
         self.table = table
+        self._unconfirmed: list[asyncio.Future[Any]] = []
 
     @classmethod
     def create(cls, app: AppT, name: str, partitions: int, max_bytes: int) -> PartitionedTable:
@@ -43,13 +49,23 @@ class PartitionedTable:
         store._key_partition[key] = partition
         # Serialized now: Faust would serialize at flush time, and by then a later,
         # unacknowledged batch may have changed the object.
-        self.table.send_changelog(partition, key, codec.dumps(value), value_serializer="raw")
+        self._send(partition, key, codec.dumps(value))
 
     def delete(self, partition: int, key: bytes) -> None:
         store: Any = self.table.data
         store.pop(key, None)
         store._key_partition.pop(key, None)
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self._send(partition, key, None)
+
+    async def written(self) -> None:
+        """Until the broker has acknowledged every write so far."""
+        unconfirmed, self._unconfirmed = self._unconfirmed, []
+        if unconfirmed:
+            await asyncio.gather(*unconfirmed)
+
+    def _send(self, partition: int, key: bytes, value: bytes | None) -> None:
+        sent = self.table.send_changelog(partition, key, value, value_serializer="raw")
+        self._unconfirmed.append(sent)
 
     def keys_in(self, partition: int) -> list[bytes]:
         store: Any = self.table.data

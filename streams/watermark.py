@@ -19,6 +19,7 @@ class PartitionProgress:
     newest_us: int | None
     idle: bool = False
     next_offset: int = 0
+    base: int = 0  # of the partition's positions (streams/positions.py)
 
 
 @dataclass(slots=True)
@@ -26,13 +27,25 @@ class Watermarks:
     partitions: dict[int, PartitionProgress] = field(default_factory=dict)
 
     def observe(
-        self, partition: int, newest_us: int | None, next_offset: int = 0, idle: bool = False
+        self,
+        partition: int,
+        newest_us: int | None,
+        next_offset: int = 0,
+        idle: bool = False,
+        base: int = 0,
     ) -> None:
-        """A partition's progress: its newest event time and the next offset it will process."""
+        """A partition's progress: its newest event time and the next offset it will process.
+
+        Progress from before the broker lost the log (a lower ``base``) says nothing of the
+        new log's offsets; progress on a new log replaces the old log's offset.
+        """
         progress = self.partitions.setdefault(partition, PartitionProgress(newest_us))
         if newest_us is not None:
             progress.newest_us = max(progress.newest_us or newest_us, newest_us)
-        progress.next_offset = max(progress.next_offset, next_offset)
+        if base > progress.base:
+            progress.base, progress.next_offset = base, next_offset
+        elif base == progress.base:
+            progress.next_offset = max(progress.next_offset, next_offset)
         progress.idle = idle
 
     @property

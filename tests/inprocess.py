@@ -3,7 +3,9 @@
 Input messages are spread over ``partitions`` input partitions by ticket, each stage
 runs in batches, and what a stage sends waits in a queue per destination partition
 until that stage's turn. The requester stage can be made to fall behind (``lag``
-rounds), which is when the scope stage must wait for its relays.
+rounds), which is when the scope stage must wait for its relays. The broker can be lost
+half-way (``lose_broker_after``): the rest of the input and the contacts then start again
+at offset 0 on an empty log, as on a fresh broker, while the stages keep their state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from streams import codec
 from streams.metrics import PipelineMetrics
+from streams.positions import SourceLog
 from streams.producer import message_key
 from streams.recontact import Requester
 from streams.scope import Emitted, ScopeState, Settings
@@ -67,6 +71,8 @@ class _Stream:
     requester_records: dict[int, RequesterPartitionRecord] = field(default_factory=dict)
     scope_queue: list[Progress | Relay | ScopeDelta] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=dict)  # the input's end offsets
+    logs: dict[int, SourceLog] = field(default_factory=dict)  # the ticket stage's, per input
+    inputs: dict[int, list[Message]] = field(default_factory=dict)  # the input log, as now
     scope_partition: PartitionRecord = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,9 +85,18 @@ class _Stream:
 
     def ticket_stage(self, chunk: list[Message], metrics: PipelineMetrics | None) -> None:
         out = self.out
+        source = self.logs.setdefault(chunk[0].partition, SourceLog())
+        if source.rewinds(chunk[0].offset):
+            log = self.inputs[chunk[0].partition]
+            found = log[source.last_offset] if source.last_offset < len(log) else None
+            if source.is_new_log(found and (found.offset, found.value)):
+                source.restart()
         result = run_ticket_batch(
-            chunk, out.tickets.get, self.newest, GRACE_US, self.settings.sla, self.partitions
-        )
+            chunk, out.tickets.get, self.newest, GRACE_US, self.settings.sla, self.partitions,
+            {chunk[0].partition: source.base},
+        )  # fmt: skip
+        for message in chunk:
+            source.read(message.offset, message.value)
         accounted = len(result.dead_letters) + result.duplicates + sum(result.processed.values())
         assert accounted == len(chunk), "every message is dead-lettered, a repeat, or applied"
         out.tickets.update({key: ticket for key, (_, ticket) in result.changed.items()})
@@ -97,7 +112,8 @@ class _Stream:
     def idle(self, ends: dict[int, int]) -> None:
         """Every input partition caught up and quiet, as the shell's heartbeat says."""
         for p, end in ends.items():
-            progress = Progress(p, self.newest.get(p), end, idle=True)
+            base = self.logs.get(p, SourceLog()).base
+            progress = Progress(p, self.newest.get(p), end, idle=True, base=base)
             self.scope_queue.append(progress)
             self._send_contacts([Contacts(progress=[progress])] * self.partitions)
 
@@ -114,10 +130,30 @@ class _Stream:
             self.requester_next[p] = len(queue)
             for start in range(0, len(pending), batch):
                 items = pending[start : start + batch]
+                if record.log.rewinds(items[0][0]):
+                    found = (
+                        queue[record.log.last_offset]
+                        if record.log.last_offset < len(queue)
+                        else None
+                    )
+                    if record.log.is_new_log(found and (found[0], codec.dumps(found[1]))):
+                        record.log.restart()
                 result = run_requester_batch(items, self.out.requesters.get, record)
+                for offset, contacts in items:
+                    record.log.read(offset, codec.dumps(contacts))
                 self.out.requesters.update(result.changed)
                 self.scope_queue += [*result.deltas.values(), Relay(p, [*result.relay.values()])]
                 self.scope_stage(emit_each)
+
+    def lose_broker(self, remaining: dict[int, list[Message]]) -> None:
+        """Everything sent so far is consumed; then the broker starts again empty, and the
+        rest of the input arrives on it from offset 0."""
+        for p, messages in remaining.items():
+            self.inputs[p] = [Message(p, n, m.key, m.value) for n, m in enumerate(messages)]
+            self.ends[p] = len(messages)
+        for p in self.contacts:
+            self.contacts[p] = []
+            self.requester_next[p] = 0
 
     def scope_stage(self, emit_each: Callable[[Emitted], Any] | None) -> None:
         out, settings, partition = self.out, self.settings, self.scope_partition
@@ -159,21 +195,29 @@ def run_core(
     partitions: int = 1,
     lag: int = 0,
     emit_each: Callable[[Emitted], Any] | None = None,
+    lose_broker_after: int | None = None,
 ) -> CoreRun:
     """The three stages over ``lines`` in batches; flushed when every partition is idle.
 
     ``budget`` bounds the snapshots emitted in all (the shell bounds them per batch): a
     stream that would emit more has stalled on boundaries nobody can use. ``lag``: the
-    requester stage runs only every ``lag + 1`` rounds.
+    requester stage runs only every ``lag + 1`` rounds. ``lose_broker_after``: once that
+    many lines are read, the broker is lost (``_Stream.lose_broker``).
     """
     stream = _Stream(settings, partitions, budget)
     # Workers start before the data: their first heartbeats find every partition idle.
     stream.idle(dict.fromkeys(range(partitions), 0))
-    inputs = _spread(lines, partitions)
+    inputs = stream.inputs = _spread(lines, partitions)
     stream.ends = {p: len(messages) for p, messages in inputs.items()}
     positions = dict.fromkeys(inputs, 0)
     rounds = 0
     while any(positions[p] < len(inputs[p]) for p in inputs) and not stream.out.stalled:
+        if lose_broker_after is not None and sum(positions.values()) >= lose_broker_after:
+            lose_broker_after = None
+            stream.requester_stage(1, emit_each)
+            stream.scope_stage(emit_each)
+            stream.lose_broker({p: inputs[p][positions[p] :] for p in inputs})
+            positions = dict.fromkeys(inputs, 0)
         for p, messages in inputs.items():
             chunk = messages[positions[p] : positions[p] + batch]
             positions[p] += len(chunk)

@@ -74,3 +74,16 @@ def test_a_transfer_out_does_not_make_the_old_scope_seen_earlier() -> None:
     # First seen at 10:05 (created); the 10:00 transfer out of it is in that first row.
     assert default[0].as_of_us == 1710065100000000
     assert (default[0].open, default[0].transfers_out["1h"]) == (0, 1)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_broker_lost_half_way_loses_and_repeats_nothing(partitions: int) -> None:
+    """The second half arrives on an empty broker from offset 0: without positions that
+    continue after the lost log, the scope stage took its deltas as applied already."""
+    lines = [encode(event) for event in generate_events(Scenario(days=4))]
+    settings = core_settings(3600)
+    unbroken = report_rows(lines, settings)
+    result = run_core(lines, settings, 50, partitions=partitions, lose_broker_after=len(lines) // 2)
+    rows = sorted((e.flow.scope, e.flow.as_of_us, _values(e)) for e in result.emitted)
+    assert rows == unbroken
+    assert result.duplicates == 0

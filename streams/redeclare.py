@@ -1,0 +1,93 @@
+"""Declare the worker's topics again before it writes to a broker that may have lost them.
+
+A broker that comes back empty (Tansu keeps nothing in memory; or a new cluster at the
+old address) has none of the worker's topics, and Faust declares them only once, at
+start. Tansu 0.6 then stores what a producer sends to a topic nobody created, and a
+later CreateTopics for it succeeds but breaks it: every produce fails with UnknownError
+and every offset commit with UNKNOWN_TOPIC_OR_PARTITION, which aiokafka retries forever.
+A later declaration does come: Faust declares its internal topics again after a failed
+attempt, and ``flowgauge replay`` creates the public ones.
+
+So once the producer's connection to a broker breaks, no produce request leaves, new or
+retried, until every topic the worker writes to has been created where missing. On a
+broker that kept them this costs one CreateTopics answered "already exists".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import client as aiokafka_client
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import CloseReason
+from aiokafka.errors import KafkaError
+from aiokafka.producer import sender as aiokafka_sender
+
+log = logging.getLogger(__name__)
+TOPIC_ALREADY_EXISTS = 36
+# Set on an aiokafka client whose connection broke: its broker may be a new, empty one.
+_SUSPECT = "_flowgauge_broker_suspect"
+_original_closed = aiokafka_client.AIOKafkaClient._on_connection_closed
+_original_produce = aiokafka_sender.Sender._send_produce_req
+
+
+class Declarer:
+    """The worker's topics, created where missing, at most one attempt at a time."""
+
+    def __init__(self, bootstrap: str, topics: Iterable[NewTopic]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.lock = asyncio.Lock()
+
+    async def until_declared(self, client: Any) -> None:
+        async with self.lock:
+            while getattr(client, _SUSPECT, False):
+                try:
+                    await self._declare()
+                except (KafkaError, OSError) as exc:
+                    log.warning("topics not declared yet, retrying: %r", exc)
+                    await asyncio.sleep(0.5)
+                else:
+                    setattr(client, _SUSPECT, False)
+
+    async def _declare(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            response = await admin.create_topics(self.topics)
+        finally:
+            await admin.close()
+        created = []
+        for topic, code, *_ in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"CreateTopics {topic}: error {code}")
+            if code == 0:
+                created.append(topic)
+        if created:
+            log.warning("the broker had lost these topics; declared again: %s", created)
+
+
+_declarer: Declarer | None = None
+
+
+def _on_connection_closed(self: Any, conn: Any, reason: Any) -> None:
+    if reason in (CloseReason.CONNECTION_BROKEN, CloseReason.CONNECTION_TIMEOUT):
+        setattr(self, _SUSPECT, True)
+    _original_closed(self, conn, reason)
+
+
+async def _send_produce_req(self: Any, node_id: int, batches: Any) -> None:
+    if _declarer is not None and getattr(self.client, _SUSPECT, False):
+        await _declarer.until_declared(self.client)
+    await _original_produce(self, node_id, batches)
+
+
+def install(declarer: Declarer) -> None:
+    """For this process's worker: guard every producer's requests with ``declarer``."""
+    global _declarer
+    _declarer = declarer
+    setattr(aiokafka_client.AIOKafkaClient, "_on_connection_closed", _on_connection_closed)  # noqa: B010
+    setattr(aiokafka_sender.Sender, "_send_produce_req", _send_produce_req)  # noqa: B010
