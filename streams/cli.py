@@ -4,6 +4,7 @@ demo."""
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -15,6 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command: int = args.run(args)
     return command
+
+
+def _fewer_collections() -> None:
+    """Run the cyclic garbage collector far less often.
+
+    The state is millions of small, long-lived objects without cycles, and every full
+    collection walks them all: ``report`` spent about a sixth of its time there (100,000
+    events of the busy team: 7,301 and 7,497 events/s as is, 8,545 and 8,721 with this).
+    Cycles from asyncio and aiokafka are still collected, on a larger allocation count.
+    """
+    gc.set_threshold(500_000, 100, 100)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +104,7 @@ def _report(args: argparse.Namespace) -> int:
     )
 
     config = _config(step=args.step)
+    _fewer_collections()
     try:
         lines = args.events.read_bytes().splitlines()
     except OSError as exc:
@@ -156,6 +169,7 @@ def _broker(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from streams.app import run_worker
 
+    _fewer_collections()
     return run_worker(_config(broker=args.broker, web_port=args.web_port))
 
 
