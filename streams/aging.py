@@ -76,13 +76,13 @@ class ScopeAging:
     # takes effect no earlier than the one that arrived before it.
     pending: list[tuple[int, int, Transition]] = field(default_factory=list)
     arrivals: int = 0
-    # Per ticket with held-back transitions: the latest effective time, and how many.
-    held: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
     crossings: list[tuple[int, int, str, int]] = field(default_factory=list)
     scheduled: int = 0
     sla_counts: dict[tuple[Target, SlaState], int] = field(default_factory=dict)
     sla_changes: list[SlaChange] = field(default_factory=list)
+    # Per ticket with held-back transitions: the latest effective time, and how many.
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, transition: Transition, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id
@@ -115,7 +115,8 @@ class ScopeAging:
 
     def _release(self) -> Transition:
         transition = heapq.heappop(self.pending)[2]
-        latest, count = self.held.pop(transition.ticket_id)
+        # Absent for state written before ``held`` existed: nothing is held back then.
+        latest, count = self.held.pop(transition.ticket_id, (0, 0))
         if count > 1:
             self.held[transition.ticket_id] = (latest, count - 1)
         return transition

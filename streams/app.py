@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -141,6 +142,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     newest: dict[int, int] = {}
     arrivals: dict[int, float] = {}
     processed_offsets: dict[int, int] = {}
+    processed_bases: dict[int, int] = {}  # the base of each partition's processed offset
 
     @app.task
     async def track_produced_topics() -> None:
@@ -198,10 +200,13 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 input_logs.put(partition, _partition_key(partition), source)
             await tickets.written()
             await input_logs.written()
+            # With no await in between, so the heartbeat never pairs an offset of one log
+            # with the base of another.
             now = time.monotonic()
             for message in messages:
                 arrivals[message.partition] = now
                 processed_offsets[message.partition] = message.offset
+                processed_bases[message.partition] = logs[message.partition].base
             metrics.count_ticket_batch(result)
             yield None
 
@@ -225,7 +230,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             record = RequesterPartitionRecord(partition, partitions)
         topic = contacts.get_topic_name()
         first = min(offset for offset, _, _ in items)
-        await _check_rewind(record.log, servers, topic, partition, first)
+        if await _is_new_log(record.log, servers, topic, partition, first):
+            record.log.restart()
+            requester_partitions.put(partition, key, record)  # kept first, as in _source_logs
+            await requester_partitions.written()
         result = run_requester_batch(
             [(offset, value) for offset, value, _ in items],
             lambda k: requesters.get(k.encode()),
@@ -309,14 +317,18 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         now = time.monotonic()
         lags: dict[int, int] = {}
         for tp in _owned(app, INPUT):
-            lag = _lag(app, tp, processed_offsets)
+            position = _position(app, tp, processed_offsets)
+            highwater = app.consumer.highwater(tp)
             quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
-            if lag is not None:
-                lags[tp.partition] = lag
-            if lag == 0 and quiet:
-                position = _position(app, tp, processed_offsets)
-                source = input_logs.get(_partition_key(tp.partition))
-                base = source.base if isinstance(source, SourceLog) else 0
+            if highwater is not None:
+                lags[tp.partition] = max(0, int(highwater) - position)
+            # A log that ends before the position is a new one (the broker lost the old):
+            # not idle until the ticket stage has read it.
+            if highwater == position and quiet:
+                base = processed_bases.get(tp.partition)
+                if base is None:  # nothing processed since start: as recovered
+                    source = input_logs.get(_partition_key(tp.partition))
+                    base = source.base if isinstance(source, SourceLog) else 0
                 progress = Progress(
                     tp.partition, newest.get(tp.partition), position, True, _wall_us(), base
                 )
@@ -371,30 +383,39 @@ async def _source_logs(
         first[partition] = min(offset, first.get(partition, offset))
     logs: dict[int, SourceLog] = {}
     for partition, offset in first.items():
-        source = table.get(_partition_key(partition))
-        logs[partition] = source if isinstance(source, SourceLog) else SourceLog()
-        await _check_rewind(logs[partition], servers, topic, partition, offset)
+        key = _partition_key(partition)
+        stored = table.get(key)
+        # A copy: the stored one changes only once the batch is done (the heartbeat reads it).
+        source = logs[partition] = replace(stored) if isinstance(stored, SourceLog) else SourceLog()
+        if await _is_new_log(source, servers, topic, partition, offset):
+            source.restart()
+            # Kept before anything goes out under the new base: a retry of this batch may
+            # find the new log grown to the old one's last offset, and must not decide again.
+            table.put(partition, key, replace(source))
+            await table.written()
     return logs
 
 
-async def _check_rewind(
+async def _is_new_log(
     source: SourceLog, servers: str, topic: str, partition: int, offset: int
-) -> None:
-    """Reading back at ``offset``: a replay of the same log, or a new one to restart."""
+) -> bool:
+    """Reading back at ``offset``: a replay of the same log, or a new one?"""
     if not source.rewinds(offset):
-        return
+        return False
     found = await gaps.first_message_at(servers, topic, partition, source.last_offset)
-    if source.is_new_log(found):
-        log.warning(
-            "%s[%d] is a new log (the broker lost the old one up to offset %d): "
-            "its positions continue after the old log's",
-            topic, partition, source.last_offset,
-        )  # fmt: skip
-        source.restart()
+    if not source.is_new_log(found):
+        return False
+    log.warning(
+        "%s[%d] is a new log (the broker lost the old one up to offset %d): "
+        "its positions continue after the old log's",
+        topic, partition, source.last_offset,
+    )  # fmt: skip
+    return True
 
 
-def _topics_written(app: faust.App, partitions: int) -> list[NewTopic]:
-    """Every topic the worker writes to, as it would be created: the public ones, its
+def _topics_declared(app: faust.App, partitions: int) -> list[NewTopic]:
+    """Every topic the worker writes to or commits offsets on, as it would be created: the
+    public ones (the input too: a commit on a topic nobody created fails on Tansu), its
     internal topics and its tables' changelogs."""
     configs = {name: TOPIC_CONFIGS.get(name, {}) for name in PUBLIC_TOPICS}
     for agent in app.agents.values():
@@ -484,12 +505,6 @@ def _position(app: faust.App, tp: TP, processed: dict[int, int]) -> int:
     return max(done + 1 if done is not None else 0, committed)
 
 
-def _lag(app: faust.App, tp: TP, processed: dict[int, int]) -> int | None:
-    """Messages not processed yet; None before the first fetch says where the end is."""
-    highwater = app.consumer.highwater(tp)
-    return None if highwater is None else max(0, int(highwater) - _position(app, tp, processed))
-
-
 def _wall_us() -> int:
     return int(time.time() * US_PER_SECOND)
 
@@ -498,11 +513,10 @@ def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
     partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
-    tansu.install_fetch_wait()
     drop_created_series()
     gaps.install_gap_check()
     app = build_app(config, partitions)
-    redeclare.install(redeclare.Declarer(bootstrap(config), _topics_written(app, partitions)))
+    redeclare.install(redeclare.Declarer(bootstrap(config), _topics_declared(app, partitions)))
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0

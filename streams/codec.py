@@ -6,6 +6,7 @@ classes listed here: a record written by anyone else cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from collections import Counter, deque
@@ -92,6 +93,43 @@ _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float",
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {
     (cls.__module__, cls.__qualname__) for cls in _STATE_CLASSES
 }
+
+
+def _state_values(state: Any, names: list[str]) -> dict[str, Any]:
+    """Field values from any of pickle's forms: a dict (plain class), (dict, slots dict)
+    (class with slots), or a list in field order (frozen dataclass with slots)."""
+    if isinstance(state, dict):
+        return state
+    if isinstance(state, tuple):
+        instance, slots = state
+        return {**(instance or {}), **(slots or {})}
+    return dict(zip(names, state, strict=False))
+
+
+def _fill_defaults(cls: type) -> None:
+    """Let ``cls`` load state written before its newest fields existed: a field missing
+    from the pickle takes its default (new fields are added last, with a default)."""
+    fields = dataclasses.fields(cls)
+
+    def setstate(self: Any, state: Any) -> None:
+        values = _state_values(state, [f.name for f in fields])
+        for f in fields:
+            if f.name in values:
+                value = values[f.name]
+            elif f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                raise pickle.UnpicklingError(f"{cls.__name__}.{f.name} missing from the state")
+            object.__setattr__(self, f.name, value)
+
+    cls.__setstate__ = setstate  # type: ignore[attr-defined]
+
+
+for _cls in _STATE_CLASSES:
+    if dataclasses.is_dataclass(_cls):
+        _fill_defaults(_cls)
 
 
 class StateUnpickler(pickle.Unpickler):

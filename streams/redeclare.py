@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import client as aiokafka_client
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import CloseReason
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
 from aiokafka.producer import sender as aiokafka_sender
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,17 @@ class Declarer:
         self.lock = asyncio.Lock()
 
     async def until_declared(self, client: Any) -> None:
+        """Until the broker answered; retried only while it cannot be reached. A refusal
+        (no right to create topics, say) lets produce go on as it would have."""
         async with self.lock:
             while getattr(client, _SUSPECT, False):
+                setattr(client, _SUSPECT, False)  # a break from now on sets it again
                 try:
                     await self._declare()
-                except (KafkaError, OSError) as exc:
+                except (KafkaConnectionError, RequestTimedOutError, OSError) as exc:
+                    setattr(client, _SUSPECT, True)
                     log.warning("topics not declared yet, retrying: %r", exc)
                     await asyncio.sleep(0.5)
-                else:
-                    setattr(client, _SUSPECT, False)
 
     async def _declare(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
@@ -60,14 +62,13 @@ class Declarer:
             response = await admin.create_topics(self.topics)
         finally:
             await admin.close()
-        created = []
-        for topic, code, *_ in response.topic_errors:
-            if code not in (0, TOPIC_ALREADY_EXISTS):
-                raise KafkaError(f"CreateTopics {topic}: error {code}")
-            if code == 0:
-                created.append(topic)
+        answers = {topic: code for topic, code, *_ in response.topic_errors}
+        created = sorted(topic for topic, code in answers.items() if code == 0)
+        refused = {t: code for t, code in answers.items() if code not in (0, TOPIC_ALREADY_EXISTS)}
         if created:
             log.warning("the broker had lost these topics; declared again: %s", created)
+        if refused:
+            log.warning("topics not declared (error codes): %s", refused)
 
 
 _declarer: Declarer | None = None

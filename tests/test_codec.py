@@ -1,0 +1,102 @@
+"""The internal topics' codec: state round-trips, loads only listed classes, and reads state
+written before a class grew a field."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import pytest
+
+from streams import codec
+from streams.aging import ScopeAging
+from streams.events import parse_event
+from streams.report import LocalPipeline
+from streams.simulate import Scenario, encode, generate_events
+from streams.sla import SlaPolicy
+from streams.stages import (
+    Message,
+    Progress,
+    Relay,
+    RequesterPartitionRecord,
+    contacts_for,
+    run_requester_batch,
+    run_ticket_batch,
+)
+from streams.watermark import PartitionProgress
+from tests.conftest import core_settings
+
+
+def test_every_kind_of_state_round_trips() -> None:
+    pipeline = LocalPipeline(core_settings(300), 600 * 1_000_000)
+    for event in generate_events(Scenario(days=2)):
+        list(pipeline.ingest(parse_event(encode(event))))
+    states = [*pipeline.tickets.values(), *pipeline.scopes.values(), *pipeline.requesters.values()]
+    assert states
+    for state in states:
+        assert codec.loads(codec.dumps(state)) == state
+
+
+def test_every_kind_of_message_between_stages_round_trips() -> None:
+    lines = [encode(event) for event in generate_events(Scenario(days=2))]
+    messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
+    batch = run_ticket_batch(messages, {}.get, {}, 600 * 1_000_000, SlaPolicy(), 4, {0: 7})
+    contacts = contacts_for(batch, 4)
+    record = RequesterPartitionRecord(0, 4)
+    found = run_requester_batch(list(enumerate(contacts)), lambda _: None, record)
+    sent = [*batch.deltas.values(), *batch.progress.values(), *contacts, *found.deltas.values()]
+    sent += [Relay(0, list(found.relay.values())), record]
+    assert found.deltas, "the two days should hold recontacts"
+    for message in sent:
+        assert codec.loads(codec.dumps(message)) == message
+
+
+def test_a_class_outside_the_list_is_refused() -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("ran",))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        codec.loads(pickle.dumps(Evil()))
+
+
+def older(state: object, dropped: str) -> bytes:
+    """``state`` pickled as the version before its last field, ``dropped``, existed."""
+    assert list(type(state).__dataclass_fields__)[-1] == dropped  # type: ignore[attr-defined]
+    constructor, args, saved = state.__reduce_ex__(5)[:3]
+    if isinstance(saved, tuple):  # slots: (None, {slot: value})
+        saved = (saved[0], {k: v for k, v in saved[1].items() if k != dropped})
+    elif isinstance(saved, dict):
+        saved = {k: v for k, v in saved.items() if k != dropped}
+    else:  # frozen with slots: the values in field order
+        saved = saved[:-1]
+
+    class OlderPickler(pickle.Pickler):
+        def reducer_override(self, obj: object) -> object:
+            return (constructor, args, saved) if obj is state else NotImplemented
+
+    out = io.BytesIO()
+    OlderPickler(out, protocol=5).dump(state)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("state", "field", "default"),
+    [
+        (Progress(1, 100, 7), "base", 0),
+        (PartitionProgress(100), "base", 0),
+        (RequesterPartitionRecord(0, 4), "log", None),
+        (ScopeAging("all"), "held", {}),
+    ],
+    ids=["Progress", "PartitionProgress", "RequesterPartitionRecord", "ScopeAging"],
+)
+def test_state_written_before_a_new_field_loads_with_its_default(
+    state: object, field: str, default: object
+) -> None:
+    loaded = codec.loads(older(state, field))
+    assert type(loaded) is type(state)
+    value = getattr(loaded, field)
+    if default is None:  # a default factory: a fresh default object
+        assert value == type(value)()
+    else:
+        assert value == default
