@@ -322,9 +322,11 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
             if highwater is not None:
                 lags[tp.partition] = max(0, int(highwater) - position)
-            # A log that ends before the position is a new one (the broker lost the old):
-            # not idle until the ticket stage has read it.
-            if highwater == position and quiet:
+            # Caught up when the end is at or before the position. Requiring them equal left
+            # a takeover run's last boundaries unflushed (cause not found), so an end before
+            # the position counts too; after a broker loss a partition may then pass for
+            # idle until the ticket stage reads the new log (README, "Known limits").
+            if tp.partition in lags and lags[tp.partition] == 0 and quiet:
                 base = processed_bases.get(tp.partition)
                 if base is None:  # nothing processed since start: as recovered
                     source = input_logs.get(_partition_key(tp.partition))
