@@ -194,7 +194,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await _acked(sends)
             for ticket_id, (partition, ticket) in result.changed.items():
                 tickets.put(partition, ticket_id.encode(), ticket)
-            for message in messages:
+            # Only the last message read per partition is remembered: its digest once.
+            for message in {m.partition: m for m in messages}.values():
                 logs[message.partition].read(message.offset, message.value)
             for partition, source in logs.items():
                 input_logs.put(partition, _partition_key(partition), source)
@@ -252,8 +253,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         await _acked(sends)
         for name, requester in result.changed.items():
             requesters.put(partition, name.encode(), requester)
-        for offset, _, raw_value in items:
-            record.log.read(offset, raw_value)
+        last_offset, _, last_value = items[-1]
+        record.log.read(last_offset, last_value)
         sweep = record.sweep_before(SWEEP_EVERY_US)
         if sweep is not None:
             _forget_requesters(requesters, partition, sweep)

@@ -50,6 +50,7 @@ class SourceLog:
         self.last_digest = None
 
     def read(self, offset: int, value: bytes) -> None:
+        """The last message of a batch was read (earlier ones need not be told)."""
         if offset > self.last_offset:
             self.last_offset = offset
             self.last_digest = digest(value)

@@ -23,11 +23,11 @@ from typing import Any
 from aiokafka import client as aiokafka_client
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import CloseReason
-from aiokafka.errors import KafkaConnectionError, RequestTimedOutError
+from aiokafka.errors import KafkaConnectionError, RequestTimedOutError, TopicAlreadyExistsError
 from aiokafka.producer import sender as aiokafka_sender
 
 log = logging.getLogger(__name__)
-TOPIC_ALREADY_EXISTS = 36
+TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 # Set on an aiokafka client whose connection broke: its broker may be a new, empty one.
 _SUSPECT = "_flowgauge_broker_suspect"
 _original_closed = aiokafka_client.AIOKafkaClient._on_connection_closed

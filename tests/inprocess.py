@@ -95,8 +95,7 @@ class _Stream:
             chunk, out.tickets.get, self.newest, GRACE_US, self.settings.sla, self.partitions,
             {chunk[0].partition: source.base},
         )  # fmt: skip
-        for message in chunk:
-            source.read(message.offset, message.value)
+        source.read(chunk[-1].offset, chunk[-1].value)
         accounted = len(result.dead_letters) + result.duplicates + sum(result.processed.values())
         assert accounted == len(chunk), "every message is dead-lettered, a repeat, or applied"
         out.tickets.update({key: ticket for key, (_, ticket) in result.changed.items()})
@@ -139,8 +138,8 @@ class _Stream:
                     if record.log.is_new_log(found and (found[0], codec.dumps(found[1]))):
                         record.log.restart()
                 result = run_requester_batch(items, self.out.requesters.get, record)
-                for offset, contacts in items:
-                    record.log.read(offset, codec.dumps(contacts))
+                last_offset, last_contacts = items[-1]
+                record.log.read(last_offset, codec.dumps(last_contacts))
                 self.out.requesters.update(result.changed)
                 self.scope_queue += [*result.deltas.values(), Relay(p, [*result.relay.values()])]
                 self.scope_stage(emit_each)
