@@ -148,7 +148,9 @@ def produce(broker: EmbeddedBroker, topic: str, messages: list[tuple[bytes | Non
 def read_topic(
     broker: EmbeddedBroker, topic: str, until: int, timeout: float = 120.0, quiet: float = 2.0
 ) -> list[tuple[bytes | None, bytes]]:
-    """Every message of a topic, reading until ``until`` have come and none more for ``quiet`` s."""
+    """Every message of a topic, reading until ``until`` distinct ones have come and none more
+    for ``quiet`` s. Distinct, because after a crash a record may come twice: counting the
+    copies would stop the read before the last records arrive."""
 
     async def read() -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(
@@ -159,15 +161,18 @@ def read_topic(
         )
         await consumer.start()
         got: list[tuple[bytes | None, bytes]] = []
+        distinct: set[tuple[bytes | None, bytes]] = set()
         deadline = time.monotonic() + timeout
         last = time.monotonic()
         try:
             while time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=300)
                 for records in batch.values():
-                    got += [(record.key, record.value) for record in records]
+                    received = [(record.key, record.value) for record in records]
+                    got += received
+                    distinct.update(received)
                     last = time.monotonic()
-                if len(got) >= until and time.monotonic() - last >= quiet:
+                if len(distinct) >= until and time.monotonic() - last >= quiet:
                     break
         finally:
             await consumer.stop()
