@@ -28,7 +28,7 @@ from streams.config import FlowgaugeConfig
 from streams.producer import publish as replay
 from streams.simulate import Scenario, encode, generate_events
 from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
-from tests.cluster import Worker, latest_by_key, read_topic, start_worker
+from tests.cluster import Worker, latest_by_key, read_topic, stacks, start_worker
 from tests.test_pipeline import (
     STEP,
     assert_snapshots,
@@ -84,7 +84,7 @@ def wait_for(
             return
         time.sleep(0.5)
     tails = "\n".join(w.log.read_text(errors="replace")[-2000:] for w in worker_logs)
-    pytest.fail(f"{what}: not within {timeout}s\n{tails}")
+    pytest.fail(f"{what}: not within {timeout}s\n{tails}\n{stacks(worker_logs)}")
 
 
 def canonical(records: list[dict[str, Any]]) -> set[str]:
