@@ -22,7 +22,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
-from streams import codec, gaps, redeclare, tansu
+from streams import codec, commits, gaps, redeclare, tansu
 from streams.config import FlowgaugeConfig
 from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
@@ -518,6 +518,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     tansu.install_recovery_fix()
     drop_created_series()
     gaps.install_gap_check()
+    commits.install_member_commits()
     app = build_app(config, partitions)
     redeclare.install(redeclare.Declarer(bootstrap(config), _topics_declared(app, partitions)))
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True)

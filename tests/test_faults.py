@@ -15,14 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import commits
 from streams.broker import EmbeddedBroker
 from streams.config import FlowgaugeConfig
 from streams.producer import publish as replay
@@ -304,3 +307,48 @@ def test_the_embedded_broker_breaks_a_topic_created_after_it_was_written() -> No
         assert asyncio.run(scenario(old)) == (0, "UnknownError")
     finally:
         old.stop()
+
+
+def test_a_commit_from_outside_the_group_is_taken_and_the_worker_sends_none(
+    broker: EmbeddedBroker,
+) -> None:
+    """Why the worker commits only as a member of its group (streams/commits.py).
+
+    A broker that came back empty drops the worker from its group, and Faust commits the
+    old logs' offsets as it revokes its partitions. aiokafka sends them with no
+    generation, and the broker takes them into the empty group: after the rejoin the
+    partitions would resume there, past what the new logs already hold.
+    """
+    tp = TopicPartition("t", 0)
+
+    async def scenario() -> tuple[bool, int | None, bool, bool]:
+        servers = broker.url.removeprefix("kafka://")
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await admin.start()
+        await admin.create_topics([NewTopic("t", num_partitions=1, replication_factor=1)])
+        await admin.close()
+        outsider = AIOKafkaConsumer(bootstrap_servers=servers, group_id="g")
+        await outsider.start()
+        try:
+            outsider.assign([tp])
+            outside = commits.is_member(outsider)
+            await outsider.commit({tp: 5})  # what aiokafka sends for Faust after the loss
+            # The worker's guard, on the same consumer, lets nothing reach the broker.
+            sent = await commits.member_commit(
+                SimpleNamespace(_ensure_consumer=lambda: outsider), {tp: 7}
+            )
+        finally:
+            await outsider.stop()
+        member = AIOKafkaConsumer("t", bootstrap_servers=servers, group_id="g")
+        await member.start()
+        try:
+            await member.getmany(timeout_ms=5000)  # joins the group, takes the partition
+            return outside, await member.committed(tp), commits.is_member(member), sent
+        finally:
+            await member.stop()
+
+    outside, resumed_at, joined, sent = asyncio.run(scenario())
+    assert not outside, "a consumer that never joined counts as a member"
+    assert resumed_at == 5, "the broker did not take the commit from outside the group"
+    assert joined, "a consumer that joined does not count as a member"
+    assert sent is False
