@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from streams.sla import Clock, SlaChange, SlaPolicy, SlaState, Target
+from streams.sla import TARGETS, Clock, SlaChange, SlaPolicy, SlaState, Target
 from streams.ticket import ALL_SCOPE, CLOSING_KINDS, OPENING_KINDS, Kind, Transition
 from streams.timeline import US_PER_SECOND
 
@@ -171,7 +171,7 @@ class ScopeAging:
         self._count(states, 1)
         ticket.states = states
         ticket.version += 1
-        for target in Target:
+        for target in TARGETS:
             crossing = clock.next_crossing(target, policy)
             if crossing is not None:
                 entry = (crossing, self.scheduled, ticket_id, ticket.version)
@@ -194,7 +194,7 @@ class ScopeAging:
             for p in PERCENTILES
         }
         first = opens[0] if count else None
-        sla = {t: {s: self.sla_counts.get((t, s), 0) for s in COUNTED_STATES} for t in Target}
+        sla = {t: {s: self.sla_counts.get((t, s), 0) for s in COUNTED_STATES} for t in TARGETS}
         # Changes at one instant come in arrival order, which differs between workers.
         changes = tuple(sorted(self.sla_changes, key=_change_order))
         self.sla_changes = []

@@ -10,7 +10,7 @@ pure function of the elapsed business time, so it can be computed at any instant
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -24,6 +24,9 @@ DAY_US = 24 * HOUR_US
 class Target(StrEnum):
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
+
+
+TARGETS = tuple(Target)  # iterating an enum class is slow, and these loops are hot
 
 
 class SlaState(StrEnum):
@@ -196,7 +199,7 @@ class Clock:
 
     def states(self, policy: SlaPolicy) -> dict[Target, SlaState | None]:
         share = policy.at_risk_share
-        return {t: self.of(t).state(self.targets.of(t), share) for t in Target}
+        return {t: self.of(t).state(self.targets.of(t), share) for t in TARGETS}
 
     def due_us(self, target: Target, policy: SlaPolicy) -> int:
         """When the target is (or was, had it kept running) used up; now if already past."""
@@ -219,7 +222,8 @@ class Clock:
 def _accrue(clock: TargetClock, start_us: int, end_us: int, policy: SlaPolicy) -> TargetClock:
     if not clock.running or clock.final is not None:
         return clock
-    return replace(clock, elapsed_us=clock.elapsed_us + policy.working_us(start_us, end_us))
+    elapsed = clock.elapsed_us + policy.working_us(start_us, end_us)
+    return TargetClock(elapsed, clock.running, clock.final)  # not replace(): twice as slow
 
 
 def settle_clock(
@@ -244,19 +248,21 @@ def settle_clock(
     if not open_ and resolution.final is None:
         resolution = _stopped(resolution, targets.resolution_us, policy)
     elif open_ and resolution.final is not None:
-        resolution = replace(resolution, final=None)
+        resolution = TargetClock(resolution.elapsed_us, resolution.running)
     running = open_ and not paused
     return Clock(
         clock.at_us,
         targets,
-        response=replace(response, running=running and response.final is None),
-        resolution=replace(resolution, running=running),
+        response=TargetClock(
+            response.elapsed_us, running and response.final is None, response.final
+        ),
+        resolution=TargetClock(resolution.elapsed_us, running, resolution.final),
     )
 
 
 def _stopped(clock: TargetClock, target_us: int, policy: SlaPolicy) -> TargetClock:
     breached = clock.state(target_us, policy.at_risk_share) is SlaState.BREACHED
-    return replace(clock, running=False, final=SlaState.BREACHED if breached else SlaState.MET)
+    return TargetClock(clock.elapsed_us, False, SlaState.BREACHED if breached else SlaState.MET)
 
 
 @dataclass(frozen=True, slots=True)
