@@ -245,7 +245,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await deltas.send(key=d.scope.encode(), value=d, force=True)
             for d in result.deltas.values()
         ]
-        relay = Relay(partition, list(result.relay.values()))
+        relay = Relay(partition, result.relay)
         sends += [
             await deltas.send(key=None, value=relay, partition=p, force=True)
             for p in range(partitions)

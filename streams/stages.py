@@ -214,8 +214,19 @@ class RequesterBatch:
 
     deltas: dict[str, ScopeDelta] = field(default_factory=dict)
     changed: dict[str, Requester] = field(default_factory=dict)
-    relay: dict[int, Progress] = field(default_factory=dict)
+    passed_on: Watermarks = field(default_factory=Watermarks)  # the progress read, combined
     findings: dict[str, int] = field(default_factory=dict)  # by kind: recontact, undeflected
+
+    @property
+    def relay(self) -> list[Progress]:
+        """One progress per source partition, saying what all those read say together.
+
+        Not just the last one read: after a takeover, the new owner's progress for a
+        partition it only replays carries no event time, and would hide the newest one
+        the old owner reported just before it; the scope stage would then never flush.
+        """
+        marks = sorted(self.passed_on.partitions.items())
+        return [Progress(p, m.newest_us, m.next_offset, m.idle, base=m.base) for p, m in marks]
 
 
 def run_requester_batch(
@@ -249,7 +260,7 @@ def run_requester_batch(
                     delta.entries.append(_entry(position, transition))
         for progress in contacts.progress:
             apply_progress_to(record.watermarks, progress)
-            batch.relay[progress.source_partition] = progress
+            apply_progress_to(batch.passed_on, progress)
     return batch
 
 

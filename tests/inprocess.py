@@ -141,7 +141,7 @@ class _Stream:
                 last_offset, last_contacts = items[-1]
                 record.log.read(last_offset, codec.dumps(last_contacts))
                 self.out.requesters.update(result.changed)
-                self.scope_queue += [*result.deltas.values(), Relay(p, [*result.relay.values()])]
+                self.scope_queue += [*result.deltas.values(), Relay(p, result.relay)]
                 self.scope_stage(emit_each)
 
     def lose_broker(self, remaining: dict[int, list[Message]]) -> None:

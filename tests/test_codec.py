@@ -45,7 +45,7 @@ def test_every_kind_of_message_between_stages_round_trips() -> None:
     record = RequesterPartitionRecord(0, 4)
     found = run_requester_batch(list(enumerate(contacts)), lambda _: None, record)
     sent = [*batch.deltas.values(), *batch.progress.values(), *contacts, *found.deltas.values()]
-    sent += [Relay(0, list(found.relay.values())), record]
+    sent += [Relay(0, found.relay), record]
     assert found.deltas, "the two days should hold recontacts"
     for message in sent:
         assert codec.loads(codec.dumps(message)) == message

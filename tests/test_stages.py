@@ -12,6 +12,14 @@ import pytest
 from streams.report import run
 from streams.scope import Emitted, Settings
 from streams.simulate import Scenario, encode, generate_events
+from streams.stages import (
+    Contacts,
+    Progress,
+    RequesterPartitionRecord,
+    apply_progress_to,
+    run_requester_batch,
+)
+from streams.watermark import Watermarks
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 from tests.inprocess import GRACE_US, run_core
 
@@ -87,3 +95,28 @@ def test_a_broker_lost_half_way_loses_and_repeats_nothing(partitions: int) -> No
     rows = sorted((e.flow.scope, e.flow.as_of_us, _values(e)) for e in result.emitted)
     assert rows == unbroken
     assert result.duplicates == 0
+
+
+def test_a_relay_passes_on_the_newest_event_time_of_all_the_progress_it_read() -> None:
+    """After a takeover the new owner replays a partition the old owner finished, and its
+    progress has no event time. A relay that passed on only the last progress per source
+    hid the old owner's newest one, and the scope stage never flushed the last boundary
+    (the two-worker kill -9 test, with a 100 ms fetch wait)."""
+    old_owner = Progress(0, newest_us=1_000, next_offset=2225)
+    new_owner = Progress(0, newest_us=None, next_offset=1354)
+    idle = Progress(0, newest_us=None, next_offset=2225, idle=True)
+    other = Progress(1, newest_us=700, next_offset=9)
+    contacts = [Contacts(progress=[old_owner, other]), Contacts(progress=[new_owner, idle])]
+    batch = run_requester_batch(enumerate(contacts), lambda _: None, RequesterPartitionRecord(0, 2))
+    assert batch.relay == [
+        Progress(0, newest_us=1_000, next_offset=2225, idle=True),
+        Progress(1, newest_us=700, next_offset=9),
+    ]
+    relayed = Watermarks()
+    for progress in batch.relay:
+        apply_progress_to(relayed, progress)
+    one_by_one = Watermarks()
+    for item in contacts:
+        for progress in item.progress:
+            apply_progress_to(one_by_one, progress)
+    assert relayed == one_by_one
