@@ -195,7 +195,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             for ticket_id, (partition, ticket) in result.changed.items():
                 tickets.put(partition, ticket_id.encode(), ticket)
             # Only the last message read per partition is remembered: its digest once.
-            for message in {m.partition: m for m in messages}.values():
+            last_read = {m.partition: m for m in messages}
+            for message in last_read.values():
                 logs[message.partition].read(message.offset, message.value)
             for partition, source in logs.items():
                 input_logs.put(partition, _partition_key(partition), source)
@@ -204,7 +205,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             # With no await in between, so the heartbeat never pairs an offset of one log
             # with the base of another.
             now = time.monotonic()
-            for message in messages:
+            for message in last_read.values():
                 arrivals[message.partition] = now
                 processed_offsets[message.partition] = message.offset
                 processed_bases[message.partition] = logs[message.partition].base
@@ -323,10 +324,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
             if highwater is not None:
                 lags[tp.partition] = max(0, int(highwater) - position)
-            # Caught up when the end is at or before the position. Requiring them equal left
-            # a takeover run's last boundaries unflushed (cause not found), so an end before
-            # the position counts too; after a broker loss a partition may then pass for
-            # idle until the ticket stage reads the new log (README, "Known limits").
+            # Caught up when the end is at or before the position; after a broker loss a
+            # partition may then pass for idle until the ticket stage reads the new log
+            # (README, "Known limits"). Requiring them equal was blamed for a CI failure
+            # that a test's early read caused; the equality is untried since.
             if tp.partition in lags and lags[tp.partition] == 0 and quiet:
                 base = processed_bases.get(tp.partition)
                 if base is None:  # nothing processed since start: as recovered

@@ -1,4 +1,4 @@
-"""Commit input offsets only while a member of the consumer group.
+"""Commit offsets only while a member of the consumer group.
 
 When the group coordinator stops knowing the worker (a broker that came back empty, or a
 session that timed out), aiokafka resets the worker's generation and member id, and
