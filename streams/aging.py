@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedList
 
 from streams.sla import TARGETS, Clock, SlaChange, SlaPolicy, SlaState, Target
-from streams.ticket import ALL_SCOPE, CLOSING_KINDS, OPENING_KINDS, Kind, Transition
+from streams.ticket import (
+    ALL_SCOPE,
+    CLOSING_KINDS,
+    FLOW_KINDS,
+    OPENING_KINDS,
+    Kind,
+    Transition,
+)
 from streams.timeline import US_PER_SECOND
 
 HOUR = 3600
@@ -71,9 +78,11 @@ class ScopeAging:
     first_opens: SortedList = field(default_factory=SortedList)
     untouched: int = 0
     # Held-back transitions as a heap of (effective time, arrival number, transition):
-    # applied in time order, ties in arrival order. A ticket's own transitions keep their
+    # applied in time order, ties in arrival order. A ticket's flow transitions keep their
     # arrival order (DESIGN decides them so), even when producers' clocks disagree: each
-    # takes effect no earlier than the one that arrived before it.
+    # takes effect no earlier than the flow transition that arrived before it, and so does
+    # a reply or clock change. Only flow transitions push that limit: a priority change
+    # stamped after the resolve that arrives behind it must not keep the ticket open.
     pending: list[tuple[int, int, Transition]] = field(default_factory=list)
     arrivals: int = 0
     # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
@@ -81,19 +90,20 @@ class ScopeAging:
     scheduled: int = 0
     sla_counts: dict[tuple[Target, SlaState], int] = field(default_factory=dict)
     sla_changes: list[SlaChange] = field(default_factory=list)
-    # Per ticket with held-back transitions: the latest effective time, and how many.
+    # Per ticket with held-back transitions: the latest flow effective time, and how many.
     held: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, transition: Transition, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id
-        latest, count = self.held.get(ticket_id, (transition.at_us, 0))
+        latest, count = self.held.get(ticket_id, (0, 0))
         effective = max(transition.at_us, latest)
         if self.settled_us is not None and effective <= self.settled_us:
-            self._apply(transition, policy)  # late: it still counts from now on
+            self._apply(transition, effective, policy)  # late: it still counts from now on
         else:
             heapq.heappush(self.pending, (effective, self.arrivals, transition))
             self.arrivals += 1
-            self.held[ticket_id] = (effective, count + 1)
+            latest = effective if transition.kind in FLOW_KINDS else latest
+            self.held[ticket_id] = (latest, count + 1)
 
     def settle(self, as_of_us: int, policy: SlaPolicy) -> AgingSnapshot:
         """Apply every transition and SLA crossing up to ``as_of_us``; the scope as of then."""
@@ -107,7 +117,7 @@ class ScopeAging:
             ):
                 self._cross(heapq.heappop(self.crossings), policy)
             elif transition_at is not None and transition_at <= as_of_us:
-                self._apply(self._release(), policy)
+                self._apply(self._release(), transition_at, policy)
             else:
                 break
         self.settled_us = as_of_us
@@ -121,7 +131,7 @@ class ScopeAging:
             self.held[transition.ticket_id] = (latest, count - 1)
         return transition
 
-    def _apply(self, transition: Transition, policy: SlaPolicy) -> None:
+    def _apply(self, transition: Transition, effective_us: int, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id
         current = self.tickets.get(ticket_id)
         if transition.kind in OPENING_KINDS and current is None:
@@ -129,7 +139,8 @@ class ScopeAging:
                 transition.replied_us is not None and transition.replied_us <= transition.at_us
             )
             # Entering before it first opened (producers' clocks disagree) ages from entering.
-            first_open = min(transition.first_open_us, transition.at_us)
+            # A reopen stamped before the creation still takes effect after it: no earlier.
+            first_open = min(transition.first_open_us, effective_us)
             current = self.tickets[ticket_id] = OpenTicket(first_open, replied)
             if transition.prior is not None:
                 current.states = transition.prior.states(policy)

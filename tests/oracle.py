@@ -186,6 +186,24 @@ def replay(events: list[TicketEvent]):
     return moves, replies, sightings, applied, first_open
 
 
+def _open_at(scope: str, b: int, prefix: int, moves: list[Move]) -> set[str]:
+    """Tickets whose latest transition in ``scope`` at or before ``b`` opened them.
+
+    DESIGN decides a ticket's transitions in arrival order, so "latest" is by arrival:
+    a transition stamped before one that arrived ahead of it (producers' clocks apart)
+    takes effect when that one did, never earlier.
+    """
+    effective: dict[str, int] = {}
+    latest: dict[str, Move] = {}
+    for m in sorted(moves, key=lambda m: m.seq):
+        if m.scope != scope or m.k >= prefix:
+            continue
+        effective[m.ticket] = max(m.at, effective.get(m.ticket, m.at))
+        if effective[m.ticket] <= b:
+            latest[m.ticket] = m
+    return {t for t, m in latest.items() if m.kind in OPENING}
+
+
 def snapshot(
     scope: str,
     b: int,
@@ -204,12 +222,7 @@ def snapshot(
             name: sum(1 for m in mine if m.kind == kind and b - w * US < m.at)
             for name, w in windows.items()
         }
-    latest: dict[str, Move] = {}
-    for m in mine:
-        cur = latest.get(m.ticket)
-        if cur is None or (m.at, m.seq) > (cur.at, cur.seq):
-            latest[m.ticket] = m
-    open_tickets = sorted(t for t, m in latest.items() if m.kind in OPENING)
+    open_tickets = sorted(_open_at(scope, b, prefix, moves))
     ages = [b - first_open[t] for t in open_tickets]
     bands = {}
     for name, lo, hi in BANDS:

@@ -761,6 +761,64 @@ def test_per_ticket_disorder_within_grace_scope_all(sc: Scenario, data: st.DataO
     assert [row[:2] for row in got] == [row[:2] for row in want]
 
 
+def _all_rows_against_the_oracle(lines: list[bytes]) -> dict[int, Emitted]:
+    emitted, counters = run(lines, SHORT.settings(), GRACE_US)
+    assert counters.late == 0
+    result = run_oracle(parsed(lines), SHORT.step_s, SHORT.windows, GRACE_US, SHORT.policy)
+    assert_same_rows(
+        [row for row in core_rows(emitted) if row[1] == "all"],
+        [row for row in oracle_rows(result) if row[1] == "all"],
+    )
+    return _rows_at(emitted, "all")
+
+
+def test_a_create_that_arrives_before_its_earlier_stamped_resolve_leaves_nothing_open() -> None:
+    """Hypothesis found it: in arrival order t1 opens (01:19), then closes (stamped 01:18).
+    Both flow and aging see a closed ticket at 01:20; no ghost in the age bands."""
+    rows = _all_rows_against_the_oracle(
+        [
+            _line("t1", "e2", "created", "2024-03-10T01:19:00Z"),
+            _line("t1", "e1", "resolved", "2024-03-10T01:18:00Z"),
+        ]
+    )
+    at_0120 = rows[_at("2024-03-10T01:20:00+00:00")]
+    assert at_0120.flow.open == 0
+    assert at_0120.aging is not None
+    assert (at_0120.aging.open, sum(at_0120.aging.bands.values())) == (0, 0)
+
+
+def test_a_reopen_stamped_before_the_creation_does_not_age_the_ticket_from_its_stamp() -> None:
+    """Created 10:00, resolved 10:01, then a reopen from a clock 6 minutes behind (09:55).
+    It takes effect after the resolve, and age counts from the creation: 5 min at 10:05."""
+    rows = _all_rows_against_the_oracle(
+        [
+            _line("t1", "e1", "created", "2024-03-10T10:00:00Z"),
+            _line("t1", "e2", "resolved", "2024-03-10T10:01:00Z"),
+            _line("t1", "e3", "reopened", "2024-03-10T09:55:00Z"),
+        ]
+    )
+    at_1005 = rows[_at("2024-03-10T10:05:00+00:00")]
+    assert at_1005.aging is not None
+    assert (at_1005.aging.open, at_1005.aging.oldest_age_seconds) == (1, 300)
+
+
+def test_a_priority_change_stamped_after_a_resolve_that_arrives_behind_it_closes_it() -> None:
+    """Hypothesis found it: t1 is created at 10:00, changes priority at 10:12 (an SLA clock
+    change, not a flow transition), then its resolve stamped 10:08 arrives. Flow closes the
+    ticket at 10:08; aging must not keep it open until 10:12 behind the priority change."""
+    rows = _all_rows_against_the_oracle(
+        [
+            _line("t1", "e1", "created", "2024-03-10T10:00:00Z"),
+            _line("t1", "e2", "priority_changed", "2024-03-10T10:12:00Z", priority="P0"),
+            _line("t1", "e3", "resolved", "2024-03-10T10:08:00Z"),
+        ]
+    )
+    at_1010 = rows[_at("2024-03-10T10:10:00+00:00")]
+    assert at_1010.flow.open == 0
+    assert at_1010.aging is not None
+    assert at_1010.aging.open == 0
+
+
 def test_transfer_out_before_the_old_scopes_first_row_is_counted() -> None:
     """t1 is created at 10:05 in queue default, then (arriving second, within the grace)
     a transfer to billing stamped 10:00. Per DESIGN the transfer happens (the ticket is
