@@ -22,7 +22,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
-from streams import codec, commits, gaps, redeclare, tansu
+from streams import codec, commits, gaps, redeclare, stacks, tansu
 from streams.config import FlowgaugeConfig
 from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
@@ -513,6 +513,13 @@ def _wall_us() -> int:
     return int(time.time() * US_PER_SECOND)
 
 
+class Worker(faust.Worker):
+    """Faust's worker, whose SIGUSR1 dump follows each task into its async generators."""
+
+    async def _cry(self) -> None:
+        print(stacks.all_stacks(), file=self.stderr, flush=True)
+
+
 def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
     partitions = asyncio.run(ensure_topics(config))
@@ -522,6 +529,6 @@ def run_worker(config: FlowgaugeConfig) -> int:
     commits.install_member_commits()
     app = build_app(config, partitions)
     redeclare.install(redeclare.Declarer(bootstrap(config), _topics_declared(app, partitions)))
-    worker = faust.Worker(app, loglevel=config.log_level, quiet=True)
+    worker = Worker(app, loglevel=config.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
