@@ -113,5 +113,6 @@ def _loop_of(thread: threading.Thread) -> asyncio.AbstractEventLoop | None:
             return asyncio.get_running_loop()
         except RuntimeError:
             return None
-    loop = getattr(thread, "loop", None)
+    # mode runs Faust's consumer in a thread of its own, with its own event loop.
+    loop = getattr(getattr(thread, "service", None), "thread_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
