@@ -9,6 +9,15 @@ log: when messages really sit in it, the worker restarts itself at once (as afte
 kill -9), before anything past the jump is processed or committed, and resumes from the
 committed offsets. A true gap (compaction, transaction markers) keeps Faust's handling.
 
+mode's flow control clears every channel queue whenever it resumes, even when the flow is
+running already. Faust's recovery resumes it once as it starts and again after the seek
+to the committed offsets, while the stream partitions already fetch: whatever reached a
+queue in between was dropped, though Faust had read past it. The event was missing until
+the next rebalance or restart, its offset never acked, and the commit stuck below it. So a resume
+clears the queues only when it ends a suspension: what came while the flow was running
+is kept (a message fetched before the seek is then read twice, and the stages apply it
+once).
+
 Faust checks for a jump only against the last offset read, and after a seek to the
 committed offset it records that offset itself as read (or nothing at offset 0): a skip
 of the partition's head, from the committed offset on, went unseen. After a seek the
@@ -26,9 +35,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.transport import consumer as faust_consumer
+from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
 _original_add_gap = faust_consumer.Consumer._add_gap
+_original_resume = FlowControlEvent.resume
 # Where each partition resumed at the last seek: a jump is only checked from there on.
 _RESUMED_AT = "_flowgauge_resumed_at"
 
@@ -95,6 +106,12 @@ async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int)
     await _original_add_gap(self, tp, offset_from, offset_to)
 
 
+def _resume_keeping_fresh_messages(self: FlowControlEvent) -> None:
+    if not self.is_active():
+        _original_resume(self)
+
+
 def install_gap_check() -> None:
+    setattr(FlowControlEvent, "resume", _resume_keeping_fresh_messages)  # noqa: B010
     setattr(faust_consumer.Consumer, "_add_gap", _checked_add_gap)  # noqa: B010
     setattr(faust_consumer.Consumer, "perform_seek", _perform_seek)  # noqa: B010
