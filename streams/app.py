@@ -524,6 +524,7 @@ def run_worker(config: FlowgaugeConfig) -> int:
     """``flowgauge worker``: create the input topic if needed, then run until stopped."""
     partitions = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
+    tansu.install_fetch_wait()
     drop_created_series()
     gaps.install_gap_check()
     commits.install_member_commits()

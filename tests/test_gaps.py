@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
@@ -11,13 +9,9 @@ from streams import gaps
 
 
 @pytest.fixture
-def flow() -> Iterator[FlowControlEvent]:
-    original = FlowControlEvent.resume
-    gaps.install_gap_check()
-    try:
-        yield FlowControlEvent(initially_suspended=False)
-    finally:
-        FlowControlEvent.resume = original  # type: ignore[method-assign]
+def flow(monkeypatch: pytest.MonkeyPatch) -> FlowControlEvent:
+    monkeypatch.setattr(FlowControlEvent, "resume", gaps.resume_keeping_fresh_messages)
+    return FlowControlEvent(initially_suspended=False)
 
 
 def _queue(flow: FlowControlEvent, *items: str) -> FlowControlQueue[str]:
