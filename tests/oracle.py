@@ -195,7 +195,7 @@ def _open_at(scope: str, b: int, prefix: int, moves: list[Move]) -> set[str]:
     """
     effective: dict[str, int] = {}
     latest: dict[str, Move] = {}
-    for m in sorted(moves, key=lambda m: m.seq):
+    for m in moves:  # generated in arrival order
         if m.scope != scope or m.k >= prefix:
             continue
         effective[m.ticket] = max(m.at, effective.get(m.ticket, m.at))
