@@ -86,6 +86,8 @@ class ScopeAging:
     pending: list[tuple[int, int, Transition]] = field(default_factory=list)
     arrivals: int = 0
     # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
+    # An update leaves the ticket's earlier entries stale rather than searching the heap
+    # for them; ``_compact_crossings`` drops them before they outnumber the live ones.
     crossings: list[tuple[int, int, str, int]] = field(default_factory=list)
     scheduled: int = 0
     sla_counts: dict[tuple[Target, SlaState], int] = field(default_factory=dict)
@@ -162,10 +164,14 @@ class ScopeAging:
             self._count(current.states, -1)
 
     def _cross(self, crossing: tuple[int, int, str, int], policy: SlaPolicy) -> None:
-        at_us, _, ticket_id, version = crossing
+        if self._is_live(crossing):
+            at_us, _, ticket_id, _ = crossing
+            self._update_sla(ticket_id, self.tickets[ticket_id], at_us, policy)
+
+    def _is_live(self, crossing: tuple[int, int, str, int]) -> bool:
+        _, _, ticket_id, version = crossing
         ticket = self.tickets.get(ticket_id)
-        if ticket is not None and ticket.version == version:
-            self._update_sla(ticket_id, ticket, at_us, policy)
+        return ticket is not None and ticket.version == version
 
     def _update_sla(
         self, ticket_id: str, ticket: OpenTicket, at_us: int, policy: SlaPolicy
@@ -188,6 +194,17 @@ class ScopeAging:
                 entry = (crossing, self.scheduled, ticket_id, ticket.version)
                 heapq.heappush(self.crossings, entry)
                 self.scheduled += 1
+        if len(self.crossings) > 2 * len(TARGETS) * len(self.tickets) + 64:
+            self._compact_crossings()
+
+    def _compact_crossings(self) -> None:
+        """Keep only the entries ``_cross`` would act on: an open ticket's current version.
+
+        Without this, resolution crossings days ahead pile up with every update: most of a
+        scope's changelog record, and of ``report``'s memory."""
+        live = [entry for entry in self.crossings if self._is_live(entry)]
+        heapq.heapify(live)
+        self.crossings = live
 
     def _count(self, states: dict[Target, SlaState | None], sign: int) -> None:
         for target, state in states.items():

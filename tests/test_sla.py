@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.config import FlowgaugeConfig
-from streams.report import run, write_sla_events
+from streams.events import parse_event
+from streams.report import LocalPipeline, run, write_sla_events
 from streams.scope import Settings
 from streams.sla import HOUR_US, Calendar, SlaPolicy, Targets
 from streams.timeline import to_us
@@ -210,3 +211,28 @@ def test_working_time_equals_a_minute_by_minute_count(start: int, minutes: int) 
 def _is_working_minute(us: int) -> bool:
     local = datetime.fromtimestamp(us / 1_000_000, UTC).astimezone(BERLIN_ZONE)
     return local.weekday() < 5 and time(9) <= local.time() < time(17)
+
+
+def test_crossings_left_stale_by_updates_are_dropped_and_change_nothing() -> None:
+    """Each priority change of a long-open ticket schedules its next crossings anew and leaves
+    the earlier ones stale in the heap: they must not pile up, and dropping them must not
+    move an SLA record."""
+    lines = [event("created", "2026-03-02T00:00:00Z", priority="P3")]
+    lines += [
+        event("priority_changed", f"2026-03-02T00:{minute:02d}:00Z", priority=f"P{3 - minute % 2}")
+        for minute in range(1, 60)
+    ]
+    lines.append(event("created", "2026-03-02T06:00:00Z", ticket="T2"))  # moves time on
+    pipeline = LocalPipeline(Settings(core_settings(3600).windows, sla=SlaPolicy()), GRACE_US)
+    for line in lines:
+        list(pipeline.ingest(parse_event(line)))
+    aging = pipeline.scopes["all"].aging
+    assert aging is not None
+    # Two crossings were scheduled per update; two open tickets keep at most four live.
+    assert aging.scheduled > 100
+    assert len(aging.crossings) <= 2 * 2 * 2 + 64
+    # Ending at P2 (4 h to first response, at risk after 3 h), counted from the creation.
+    assert sla_rows(lines, SlaPolicy()) == [
+        ["T1", "first_response", "at_risk", "2026-03-02T04:00:00Z", "2026-03-02T03:00:00Z"],
+        ["T1", "first_response", "breached", "2026-03-02T04:00:00Z", "2026-03-02T04:00:00Z"],
+    ]
