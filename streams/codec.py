@@ -6,11 +6,14 @@ classes listed here: a record written by anyone else cannot run code.
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import io
+import operator
 import pickle
 from collections import Counter, deque
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from faust.serializers import codecs
 from sortedcontainers import SortedList
@@ -139,12 +142,43 @@ class StateUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _field_values(cls: type) -> Callable[[Any], list[Any]]:
+    """The values of a dataclass's fields, in order, read in C."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    read = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: [read(obj)]
+    return lambda obj: list(read(obj))
+
+
+def _reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    values = _field_values(cls)
+    # pickle's own reduction of an object with state: NEWOBJ, then BUILD from the values.
+    newobj = copyreg.__newobj__  # type: ignore[attr-defined]
+    return lambda obj: (newobj, (cls,), values(obj))
+
+
+_REDUCERS = {cls: _reducer(cls) for cls in _STATE_CLASSES if dataclasses.is_dataclass(cls)}
+
+
+class StatePickler(pickle.Pickler):
+    """Writes a dataclass as pickle does a frozen one with slots, the values in field order
+    (so ``loads`` reads it as before), but without ``dataclasses.fields`` per object: that
+    lookup made up a third of writing a scope's state."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__(file, protocol=5)
+        self.dispatch_table = _REDUCERS
+
+
 def loads(data: bytes) -> Any:
     return StateUnpickler(io.BytesIO(data)).load()
 
 
 def dumps(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=5)
+    out = io.BytesIO()
+    StatePickler(out).dump(value)
+    return out.getvalue()
 
 
 class StateCodec(codecs.Codec):
