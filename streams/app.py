@@ -306,6 +306,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await _acked(await _publish(_records(emitted), outputs))
             for name, scope in changed.items():
                 scopes.put(scope.partition, name.encode(), scope)
+                # Writing a scope takes milliseconds: let the other stages run in between.
+                await asyncio.sleep(0)
             for partition, record in touched.items():
                 scope_partitions.put(partition, _partition_key(partition), record)
             await scopes.written()
