@@ -516,10 +516,12 @@ def _wall_us() -> int:
 
 
 class Worker(faust.Worker):
-    """Faust's worker, whose SIGUSR1 dump follows each task into its async generators."""
+    """Faust's worker, whose SIGUSR1 dump follows each task into its async generators and
+    ends with the state of every assigned partition."""
 
     async def _cry(self) -> None:
-        print(stacks.all_stacks(), file=self.stderr, flush=True)
+        dump = f"{stacks.all_stacks()}\n{gaps.describe_partitions(self.app.consumer)}"
+        print(dump, file=self.stderr, flush=True)
 
 
 def run_worker(config: FlowgaugeConfig) -> int:

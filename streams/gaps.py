@@ -179,6 +179,39 @@ def resume_keeping_fresh_messages(self: FlowControlEvent) -> None:
         _original_resume(self)
 
 
+def describe_partitions(faust_consumer: Any) -> str:
+    """Per assigned partition, what decides whether it is fetched and delivered: aiokafka's
+    position, pause, reset and fence, what its fetcher holds, and Faust's side of it. For
+    the stall dump (SIGUSR1): a partition the stages never see shows here why."""
+    thread = getattr(faust_consumer, "_thread", None)
+    kafka: Any = getattr(thread, "_consumer", None)
+    subscription = kafka._subscription.subscription if kafka is not None else None
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None:
+        return "PARTITIONS none assigned in aiokafka"
+    fetcher = kafka._fetcher
+    lines = [
+        f"PARTITIONS flow_active={faust_consumer.flow_active}"
+        f" can_resume_flow={faust_consumer.can_resume_flow.is_set()}"
+        f" fetches_in_flight={len(fetcher._pending_tasks)}"
+    ]
+    delivered = faust_consumer.__dict__.get(_DELIVERED, {})
+    for tp in sorted(assignment.tps):
+        state = assignment.state_value(tp)
+        lines.append(
+            f"  {tp.topic}[{tp.partition}] position={state._position}"
+            f" highwater={state.highwater} paused={state.paused}"
+            f" awaiting_reset={state.awaiting_reset} fence={getattr(state, _FENCE, None)}"
+            f" buffered={tp in fetcher._records}"
+            f" | faust: active={tp in (faust_consumer._active_partitions or ())}"
+            f" paused={tp in faust_consumer._paused_partitions}"
+            f" read={faust_consumer._read_offset.get(tp)}"
+            f" committed={faust_consumer._committed_offset.get(tp)}"
+            f" delivered_fence={delivered.get(tp)}"
+        )
+    return "\n".join(lines)
+
+
 def install_gap_check() -> None:
     setattr(FlowControlEvent, "resume", resume_keeping_fresh_messages)  # noqa: B010
     setattr(TopicPartitionState, "seek", _fenced_seek)  # noqa: B010

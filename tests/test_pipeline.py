@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import signal
 import threading
 import time
@@ -234,6 +235,28 @@ def test_invalid_events_go_to_the_dead_letter_topic_with_reason_and_source(
         assert letter["source_topic"] == INPUT
         assert letter["source_offset"] >= 0
         assert 0 <= letter["source_partition"] < 4
+
+
+_INPUT_ROW = re.compile(
+    rf"{INPUT}\[(\d+)\] position=(\d+) highwater=(\d+) .*\| faust: active=(\w+)"
+)
+
+
+def test_the_stall_dump_says_where_each_input_partition_stands(
+    broker: EmbeddedBroker, tmp_path: Path, lines: list[bytes]
+) -> None:
+    """SIGUSR1 ends its task stacks with every assigned partition's state in aiokafka and in
+    Faust: for a stall, whether the partition is fetched at all and from where."""
+    with workers(broker, tmp_path, 1, **STEP) as running:
+        publish(broker, lines)
+        wait_caught_up(running)
+        dump = stacks(running)
+    assert "PARTITIONS flow_active=True can_resume_flow=True" in dump
+    rows = {int(p): (int(at), int(end), active) for p, at, end, active in _INPUT_ROW.findall(dump)}
+    assert sorted(rows) == [0, 1, 2, 3], dump
+    assert sum(end for _, end, _ in rows.values()) == len(lines)
+    for at, end, active in rows.values():
+        assert (at, active) == (end, "True"), dump
 
 
 def test_kill_9_mid_stream_and_restart_gives_the_unbroken_numbers(
