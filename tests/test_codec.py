@@ -27,14 +27,23 @@ from streams.watermark import PartitionProgress
 from tests.conftest import core_settings
 
 
-def test_every_kind_of_state_round_trips() -> None:
+def _two_days_of_state() -> list[object]:
     pipeline = LocalPipeline(core_settings(300), 600 * 1_000_000)
     for event in generate_events(Scenario(days=2)):
         list(pipeline.ingest(parse_event(encode(event))))
     states = [*pipeline.tickets.values(), *pipeline.scopes.values(), *pipeline.requesters.values()]
     assert states
-    for state in states:
+    return states
+
+
+def test_every_kind_of_state_round_trips() -> None:
+    for state in _two_days_of_state():
         assert codec.loads(codec.dumps(state)) == state
+
+
+def test_state_written_by_plain_pickle_as_before_the_codec_s_own_writer_loads() -> None:
+    for state in _two_days_of_state():
+        assert codec.loads(pickle.dumps(state, protocol=5)) == state
 
 
 def test_every_kind_of_message_between_stages_round_trips() -> None:
