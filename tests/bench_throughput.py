@@ -55,6 +55,7 @@ def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
     print(f"two workers: {two.rate:,.0f} events/s ({two.rate / one.rate:.2f}x one worker);")
     print(f"  {_cores(two)}")
     print(f"  held back by: {bottleneck(two, raw)}")
+    print(f"  {_per_core(one, two)}")
     return [
         Target("one worker / bare Faust agent", one.rate / bare, 0.6, ""),
         Target(f"two workers / one worker ({bottleneck(two, raw)})", two.rate / one.rate, 1.6, ""),
@@ -69,6 +70,17 @@ def _cores(run: Run) -> str:
     return (
         f"cores busy: workers {run.worker_cores:.2f}, broker {run.broker_cores:.2f},"
         f" whole machine {run.machine_cores:.2f} of {os.cpu_count()}"
+    )
+
+
+def _per_core(one: Run, two: Run) -> str:
+    """Scale-out split into efficiency and the cores the two workers got: with the
+    machine full, the second factor caps the ratio whatever the code does."""
+    single, double = one.rate / one.worker_cores, two.rate / two.worker_cores
+    return (
+        f"per worker core: {single:,.0f} events/s with one worker, {double:,.0f} with two"
+        f" ({double / single:.2f}x); the cores the two got allow"
+        f" {two.worker_cores / one.worker_cores:.2f}x one worker at its rate per core"
     )
 
 
