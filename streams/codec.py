@@ -1,7 +1,9 @@
 """The codec of flowgauge's internal topics (table changelogs and the scope repartition topic).
 
 State is pickled for speed, but loaded with an unpickler that builds only the
-classes listed here: a record written by anyone else cannot run code.
+classes listed here (and a Clock through ``clock_of``): a record written by anyone
+else cannot run code. The writer reduces dataclasses itself, in the form pickle's own
+writer uses, so state written before it loads the same.
 """
 
 from __future__ import annotations
