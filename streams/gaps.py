@@ -94,10 +94,15 @@ def _fenced_reset_to(self: TopicPartitionState, position: int) -> None:
     setattr(self, _FENCE, (next(_jumps), position))
 
 
+def _assignment(consumer: Any) -> Any:
+    """aiokafka's current assignment, None before the first one."""
+    subscription = consumer._subscription.subscription
+    return subscription.assignment if subscription is not None else None
+
+
 def _fence_of(consumer: Any, tp: Any) -> Fence | None:
     """The fence of ``tp``'s last seek or reset in aiokafka's current assignment."""
-    subscription = consumer._subscription.subscription
-    assignment = subscription.assignment if subscription is not None else None
+    assignment = _assignment(consumer)
     state = assignment.state_value(tp) if assignment is not None else None
     return getattr(state, _FENCE, None)
 
@@ -183,10 +188,8 @@ def describe_partitions(faust_consumer: Any) -> str:
     """Per assigned partition, what decides whether it is fetched and delivered: aiokafka's
     position, pause, reset and fence, what its fetcher holds, and Faust's side of it. For
     the stall dump (SIGUSR1): a partition the stages never see shows here why."""
-    thread = getattr(faust_consumer, "_thread", None)
-    kafka: Any = getattr(thread, "_consumer", None)
-    subscription = kafka._subscription.subscription if kafka is not None else None
-    assignment = subscription.assignment if subscription is not None else None
+    kafka: Any = getattr(getattr(faust_consumer, "_thread", None), "_consumer", None)
+    assignment = _assignment(kafka) if kafka is not None else None
     if assignment is None:
         return "PARTITIONS none assigned in aiokafka"
     fetcher = kafka._fetcher
