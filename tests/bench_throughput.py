@@ -5,9 +5,14 @@ A raw aiokafka consumer (the ceiling) and the bare Faust agent of tests/bench_fa
 feature on, then two workers in one group, are started first and the same events are
 produced flat out (in about a second) once the group is stable: a worker joining a busy
 group makes a rebalance, and on Tansu the skipped-messages check then restarts a worker
-(streams/gaps.py), which would be timed instead of the processing. While the workers run,
-the CPU time of the workers, of the broker and of the whole machine is read from /proc,
-so the scale-out figure says what held it back.
+(streams/gaps.py), which would be timed instead of the processing.
+
+A worker's rate is timed from its first event taken in to its last snapshot published:
+the count ``flowgauge report`` gives for the same events (the input read alone says
+little, since the scope stage may still be minutes behind). Its end includes the idle
+timeout, after which the last boundary closes. While the workers run, the CPU time of the
+workers, of the broker and of the whole machine is read from /proc, so the scale-out
+figure says what held it back.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.broker import EmbeddedBroker
 from streams.producer import message_key
+from streams.report import run
 from streams.topics import INPUT
 from tests.bench_faust import bare_faust_rate
 from tests.bench_support import Target, cpu_seconds, events_taken
 from tests.cluster import Worker, produce, start_worker
+from tests.conftest import core_settings
 
+STEP_SECONDS = 300  # the worker's default step
+WORKER_GRACE_US = 600 * 1_000_000  # the worker's default grace, 10 min
+
+_SNAPSHOTS = re.compile(r"^flowgauge_snapshots_emitted_total (\S+)$", re.M)
 _LAG = re.compile(r'^flowgauge_consumer_lag_messages\{partition="(\d+)"\} (\S+)$', re.M)
 
 
@@ -35,25 +46,28 @@ _LAG = re.compile(r'^flowgauge_consumer_lag_messages\{partition="(\d+)"\} (\S+)$
 class Run:
     """One timed worker run: its rate and the cores each part kept busy meanwhile."""
 
-    rate: float
+    rate: float  # events in over seconds to the last snapshot out
+    intake_rate: float  # events in over seconds to the last event taken in
     worker_cores: float
     broker_cores: float
     machine_cores: float  # every process on the machine, other users' included
 
 
 def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
+    snapshots = len(run(lines, core_settings(STEP_SECONDS), WORKER_GRACE_US)[0])
+    print(f"snapshots the events make (flowgauge report, step 5 min): {snapshots:,}")
     with EmbeddedBroker() as broker:
         produce(broker, INPUT, _keyed(lines))
         raw = raw_consumer_rate(broker, len(lines))
         print(f"raw aiokafka consumer: {raw:,.0f} events/s")
         bare = bare_faust_rate(broker, len(lines), workdir)
     print(f"bare Faust agent (iterate only): {bare:,.0f} events/s ({bare / raw:.1%} of raw)")
-    one = worker_rate(lines, workdir, 1)
+    one = worker_rate(lines, workdir, 1, snapshots)
     print(f"one worker, all features: {one.rate:,.0f} events/s ({one.rate / bare:.1%} of the")
-    print(f"  bare Faust agent, {one.rate / raw:.2%} of raw); {_cores(one)}")
-    two = worker_rate(lines, workdir, 2)
+    print(f"  bare Faust agent, {one.rate / raw:.2%} of raw); {_intake(one)}; {_cores(one)}")
+    two = worker_rate(lines, workdir, 2, snapshots)
     print(f"two workers: {two.rate:,.0f} events/s ({two.rate / one.rate:.2f}x one worker);")
-    print(f"  {_cores(two)}")
+    print(f"  {_intake(two)}; {_cores(two)}")
     print(f"  held back by: {bottleneck(two, raw)}")
     print(f"  {_per_core(one, two)}")
     return [
@@ -64,6 +78,10 @@ def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
 
 def _keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes]]:
     return [(message_key(line), line) for line in lines]
+
+
+def _intake(run: Run) -> str:
+    return f"input read at {run.intake_rate:,.0f} events/s"
 
 
 def _cores(run: Run) -> str:
@@ -124,6 +142,12 @@ def processed(workers: list[Worker]) -> int:
     return sum(processed_by(worker) for worker in workers)
 
 
+def published(workers: list[Worker]) -> int:
+    """Snapshots the workers have published together, by their /metrics."""
+    texts = [worker.metrics(timeout=60) for worker in workers]
+    return sum(int(float(value)) for text in texts for value in _SNAPSHOTS.findall(text))
+
+
 def caught_up(workers: list[Worker], partitions: int = 4) -> bool:
     lags: dict[str, float] = {}
     for worker in workers:
@@ -140,11 +164,11 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_rate(lines: list[bytes], workdir: Path, workers: int) -> Run:
+def worker_rate(lines: list[bytes], workdir: Path, workers: int, snapshots: int) -> Run:
     """Events/s through ``workers`` workers in a stable group, input produced flat out.
 
-    Timed from the moment every worker is processing to zero lag on every input
-    partition.
+    Timed from the moment every worker is processing to the moment they have published
+    ``snapshots`` snapshots together.
     """
     with EmbeddedBroker() as broker:
         assert broker.process is not None
@@ -154,28 +178,33 @@ def worker_rate(lines: list[bytes], workdir: Path, workers: int) -> Run:
         ]
         try:
             produce(broker, INPUT, _keyed(lines))
-            return _timed(started_workers, broker.process.pid, len(lines))
+            return _timed(started_workers, broker.process.pid, len(lines), snapshots)
         finally:
             for worker in started_workers:
                 worker.stop()
 
 
-def _timed(workers: list[Worker], broker_pid: int, count: int) -> Run:
+def _timed(workers: list[Worker], broker_pid: int, count: int, snapshots: int) -> Run:
     while not all(processed_by(worker) for worker in workers):
         time.sleep(0.05)
     pids = [worker.process.pid for worker in workers]
     cpu = _cpu(pids, broker_pid)
     started, first = time.perf_counter(), processed(workers)
-    deadline = started + 600
+    deadline = started + 900
     while not caught_up(workers) and time.perf_counter() < deadline:
         time.sleep(0.2)
-    done = processed(workers)
+    taken, done = time.perf_counter() - started, processed(workers)
+    while published(workers) < snapshots and time.perf_counter() < deadline:
+        time.sleep(0.2)
     elapsed = time.perf_counter() - started
     workers_cpu, broker_cpu, machine_cpu = _cpu(pids, broker_pid)
     if done < count:
         print(f"  note: {count - done} of {count} input events not accounted for")
+    if (out := published(workers)) < snapshots:
+        print(f"  note: {out:,} of {snapshots:,} snapshots published when timing stopped")
     return Run(
         (done - first) / elapsed,
+        (done - first) / taken,
         (workers_cpu - cpu[0]) / elapsed,
         (broker_cpu - cpu[1]) / elapsed,
         (machine_cpu - cpu[2]) / elapsed,
