@@ -38,6 +38,7 @@ from streams.stages import (
     Progress,
     Relay,
     RequesterPartitionRecord,
+    Resume,
     ScopeDelta,
     ScopeRecord,
     apply_delta,
@@ -276,7 +277,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     scope_partitions, partition, partitions
                 )
                 touched[partition] = record
-                item = event.value
+                item = event.value  # a Resume only touches its partition
                 if isinstance(item, Progress):
                     apply_progress(record, item)
                 elif isinstance(item, Relay):
@@ -288,8 +289,9 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     late += apply_delta(scope, item, settings)
             emitted: list[Emitted] = []
             budget = config.snapshots_per_batch
+            behind: list[int] = []
             ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
-            for record in touched.values():
+            for partition, record in touched.items():
                 limit = record.emit_limit(settings, grace_us, horizon_us, ends)
                 if limit is None:
                     continue
@@ -297,13 +299,20 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 for name in sorted(record.scopes):
                     scope = changed.get(name) or scopes.get(name.encode())
                     # Bounded per batch so a catch-up cannot block the loop (and /metrics);
-                    # the next progress message or idle heartbeat carries on.
+                    # a Resume to the partition carries on in the next batch.
                     fresh = list(islice(emit([scope], limit, settings), budget)) if scope else []
                     budget -= len(fresh)
                     if fresh:
                         changed[name] = scope
                         emitted += fresh
-            await _acked(await _publish(_records(emitted), outputs))
+                if budget == 0:
+                    behind.append(partition)
+            sends = await _publish(_records(emitted), outputs)
+            sends += [
+                await deltas.send(key=None, value=Resume(p), partition=p, force=True)
+                for p in behind
+            ]
+            await _acked(sends)
             for name, scope in changed.items():
                 scopes.put(scope.partition, name.encode(), scope)
                 # Writing a scope takes milliseconds: let the other stages run in between.

@@ -40,6 +40,7 @@ from streams.stages import (
     Progress,
     Relay,
     RequesterPartitionRecord,
+    Resume,
     ScopeDelta,
     ScopeRecord,
 )
@@ -93,6 +94,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     Contacts,
     Relay,
     RequesterPartitionRecord,
+    Resume,
 )
 _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float", "bool"}
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {

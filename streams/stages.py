@@ -80,6 +80,14 @@ class Relay:
     progress: list[Progress]
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What the scope stage sends its own partition when a batch's snapshot budget ran out:
+    the next batch carries on at once, instead of after new input or the idle heartbeat."""
+
+    partition: int
+
+
 @dataclass(slots=True)
 class DeadLetterOut:
     message: Message

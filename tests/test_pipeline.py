@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import re
 import signal
@@ -12,10 +13,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.broker import EmbeddedBroker
@@ -23,8 +26,9 @@ from streams.producer import message_key
 from streams.records import AgingRecord, FlowRecord, SlaRecord, outgoing
 from streams.report import run
 from streams.simulate import Scenario, encode, generate_events
-from streams.timeline import iso
+from streams.timeline import US_PER_SECOND, iso, to_us
 from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
+from streams.watermark import Watermarks
 from tests.chat_servers import SECRET, Receiver
 from tests.cluster import Worker, latest_by_key, produce, read_topic, stacks, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
@@ -257,6 +261,59 @@ def test_the_stall_dump_says_where_each_input_partition_stands(
     assert sum(end for _, end, _ in rows.values()) == len(lines)
     for at, end, active in rows.values():
         assert (at, active) == (end, "True"), dump
+
+
+def closing_events(partitions: int = 4) -> tuple[list[bytes], int]:
+    """One new ticket per input partition, a day after the fixture's last event, and the
+    last boundary (in µs) that closes once every partition has seen it, none idle."""
+    at = datetime(2026, 3, 18, 12, tzinfo=UTC)
+    chosen: dict[int, bytes] = {}
+    for number in itertools.count():
+        ticket = f"CLOSE{number}".encode()
+        chosen.setdefault((murmur2(ticket) & 0x7FFFFFFF) % partitions, ticket)
+        if len(chosen) == partitions:
+            break
+    events = [
+        json.dumps({
+            "schema_version": 1, "event_id": f"CLOSE-{ticket.decode()}", "type": "created",
+            "ticket_id": ticket.decode(), "occurred_at": at.isoformat(), "queue": "billing",
+            "priority": "P2", "channel": "email", "requester_id": "R1",
+        }).encode()
+        for ticket in chosen.values()
+    ]  # fmt: skip
+    marks = Watermarks()
+    for partition in chosen:
+        marks.observe(partition, to_us(at))
+    step = 3600 * US_PER_SECOND
+    limit = marks.emit_limit(step, GRACE_US)
+    assert limit is not None
+    return events, limit * step
+
+
+def test_a_catch_up_beyond_the_snapshot_budget_carries_on_by_itself(
+    broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path
+) -> None:
+    """A few snapshots per batch and no idle heartbeat (a day's idle timeout): every
+    boundary the input closes still goes out, because the scope stage resumes itself."""
+    closing, limit = closing_events()
+    env = {**STEP, "FLOWGAUGE_SNAPSHOTS_PER_BATCH": "100", "FLOWGAUGE_IDLE_TIMEOUT": "1d"}
+    wanted = [
+        row
+        for (as_of, _), row in expected_from_report(lines + closing).flow.items()
+        if as_of <= iso(limit)
+    ]
+    assert len(wanted) > 20 * 100, "the catch-up must take many batches"
+    with workers(broker, tmp_path, 1, **env) as running:
+        publish(broker, lines + closing)
+        wait_caught_up(running)
+        messages = read_topic(broker, FLOW, until=len(wanted))
+        assert_same_records(list(latest_by_key(messages).values()), wanted, FLOW)
+        assert gauge(running, "flowgauge_snapshots_emitted_total") == len(wanted)
+    # Keyed by scope, so a compacted topic keeps each scope's newest boundary.
+    boundaries: dict[bytes | None, list[str]] = {}
+    for key, value in messages:
+        boundaries.setdefault(key, []).append(json.loads(value)["as_of"])
+    assert all(seen == sorted(seen) for seen in boundaries.values())
 
 
 def test_kill_9_mid_stream_and_restart_gives_the_unbroken_numbers(
