@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
 from itertools import islice
 from typing import Any
 
 import faust
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
@@ -28,6 +28,7 @@ from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics, drop_created_series
 from streams.positions import SourceLog
+from streams.publish import publish
 from streams.recontact import Requester
 from streams.records import DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
@@ -307,7 +308,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                         emitted += fresh
                 if budget == 0:
                     behind.append(partition)
-            sends = await _publish(_records(emitted), outputs)
+            sends = await publish(_kafka_producer(app), _records(emitted))
             sends += [
                 await deltas.send(key=None, value=Resume(p), partition=p, force=True)
                 for p in behind
@@ -492,12 +493,10 @@ def _forget_requesters(table: PartitionedTable, partition: int, low_us: int) -> 
             table.delete(partition, key)
 
 
-async def _publish(
-    records: Iterable[tuple[str, bytes, bytes]], topics: Mapping[str, faust.TopicT]
-) -> list[Any]:
-    return [
-        await topics[name].send(key=key, value=value, force=True) for name, key, value in records
-    ]
+def _kafka_producer(app: faust.App) -> AIOKafkaProducer:
+    """The aiokafka producer under Faust's, started with the worker."""
+    producer: Any = app.producer
+    return producer._producer
 
 
 async def _acked(sends: Iterable[Any]) -> None:
