@@ -289,7 +289,9 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
             emitted: list[Emitted] = []
+            sends: list[Any] = []
             budget = config.snapshots_per_batch
+            emit_chunk = max(1, budget // 10)
             behind: list[int] = []
             ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
             for partition, record in touched.items():
@@ -299,16 +301,22 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
                 for name in sorted(record.scopes):
                     scope = changed.get(name) or scopes.get(name.encode())
-                    # Bounded per batch so a catch-up cannot block the loop (and /metrics);
-                    # a Resume to the partition carries on in the next batch.
-                    fresh = list(islice(emit([scope], limit, settings), budget)) if scope else []
-                    budget -= len(fresh)
-                    if fresh:
-                        changed[name] = scope
-                        emitted += fresh
+                    # Bounded per batch, and published a chunk at a time with the loop let go
+                    # in between, so a catch-up holds up neither /metrics nor the other
+                    # stages; a Resume to the partition carries on in the next batch.
+                    while scope is not None and budget > 0:
+                        chunk = min(budget, emit_chunk)
+                        fresh = list(islice(emit([scope], limit, settings), chunk))
+                        budget -= len(fresh)
+                        if fresh:
+                            changed[name] = scope
+                            emitted += fresh
+                            sends += await publish(_kafka_producer(app), _records(fresh))
+                            await asyncio.sleep(0)
+                        if len(fresh) < chunk:
+                            break
                 if budget == 0:
                     behind.append(partition)
-            sends = await publish(_kafka_producer(app), _records(emitted))
             sends += [
                 await deltas.send(key=None, value=Resume(p), partition=p, force=True)
                 for p in behind
