@@ -25,12 +25,13 @@ async def publish(
     """Send ``records``, in order per topic partition; one future per batch sent."""
     batches: dict[tuple[str, int], Any] = {}
     sent: list[asyncio.Future[Any]] = []
-    known: set[str] = set()
+    partitions: dict[tuple[str, bytes], int] = {}  # a scope's records are most of them
     for topic, key, value in records:
-        if topic not in known:
+        partition = partitions.get((topic, key))
+        if partition is None:
             await producer.client._wait_on_metadata(topic)
-            known.add(topic)
-        partition = producer._partition(topic, None, key, value, key, value)
+            partition = producer._partition(topic, None, key, value, key, value)
+            partitions[(topic, key)] = partition
         batch = batches.get((topic, partition))
         if batch is None:
             batch = batches[(topic, partition)] = producer.create_batch()
