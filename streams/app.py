@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import replace
 from itertools import islice
 from typing import Any
@@ -288,35 +288,8 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     changed[item.scope] = scope
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
-            emitted: list[Emitted] = []
-            sends: list[Any] = []
-            budget = config.snapshots_per_batch
-            emit_chunk = max(1, budget // 10)
-            behind: list[int] = []
             ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
-            for partition, record in touched.items():
-                limit = record.emit_limit(settings, grace_us, horizon_us, ends)
-                if limit is None:
-                    continue
-                record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
-                for name in sorted(record.scopes):
-                    scope = changed.get(name) or scopes.get(name.encode())
-                    # Bounded per batch, and published a chunk at a time with the loop let go
-                    # in between, so a catch-up holds up neither /metrics nor the other
-                    # stages; a Resume to the partition carries on in the next batch.
-                    while scope is not None and budget > 0:
-                        chunk = min(budget, emit_chunk)
-                        fresh = list(islice(emit([scope], limit, settings), chunk))
-                        budget -= len(fresh)
-                        if fresh:
-                            changed[name] = scope
-                            emitted += fresh
-                            sends += await publish(_kafka_producer(app), _records(fresh))
-                            await asyncio.sleep(0)
-                        if len(fresh) < chunk:
-                            break
-                if budget == 0:
-                    behind.append(partition)
+            emitted, sends, behind = await _emit(touched, changed, ends)
             sends += [
                 await deltas.send(key=None, value=Resume(p), partition=p, force=True)
                 for p in behind
@@ -332,6 +305,48 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await scope_partitions.written()
             metrics.count_scope_batch(late, emitted)
             yield None
+
+    async def _emit(
+        touched: dict[int, PartitionRecord],
+        changed: dict[str, ScopeRecord],
+        ends: Mapping[int, int] | None,
+    ) -> tuple[list[Emitted], list[Any], list[int]]:
+        """Emit and publish what the touched partitions allow, within the batch's budget:
+        the snapshots, the sends to await, and the partitions left behind.
+
+        Published a tenth of the budget at a time, with the loop let go in between, so a
+        catch-up holds up neither /metrics nor the other stages; a Resume to a partition
+        left behind carries on in the next batch."""
+        emitted: list[Emitted] = []
+        sends: list[Any] = []
+        behind: list[int] = []
+        budget = config.snapshots_per_batch
+        chunk = max(1, budget // 10)
+        published = 0
+        for partition, record in touched.items():
+            limit = record.emit_limit(settings, grace_us, horizon_us, ends)
+            if limit is None:
+                continue
+            record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
+            for name in sorted(record.scopes):
+                scope = changed.get(name) or scopes.get(name.encode())
+                while scope is not None and budget > 0:
+                    wanted = min(budget, chunk)
+                    fresh = list(islice(emit([scope], limit, settings), wanted))
+                    budget -= len(fresh)
+                    if fresh:
+                        changed[name] = scope
+                        emitted += fresh
+                    if len(emitted) - published >= chunk:
+                        sends += await publish(_kafka_producer(app), _records(emitted[published:]))
+                        published = len(emitted)
+                        await asyncio.sleep(0)
+                    if len(fresh) < wanted:
+                        break
+            if budget == 0:
+                behind.append(partition)
+        sends += await publish(_kafka_producer(app), _records(emitted[published:]))
+        return emitted, sends, behind
 
     @app.timer(interval=1.0)
     async def heartbeat() -> None:
