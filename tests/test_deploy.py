@@ -26,6 +26,7 @@ ALERTS = {
     "FlowgaugeInflowAboveOutflow",
     "FlowgaugePipelineStale",
     "FlowgaugeSlaBreachWave",
+    "FlowgaugeSnapshotsBehind",
     "FlowgaugeWorkerDown",
     "FlowgaugeWorkersAbsent",
 }
