@@ -72,7 +72,8 @@ PUBLIC = {
 INTERNAL = {
     "scope-deltas": (
         "scope",
-        "`ScopeDelta` per scope, `Progress` per source partition, `Relay` per requester partition",
+        "`ScopeDelta` per scope, `Progress` per source partition, `Relay` per requester"
+        " partition, `Resume` from the scope stage to itself",
     ),
     "requester-contacts": (
         "none (partition by requester)",
