@@ -113,7 +113,6 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
 
     events, dead_letters = raw(INPUT), raw(DEAD_LETTERS)
     alerts_out = raw(ALERTS)
-    outputs = {name: raw(name) for name in (FLOW, AGING, ALERTS, SLA, INDICATORS)}
 
     def internal(name: str) -> Any:
         return app.topic(
@@ -148,7 +147,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
 
     @app.task
     async def track_produced_topics() -> None:
-        produced = [dead_letters.get_topic_name(), *outputs]
+        produced = [dead_letters.get_topic_name(), FLOW, AGING, ALERTS, SLA, INDICATORS]
         produced += [deltas.get_topic_name(), contacts.get_topic_name()]
         produced += sorted(app.tables.changelog_topics)
         await track_topics(app.producer, produced)
@@ -517,9 +516,9 @@ def _forget_requesters(table: PartitionedTable, partition: int, low_us: int) -> 
 
 
 def _kafka_producer(app: faust.App) -> AIOKafkaProducer:
-    """The aiokafka producer under Faust's, started with the worker."""
+    """The aiokafka producer under Faust's, started with the worker (as in metadata.py)."""
     producer: Any = app.producer
-    return producer._producer
+    return producer._ensure_producer()
 
 
 async def _acked(sends: Iterable[Any]) -> None:

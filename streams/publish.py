@@ -33,12 +33,12 @@ async def publish(
             partition = producer._partition(topic, None, key, value, key, value)
             partitions[(topic, key)] = partition
         batch = batches.get((topic, partition))
-        if batch is None:
+        if batch is not None and batch.append(key=key, value=value, timestamp=None) is None:
+            sent.append(await producer.send_batch(batch, topic, partition=partition))  # full
+            batch = None
+        if batch is None:  # a new batch takes its first record whatever its size
             batch = batches[(topic, partition)] = producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-            batch = batches[(topic, partition)] = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)  # the first always fits
+            batch.append(key=key, value=value, timestamp=None)
     for (topic, partition), batch in batches.items():
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent

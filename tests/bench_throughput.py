@@ -27,16 +27,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from streams.broker import EmbeddedBroker
+from streams.config import FlowgaugeConfig
 from streams.producer import message_key
 from streams.report import run
 from streams.topics import INPUT
 from tests.bench_faust import bare_faust_rate
 from tests.bench_support import Target, cpu_seconds, events_taken
 from tests.cluster import Worker, produce, start_worker
-from tests.conftest import core_settings
-
-STEP_SECONDS = 300  # the worker's default step
-WORKER_GRACE_US = 600 * 1_000_000  # the worker's default grace, 10 min
 
 _SNAPSHOTS = re.compile(r"^flowgauge_snapshots_emitted_total (\S+)$", re.M)
 _LAG = re.compile(r'^flowgauge_consumer_lag_messages\{partition="(\d+)"\} (\S+)$', re.M)
@@ -54,8 +51,9 @@ class Run:
 
 
 def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
-    snapshots = len(run(lines, core_settings(STEP_SECONDS), WORKER_GRACE_US)[0])
-    print(f"snapshots the events make (flowgauge report, step 5 min): {snapshots:,}")
+    config = FlowgaugeConfig()  # what the workers read, from the same environment
+    snapshots = len(run(lines, config.core(), config.grace_us)[0])
+    print(f"snapshots the events make (flowgauge report, step {config.step}): {snapshots:,}")
     with EmbeddedBroker() as broker:
         produce(broker, INPUT, _keyed(lines))
         raw = raw_consumer_rate(broker, len(lines))
