@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from streams.sla import TARGETS, Clock, SlaChange, SlaPolicy, SlaState, Target
+from streams.sla import TARGETS, Clock, FlatClock, SlaChange, SlaPolicy, SlaState, Target
 from streams.ticket import (
     ALL_SCOPE,
     CLOSING_KINDS,
@@ -61,6 +61,44 @@ class AgingSnapshot:
     sla_changes: tuple[SlaChange, ...] = ()
 
 
+# A transition held back, as plain values in heap order: (effective time, arrival number,
+# kind, at_us, ticket_id, first_open_us, replied_us, clock, prior). The heap is written with
+# the scope's state every batch and grows with a catch-up's distance; plain values are
+# written several times faster than the objects, and the index never needs the effort.
+Held = tuple[int, int, int, int, str, int, int | None, FlatClock | None, FlatClock | None]
+
+
+def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
+    clock, prior = transition.clock, transition.prior
+    return (
+        effective_us,
+        arrival,
+        transition.kind,
+        transition.at_us,
+        transition.ticket_id,
+        transition.first_open_us,
+        transition.replied_us,
+        clock.flat() if clock is not None else None,
+        prior.flat() if prior is not None else None,
+    )
+
+
+def _transition(scope: str, held: Held | tuple[int, int, Transition]) -> Transition:
+    if len(held) == 3:  # held back by a worker before this form: (effective, arrival, it)
+        return held[2]
+    _, _, kind, at_us, ticket_id, first_open_us, replied_us, clock, prior = held
+    return Transition(
+        scope,
+        Kind(kind),
+        at_us,
+        ticket_id,
+        first_open_us,
+        replied_us,
+        Clock.of_flat(*clock) if clock is not None else None,
+        Clock.of_flat(*prior) if prior is not None else None,
+    )
+
+
 @dataclass(slots=True)
 class OpenTicket:
     first_open_us: int
@@ -83,7 +121,7 @@ class ScopeAging:
     # takes effect no earlier than the flow transition that arrived before it, and so does
     # a reply or clock change. Only flow transitions push that limit: a priority change
     # stamped after the resolve that arrives behind it must not keep the ticket open.
-    pending: list[tuple[int, int, Transition]] = field(default_factory=list)
+    pending: list[Held] = field(default_factory=list)
     arrivals: int = 0
     # Scheduled SLA crossings: (instant, sequence, ticket_id, the ticket's version then).
     # An update leaves the ticket's earlier entries stale rather than searching the heap
@@ -102,7 +140,7 @@ class ScopeAging:
         if self.settled_us is not None and effective <= self.settled_us:
             self._apply(transition, effective, policy)  # late: it still counts from now on
         else:
-            heapq.heappush(self.pending, (effective, self.arrivals, transition))
+            heapq.heappush(self.pending, _held(transition, effective, self.arrivals))
             self.arrivals += 1
             latest = effective if transition.kind in FLOW_KINDS else latest
             self.held[ticket_id] = (latest, count + 1)
@@ -126,7 +164,7 @@ class ScopeAging:
         return self._snapshot(as_of_us)
 
     def _release(self) -> Transition:
-        transition = heapq.heappop(self.pending)[2]
+        transition = _transition(self.scope, heapq.heappop(self.pending))
         # Absent for state written before ``held`` existed: nothing is held back then.
         latest, count = self.held.pop(transition.ticket_id, (0, 0))
         if count > 1:

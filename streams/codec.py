@@ -33,7 +33,15 @@ from streams.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeI
 from streams.positions import SourceLog
 from streams.recontact import Contact, ContactKind, Opening, Requester, Resolution
 from streams.scope import Emitted, ScopeState
-from streams.sla import Clock, SlaChange, SlaState, Target, TargetClock, Targets
+from streams.sla import (
+    Clock,
+    FlatTargetClock,
+    SlaChange,
+    SlaState,
+    Target,
+    TargetClock,
+    Targets,
+)
 from streams.stages import (
     Contacts,
     PartitionRecord,
@@ -164,20 +172,14 @@ def _reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 
 def clock_of(
-    at_us: int, targets: Targets, response: tuple[Any, ...], resolution: tuple[Any, ...]
+    at_us: int, targets: Targets, response: FlatTargetClock, resolution: FlatTargetClock
 ) -> Clock:
-    return Clock(at_us, targets, TargetClock(*response), TargetClock(*resolution))
-
-
-# Every field of a TargetClock, in order, as a tuple: one C call, and no field left out.
-_target_clock_values = operator.attrgetter(*(f.name for f in dataclasses.fields(TargetClock)))
+    return Clock.of_flat(at_us, targets, response, resolution)
 
 
 def _flat_clock(clock: Clock) -> tuple[Any, ...]:
-    """A clock as one call: every open ticket of every scope holds one, and a reducer call
-    per object is what writing a scope's state costs."""
-    response = _target_clock_values(clock.response)
-    return clock_of, (clock.at_us, clock.targets, response, _target_clock_values(clock.resolution))
+    """A clock as one call (``Clock.flat``), not a reducer call per object."""
+    return clock_of, clock.flat()
 
 
 _REDUCERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {

@@ -9,8 +9,9 @@ pure function of the elapsed business time, so it can be computed at any instant
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -174,6 +175,12 @@ def at_risk_threshold(target_us: int, share: float) -> int:
     return target_us - int(target_us * share)
 
 
+FlatTargetClock = tuple[int, bool, SlaState | None]
+FlatClock = tuple[int, Targets, FlatTargetClock, FlatTargetClock]
+# Every field of a TargetClock, in order, as a tuple: one C call, and no field left out.
+_target_clock_values = operator.attrgetter(*(f.name for f in fields(TargetClock)))
+
+
 @dataclass(frozen=True, slots=True)
 class Clock:
     """Both clocks of a ticket as of ``at_us``, with the targets that apply then."""
@@ -182,6 +189,23 @@ class Clock:
     targets: Targets
     response: TargetClock = TargetClock()
     resolution: TargetClock = TargetClock()
+
+    def flat(self) -> FlatClock:
+        """The clock as plain values: every open ticket of every scope holds one, and
+        writing a scope's state costs per object (see ``codec`` and ``aging``)."""
+        response, resolution = self.response, self.resolution
+        return (
+            self.at_us,
+            self.targets,
+            _target_clock_values(response),
+            _target_clock_values(resolution),
+        )
+
+    @classmethod
+    def of_flat(
+        cls, at_us: int, targets: Targets, response: FlatTargetClock, resolution: FlatTargetClock
+    ) -> Clock:
+        return cls(at_us, targets, TargetClock(*response), TargetClock(*resolution))
 
     def of(self, target: Target) -> TargetClock:
         return self.response if target is Target.FIRST_RESPONSE else self.resolution
