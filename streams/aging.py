@@ -14,6 +14,7 @@ Only scope ``all`` keeps the ``ticket.sla`` records: it holds every ticket once.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -132,6 +133,43 @@ class ScopeAging:
     sla_changes: list[SlaChange] = field(default_factory=list)
     # Per ticket with held-back transitions: the latest flow effective time, and how many.
     held: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The held-back transitions as written apart from the rest (``seal``): segment number
+    # -> the latest effective time in it; arrival numbers below ``sealed`` are in one.
+    # ``codec`` writes the state without ``pending``: ``restore`` puts it back.
+    segments: dict[int, int] = field(default_factory=dict)
+    sealed: int = 0
+
+    def seal(self) -> tuple[int, list[Held]] | None:
+        """The transitions held back since the last seal, as a new segment (its number and
+        entries) to write apart from the rest of the state.
+
+        The state is written once per batch, and in a catch-up the held-back transitions
+        pile up to most of it: written in segments, each batch writes only its own. A
+        replayed batch seals the same arrivals under the same number."""
+        fresh = [held for held in self.pending if held[1] >= self.sealed]
+        number, self.sealed = self.sealed, self.arrivals
+        if not fresh:
+            return None
+        self.segments[number] = max(held[0] for held in fresh)
+        return number, fresh
+
+    def release_segments(self) -> list[int]:
+        """Forget the segments whose every transition has been applied; their numbers."""
+        settled = self.settled_us
+        if settled is None:
+            return []
+        spent = [number for number, latest in self.segments.items() if latest <= settled]
+        for number in spent:
+            del self.segments[number]
+        return spent
+
+    def restore(self, segments: Iterable[list[Held]]) -> None:
+        """Hold back again what the state's segments hold and it has not applied yet."""
+        settled = self.settled_us
+        self.pending += [
+            held for segment in segments for held in segment if settled is None or held[0] > settled
+        ]
+        heapq.heapify(self.pending)
 
     def add(self, transition: Transition, policy: SlaPolicy) -> None:
         ticket_id = transition.ticket_id

@@ -47,6 +47,7 @@ from streams.stages import (
     apply_relay,
     contacts_for,
     emit,
+    restore_held_back,
     run_requester_batch,
     run_ticket_batch,
 )
@@ -127,7 +128,11 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     requester_partitions = PartitionedTable.create(
         app, "requester-partitions", partitions, STATE_MESSAGE_BYTES
     )
-    scopes = PartitionedTable.create(app, "scopes", partitions, STATE_MESSAGE_BYTES)
+    held_back = PartitionedTable.create(app, "held-back", partitions, STATE_MESSAGE_BYTES)
+    scopes = PartitionedTable.create(
+        app, "scopes", partitions, STATE_MESSAGE_BYTES,
+        on_load=lambda record: _restore_held_back(held_back, record),
+    )  # fmt: skip
     scope_partitions = PartitionedTable.create(
         app, "scope-partitions", partitions, STATE_MESSAGE_BYTES
     )
@@ -294,16 +299,37 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 for p in behind
             ]
             await _acked(sends)
-            for name, scope in changed.items():
-                scopes.put(scope.partition, name.encode(), scope)
-                # Writing a scope takes milliseconds: let the other stages run in between.
-                await asyncio.sleep(0)
+            spent = await _write_scopes(changed)
             for partition, record in touched.items():
                 scope_partitions.put(partition, _partition_key(partition), record)
             await scopes.written()
             await scope_partitions.written()
+            for partition, key in spent:  # no state written lists them any more
+                held_back.delete(partition, key)
             metrics.count_scope_batch(late, emitted)
             yield None
+
+    async def _write_scopes(changed: dict[str, ScopeRecord]) -> list[tuple[int, bytes]]:
+        """Write each changed scope after the segment of transitions it newly held back
+        (the state lists its segments); the segments no longer needed, to delete once the
+        states are on the broker."""
+        for name, scope in changed.items():
+            aging = scope.state.aging
+            segment = aging.seal() if aging is not None else None
+            if segment is not None:
+                number, entries = segment
+                held_back.put(scope.partition, _segment_key(name, number), entries)
+        await held_back.written()
+        spent: list[tuple[int, bytes]] = []
+        for name, scope in changed.items():
+            aging = scope.state.aging
+            if aging is not None:
+                keys = (_segment_key(name, number) for number in aging.release_segments())
+                spent += [(scope.partition, key) for key in keys]
+            scopes.put(scope.partition, name.encode(), scope)
+            # Writing a scope takes milliseconds: let the other stages run in between.
+            await asyncio.sleep(0)
+        return spent
 
     async def _emit(
         touched: dict[int, PartitionRecord],
@@ -491,6 +517,25 @@ def _scope(
         return record
     state = ScopeState.new(scope, settings, partition.emitted)
     return ScopeRecord(state, partition.partition)
+
+
+def _segment_key(scope: str, number: int) -> bytes:
+    """Of a scope's segment of held-back transitions: the number first, as a scope's name
+    may hold any character."""
+    return f"{number}/{scope}".encode()
+
+
+def _restore_held_back(held_back: PartitionedTable, record: Any) -> None:
+    """Put back a recovered scope's held-back transitions, and delete the segments of it
+    that a crash left unlisted (written, but not the state that would have listed them)."""
+    if not isinstance(record, ScopeRecord) or record.state.aging is None:
+        return
+    scope, listed = record.state.scope, record.state.aging.segments
+    restore_held_back(record, lambda number: held_back.get(_segment_key(scope, number)))
+    for key in held_back.keys_in(record.partition):
+        number, _, owner = key.decode().partition("/")
+        if owner == scope and int(number) not in listed:
+            held_back.delete(record.partition, key)
 
 
 async def _broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -> list[Any]:

@@ -3,7 +3,8 @@
 State is pickled for speed, but loaded with an unpickler that builds only the
 classes listed here (and a Clock through ``clock_of``): a record written by anyone
 else cannot run code. The writer reduces dataclasses itself, in the form pickle's own
-writer uses, so state written before it loads the same.
+writer uses, so state written before it loads the same. A scope's held-back transitions
+are left out of its aging index: the scope stage writes them apart (``ScopeAging.seal``).
 """
 
 from __future__ import annotations
@@ -186,6 +187,22 @@ _REDUCERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
     cls: _reducer(cls) for cls in _STATE_CLASSES if dataclasses.is_dataclass(cls)
 }
 _REDUCERS[Clock] = _flat_clock
+
+
+def _without_held_back(reduce: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], Any]:
+    """ScopeAging's reducer, leaving out the held-back transitions: they are written apart,
+    in segments (``ScopeAging.seal``), and put back by ``ScopeAging.restore``."""
+    index = [f.name for f in dataclasses.fields(ScopeAging)].index("pending")
+
+    def reducer(aging: ScopeAging) -> tuple[Any, ...]:
+        newobj, args, values = reduce(aging)
+        values[index] = []
+        return newobj, args, values
+
+    return reducer
+
+
+_REDUCERS[ScopeAging] = _without_held_back(_REDUCERS[ScopeAging])
 
 
 class StatePickler(pickle.Pickler):

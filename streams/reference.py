@@ -93,7 +93,15 @@ INTERNAL = {
         "`RequesterPartitionRecord`: the input's progress, for forgetting requesters;"
         " its contacts log",
     ),
-    "scopes-changelog": ("scope", "`ScopeRecord`: windows, aging index, applied positions"),
+    "held-back-changelog": (
+        "N/scope",
+        "a scope's transitions held back until their boundary settles, one segment per"
+        " batch that held some back; deleted once all are applied",
+    ),
+    "scopes-changelog": (
+        "scope",
+        "`ScopeRecord`: windows, aging index, applied positions, its held-back segments",
+    ),
     "scope-partitions-changelog": (
         "partition/N",
         "`PartitionRecord`: watermarks of the source partitions, scopes held",

@@ -12,7 +12,7 @@ replays. Each stage therefore awaits ``written()`` before it lets its batch be a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from faust.types import AppT, TableT
@@ -21,24 +21,36 @@ from streams import codec
 
 
 class PartitionedTable:
-    def __init__(self, table: TableT[Any, Any]) -> None:
+    def __init__(
+        self, table: TableT[Any, Any], on_load: Callable[[Any], None] | None = None
+    ) -> None:
         self.table = table
+        self.on_load = on_load  # called with each value decoded from the changelog
         self._unconfirmed: list[asyncio.Future[Any]] = []
 
     @classmethod
-    def create(cls, app: AppT, name: str, partitions: int, max_bytes: int) -> PartitionedTable:
+    def create(
+        cls,
+        app: AppT,
+        name: str,
+        partitions: int,
+        max_bytes: int,
+        on_load: Callable[[Any], None] | None = None,
+    ) -> PartitionedTable:
         """A table of internal state: bytes keys, core dataclasses encoded by ``codec``."""
         table = app.Table(
             name, partitions=partitions, key_type=bytes, value_type=bytes,
             extra_topic_configs={"max.message.bytes": str(max_bytes)},
         )  # fmt: skip
-        return cls(table)
+        return cls(table, on_load)
 
     def get(self, key: bytes) -> Any:
         # The store, not the table: no per-read sensor call on the hot path.
         value = self.table.data.get(key)
         if isinstance(value, bytes):  # as recovered from the changelog: decode once
             value = self.table.data[key] = codec.loads(value)
+            if self.on_load is not None:
+                self.on_load(value)
         return value
 
     def put(self, partition: int, key: bytes, value: Any) -> None:

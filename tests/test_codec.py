@@ -3,6 +3,7 @@ written before a class grew a field."""
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
 from dataclasses import replace
@@ -13,6 +14,7 @@ from streams import codec
 from streams.aging import ScopeAging
 from streams.events import parse_event
 from streams.report import LocalPipeline
+from streams.scope import ScopeState
 from streams.simulate import Scenario, encode, generate_events
 from streams.sla import Clock, SlaPolicy
 from streams.stages import (
@@ -38,9 +40,12 @@ def _two_days_of_state() -> list[object]:
     return states
 
 
-def test_every_kind_of_state_round_trips() -> None:
+def test_every_kind_of_state_round_trips_but_held_back_transitions_written_apart() -> None:
     for state in _two_days_of_state():
-        assert codec.loads(codec.dumps(state)) == state
+        expected = copy.deepcopy(state)
+        if isinstance(expected, ScopeState) and expected.aging is not None:
+            expected.aging.pending = []  # written apart: see test_held_back.py
+        assert codec.loads(codec.dumps(state)) == expected
 
 
 def test_state_written_by_plain_pickle_as_before_the_codec_s_own_writer_loads() -> None:
@@ -97,7 +102,7 @@ def older(state: object, dropped: str) -> bytes:
         (Progress(1, 100, 7), "base", 0),
         (PartitionProgress(100), "base", 0),
         (RequesterPartitionRecord(0, 4), "log", None),
-        (ScopeAging("all"), "held", {}),
+        (ScopeAging("all"), "sealed", 0),
     ],
     ids=["Progress", "PartitionProgress", "RequesterPartitionRecord", "ScopeAging"],
 )
@@ -125,9 +130,16 @@ def _held_back() -> ScopeAging:
     return aging
 
 
-def test_transitions_held_back_round_trip() -> None:
+def test_transitions_held_back_come_back_from_their_segment() -> None:
     aging = _held_back()
-    assert codec.loads(codec.dumps(aging)) == aging
+    sealed = aging.seal()
+    assert sealed is not None
+    loaded = codec.loads(codec.dumps(aging))
+    assert not loaded.pending
+    loaded.restore([codec.loads(codec.dumps(sealed[1]))])
+    assert sorted(loaded.pending) == sorted(aging.pending)
+    loaded.pending = aging.pending
+    assert loaded == aging
 
 
 def test_transitions_held_back_in_the_form_written_before_settle_the_same() -> None:
@@ -141,8 +153,13 @@ def test_transitions_held_back_in_the_form_written_before_settle_the_same() -> N
     ]  # fmt: skip
     before = replace(aging, pending=old)  # type: ignore[arg-type]
     loaded = codec.loads(pickle.dumps(before, protocol=5))
+    # The first write after the upgrade puts them in a segment, as any held back since.
+    sealed = loaded.seal()
+    assert sealed is not None
+    rewritten = codec.loads(codec.dumps(loaded))
+    rewritten.restore([codec.loads(codec.dumps(sealed[1]))])
     as_of = max(entry[0] for entry in aging.pending)
     policy = SlaPolicy()
-    assert loaded.settle(as_of, policy) == aging.settle(as_of, policy)
-    assert loaded.tickets == aging.tickets
-    assert not loaded.pending
+    assert rewritten.settle(as_of, policy) == aging.settle(as_of, policy)
+    assert rewritten.tickets == aging.tickets
+    assert not rewritten.pending
