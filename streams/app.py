@@ -293,7 +293,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     record.scopes.add(item.scope)
                     late += apply_delta(scope, item, settings)
             ends = await input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
-            emitted, sends, behind = await _emit(touched, changed, ends)
+            sends, behind = await _emit(touched, changed, ends)
             sends += [
                 await deltas.send(key=None, value=Resume(p), partition=p, force=True)
                 for p in behind
@@ -306,7 +306,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             await scope_partitions.written()
             for partition, key in spent:  # no state written lists them any more
                 held_back.delete(partition, key)
-            metrics.count_scope_batch(late, emitted)
+            metrics.count_late(late)
             yield None
 
     async def _write_scopes(changed: dict[str, ScopeRecord]) -> list[tuple[int, bytes]]:
@@ -335,19 +335,24 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         touched: dict[int, PartitionRecord],
         changed: dict[str, ScopeRecord],
         ends: Mapping[int, int] | None,
-    ) -> tuple[list[Emitted], list[Any], list[int]]:
+    ) -> tuple[list[Any], list[int]]:
         """Emit and publish what the touched partitions allow, within the batch's budget:
-        the snapshots, the sends to await, and the partitions left behind.
+        the sends to await, and the partitions left behind.
 
-        Published a tenth of the budget at a time, with the loop let go in between, so a
-        catch-up holds up neither /metrics nor the other stages; a Resume to a partition
-        left behind carries on in the next batch."""
-        emitted: list[Emitted] = []
+        Published (and counted) a tenth of the budget at a time, with the loop let go in
+        between, so a catch-up holds up neither /metrics nor the other stages, nor keeps
+        its snapshots; a Resume to a partition left behind carries on in the next batch."""
+        unpublished: list[Emitted] = []
         sends: list[Any] = []
         behind: list[int] = []
         budget = config.snapshots_per_batch
         chunk = max(1, budget // 10)
-        published = 0
+
+        async def publish_unpublished() -> None:
+            sends.extend(await publish(_kafka_producer(app), _records(unpublished)))
+            metrics.count_snapshots(unpublished)
+            unpublished.clear()
+
         for partition, record in touched.items():
             limit = record.emit_limit(settings, grace_us, horizon_us, ends)
             if limit is None:
@@ -361,17 +366,16 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     budget -= len(fresh)
                     if fresh:
                         changed[name] = scope
-                        emitted += fresh
-                    if len(emitted) - published >= chunk:
-                        sends += await publish(_kafka_producer(app), _records(emitted[published:]))
-                        published = len(emitted)
+                        unpublished += fresh
+                    if len(unpublished) >= chunk:
+                        await publish_unpublished()
                         await asyncio.sleep(0)
                     if len(fresh) < wanted:
                         break
             if budget == 0:
                 behind.append(partition)
-        sends += await publish(_kafka_producer(app), _records(emitted[published:]))
-        return emitted, sends, behind
+        await publish_unpublished()
+        return sends, behind
 
     @app.timer(interval=1.0)
     async def heartbeat() -> None:

@@ -150,7 +150,7 @@ class FlowgaugeConfig(BaseSettings):
     label_cap: int = Field(50, ge=1)
     batch_size: int = Field(2000, ge=1)
     batch_seconds: float = Field(0.2, gt=0)
-    snapshots_per_batch: int = Field(5000, ge=1)
+    snapshots_per_batch: int = Field(20000, ge=1)
     data_dir: Path = Path(".flowgauge")
     app_id: str = "flowgauge"
     rebalance_timeout: float = Field(4.0, gt=0)

@@ -329,8 +329,10 @@ class PipelineMetrics:
     def count_chat(self, destination: str, outcome: str) -> None:
         self.chat.labels(destination, outcome).inc()
 
-    def count_scope_batch(self, late: int, emitted: Sequence[Emitted]) -> None:
+    def count_late(self, late: int) -> None:
         self.late_transitions.inc(late)
+
+    def count_snapshots(self, emitted: Sequence[Emitted]) -> None:
         self.snapshots.inc(len(emitted))
         for item in emitted:
             for change in item.aging.sla_changes if item.aging is not None else ():

@@ -120,7 +120,7 @@ def feed(
     batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla, 1, {})
     metrics.count_ticket_batch(batch)
     emitted, _ = run(lines, settings, grace_us)
-    metrics.count_scope_batch(0, emitted)
+    metrics.count_snapshots(emitted)
     metrics.set_lag({0: 0})
     latest = {item.flow.scope: item for item in emitted}  # ordered by as_of: the last wins
     return [

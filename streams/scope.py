@@ -37,17 +37,17 @@ class Settings:
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     rules: RulesPolicy = field(default_factory=RulesPolicy)
     indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
+    # Worked out once: every transition and every snapshot reads them.
+    indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
+    rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
 
-    @property
-    def indicator_windows(self) -> IndicatorWindows:
+    def __post_init__(self) -> None:
         step = self.windows.step_us
         baseline, recent = (s * US_PER_SECOND // step for s in self.indicator_seconds)
-        return IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
-
-    @property
-    def rule_spans(self) -> tuple[int, int]:
-        wave = self.rules.wave_seconds * US_PER_SECOND // self.windows.step_us
-        return self.indicator_windows.baseline, max(1, wave)
+        windows = IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
+        wave = self.rules.wave_seconds * US_PER_SECOND // step
+        object.__setattr__(self, "indicator_windows", windows)
+        object.__setattr__(self, "rule_spans", (baseline, max(1, wave)))
 
 
 @dataclass(frozen=True, slots=True)
