@@ -14,7 +14,7 @@ Only scope ``all`` keeps the ``ticket.sla`` records: it holds every ticket once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -163,12 +163,15 @@ class ScopeAging:
             del self.segments[number]
         return spent
 
-    def restore(self, segments: Iterable[list[Held]]) -> None:
-        """Hold back again what the state's segments hold and it has not applied yet."""
+    def restore(self, segment: Callable[[int], list[Held] | None]) -> None:
+        """Hold back again, as recovered, what the listed segments hold and is not applied
+        yet; ``segment`` reads one by number (the segments are written before the state)."""
         settled = self.settled_us
-        self.pending += [
-            held for segment in segments for held in segment if settled is None or held[0] > settled
-        ]
+        for number in self.segments:
+            entries = segment(number)
+            if entries is None:
+                raise RuntimeError(f"scope {self.scope}: held-back segment {number} lost")
+            self.pending += [held for held in entries if settled is None or held[0] > settled]
         heapq.heapify(self.pending)
 
     def add(self, transition: Transition, policy: SlaPolicy) -> None:

@@ -47,7 +47,6 @@ from streams.stages import (
     apply_relay,
     contacts_for,
     emit,
-    restore_held_back,
     run_requester_batch,
     run_ticket_batch,
 )
@@ -534,11 +533,11 @@ def _restore_held_back(held_back: PartitionedTable, record: Any) -> None:
     that a crash left unlisted (written, but not the state that would have listed them)."""
     if not isinstance(record, ScopeRecord) or record.state.aging is None:
         return
-    scope, listed = record.state.scope, record.state.aging.segments
-    restore_held_back(record, lambda number: held_back.get(_segment_key(scope, number)))
+    scope, aging = record.state.scope, record.state.aging
+    aging.restore(lambda number: held_back.get(_segment_key(scope, number)))
     for key in held_back.keys_in(record.partition):
         number, _, owner = key.decode().partition("/")
-        if owner == scope and int(number) not in listed:
+        if owner == scope and int(number) not in aging.segments:
             held_back.delete(record.partition, key)
 
 

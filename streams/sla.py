@@ -193,13 +193,8 @@ class Clock:
     def flat(self) -> FlatClock:
         """The clock as plain values: every open ticket of every scope holds one, and
         writing a scope's state costs per object (see ``codec`` and ``aging``)."""
-        response, resolution = self.response, self.resolution
-        return (
-            self.at_us,
-            self.targets,
-            _target_clock_values(response),
-            _target_clock_values(resolution),
-        )
+        response = _target_clock_values(self.response)
+        return self.at_us, self.targets, response, _target_clock_values(self.resolution)
 
     @classmethod
     def of_flat(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from streams.aging import Held
 from streams.events import EventType, InvalidEvent, parse_event
 from streams.indicators import Effort
 from streams.positions import SourceLog
@@ -356,22 +355,6 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
             late += record.state.add(transition, settings)
     record.applied[delta.source_partition] = delta.last_position
     return late
-
-
-def restore_held_back(record: ScopeRecord, segment: Callable[[int], list[Held] | None]) -> None:
-    """Put back the transitions a recovered scope held back, from the segments its state
-    lists (``segment`` reads one by number); the state is written after them."""
-    aging = record.state.aging
-    if aging is None:
-        return
-    segments = []
-    for number in aging.segments:
-        entries = segment(number)
-        if entries is None:
-            scope = record.state.scope
-            raise RuntimeError(f"scope {scope}: segment {number} of held-back transitions lost")
-        segments.append(entries)
-    aging.restore(segments)
 
 
 def apply_progress(record: PartitionRecord, progress: Progress) -> None:

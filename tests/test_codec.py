@@ -136,7 +136,8 @@ def test_transitions_held_back_come_back_from_their_segment() -> None:
     assert sealed is not None
     loaded = codec.loads(codec.dumps(aging))
     assert not loaded.pending
-    loaded.restore([codec.loads(codec.dumps(sealed[1]))])
+    segments = {sealed[0]: codec.loads(codec.dumps(sealed[1]))}
+    loaded.restore(segments.get)
     assert sorted(loaded.pending) == sorted(aging.pending)
     loaded.pending = aging.pending
     assert loaded == aging
@@ -157,7 +158,8 @@ def test_transitions_held_back_in_the_form_written_before_settle_the_same() -> N
     sealed = loaded.seal()
     assert sealed is not None
     rewritten = codec.loads(codec.dumps(loaded))
-    rewritten.restore([codec.loads(codec.dumps(sealed[1]))])
+    segments = {sealed[0]: codec.loads(codec.dumps(sealed[1]))}
+    rewritten.restore(segments.get)
     as_of = max(entry[0] for entry in aging.pending)
     policy = SlaPolicy()
     assert rewritten.settle(as_of, policy) == aging.settle(as_of, policy)

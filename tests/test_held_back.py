@@ -22,7 +22,6 @@ from streams.stages import (
     ScopeRecord,
     apply_delta,
     emit,
-    restore_held_back,
     run_ticket_batch,
 )
 from streams.ticket import Ticket
@@ -73,7 +72,7 @@ def _recover(changelog: dict[bytes, bytes]) -> tuple[ScopeRecord, int]:
         stored = changelog.get(_segment(number))
         return None if stored is None else codec.loads(stored)
 
-    restore_held_back(record, segment)
+    record.state.aging.restore(segment)
     return record, len(record.state.aging.pending)
 
 
@@ -138,5 +137,5 @@ def test_a_lost_segment_stops_the_recovery_rather_than_emit_wrong_numbers() -> N
     assert aging is not None
     assert aging.seal() is not None
     changelog = {STATE: codec.dumps(record)}  # its segment never written
-    with pytest.raises(RuntimeError, match="segment 0 of held-back transitions lost"):
+    with pytest.raises(RuntimeError, match="held-back segment 0 lost"):
         _recover(changelog)
