@@ -34,7 +34,7 @@ from streams.timeline import US_PER_SECOND
 from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
 from tests.bench_render import bench_render
-from tests.bench_support import Target
+from tests.bench_support import Target, busy_team
 from tests.bench_throughput import bench_throughput
 from tests.conftest import core_settings
 
@@ -148,10 +148,17 @@ def run_million(sizes: Sizes) -> list[Target]:
 
 
 def run_throughput(sizes: Sizes) -> list[Target]:
-    lines = simulated(sizes.days)
+    """Twice, over about as many events: a catch-up of the default team's log, where
+    snapshots outnumber events and their cost leads, then a team ten times as busy over a
+    tenth of the days, where the per-event cost leads as under a heavy live load."""
     workdir = Path(tempfile.mkdtemp(prefix="flowgauge-bench-"))
-    print(f"{len(lines)} simulated events over {sizes.days:g} days; logs in {workdir}")
-    return bench_throughput(lines, workdir)
+    sparse = simulated(sizes.days)
+    print(f"{len(sparse)} events of the default team over {sizes.days:g} days; logs in {workdir}")
+    targets = bench_throughput(sparse, workdir / "sparse", "catch-up of the default team")
+    days = sizes.days / 10
+    dense = [encode(event) for event in generate_events(busy_team(days))]
+    print(f"{len(dense)} events of a team ten times as busy over {days:g} days")
+    return targets + bench_throughput(dense, workdir / "dense", "a team ten times as busy")
 
 
 def run_latency(sizes: Sizes) -> list[Target]:

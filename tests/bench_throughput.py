@@ -50,10 +50,15 @@ class Run:
     machine_cores: float  # every process on the machine, other users' included
 
 
-def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
+def bench_throughput(lines: list[bytes], workdir: Path, load: str) -> list[Target]:
+    """The four readers over ``lines``; ``load`` names the workload in the targets."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = FlowgaugeConfig()  # what the workers read, from the same environment
     snapshots = len(run(lines, config.core(), config.grace_us)[0])
-    print(f"snapshots the events make (flowgauge report, step {config.step}): {snapshots:,}")
+    print(
+        f"snapshots the events make (flowgauge report, step {config.step}): {snapshots:,},"
+        f" {snapshots / len(lines):.2f} per event"
+    )
     with EmbeddedBroker() as broker:
         produce(broker, INPUT, _keyed(lines))
         raw = raw_consumer_rate(broker, len(lines))
@@ -68,9 +73,10 @@ def bench_throughput(lines: list[bytes], workdir: Path) -> list[Target]:
     print(f"  {_intake(two)}; {_cores(two)}")
     print(f"  held back by: {bottleneck(two, raw)}")
     print(f"  {_per_core(one, two)}")
+    scale_out = f"two workers / one worker, {load} ({bottleneck(two, raw)})"
     return [
-        Target("one worker / bare Faust agent", one.rate / bare, 0.6, ""),
-        Target(f"two workers / one worker ({bottleneck(two, raw)})", two.rate / one.rate, 1.6, ""),
+        Target(f"one worker / bare Faust agent, {load}", one.rate / bare, 0.6, ""),
+        Target(scale_out, two.rate / one.rate, 1.6, ""),
     ]
 
 
