@@ -22,7 +22,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 from mode.supervisors import CrashingSupervisor
 
-from streams import codec, commits, gaps, redeclare, stacks, tansu
+from streams import codec, commits, gaps, redeclare, stacks, tables, tansu
 from streams.config import FlowgaugeConfig
 from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
@@ -205,8 +205,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 logs[message.partition].read(message.offset, message.value)
             for partition, source in logs.items():
                 input_logs.put(partition, _partition_key(partition), source)
-            await tickets.written()
-            await input_logs.written()
+            await tables.written(tickets, input_logs)
             # With no await in between, so the heartbeat never pairs an offset of one log
             # with the base of another.
             now = time.monotonic()
@@ -265,8 +264,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         if sweep is not None:
             _forget_requesters(requesters, partition, sweep)
         requester_partitions.put(partition, key, record)
-        await requesters.written()
-        await requester_partitions.written()
+        await tables.written(requesters, requester_partitions)
         metrics.count_requester_batch(result, requesters.size())
 
     @app.agent(deltas, name="scopes", supervisor_strategy=CrashingSupervisor)
@@ -301,10 +299,10 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
             spent = await _write_scopes(changed)
             for partition, record in touched.items():
                 scope_partitions.put(partition, _partition_key(partition), record)
-            await scopes.written()
-            await scope_partitions.written()
+            await tables.written(scopes, scope_partitions)
             for partition, key in spent:  # no state written lists them any more
                 held_back.delete(partition, key)
+            await held_back.flush()
             metrics.count_late(late)
             yield None
 
