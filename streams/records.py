@@ -1,6 +1,12 @@
 """The records flowgauge writes to Kafka, as pydantic models: the edge of the system.
 
 ``schemas/`` holds their JSON Schema and one example each (``flowgauge schemas``).
+
+A catch-up publishes three or more records per scope and boundary. Those come from
+values the core has already typed, so ``outgoing`` writes each one's fields with
+pydantic-core's serializer straight away instead of validating a model first (a third
+of the cost); ``tests/test_contract.py`` checks that every such record validates as its
+model and reads back to the same bytes.
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from streams.aging import BANDS, AgingSnapshot
 from streams.alerts import AlertTransition, capacity_days, describe
@@ -44,15 +51,19 @@ class FlowRecord(Record):
 
     @classmethod
     def of(cls, snapshot: FlowSnapshot) -> FlowRecord:
-        return cls(
-            as_of=iso(snapshot.as_of_us),
-            scope=snapshot.scope,
-            open=snapshot.open,
-            inflow=snapshot.inflow,
-            outflow=snapshot.outflow,
-            transfers_in=snapshot.transfers_in,
-            transfers_out=snapshot.transfers_out,
-        )
+        return cls(**cls.fields_of(snapshot))
+
+    @staticmethod
+    def fields_of(snapshot: FlowSnapshot) -> dict[str, Any]:
+        return {
+            "as_of": iso(snapshot.as_of_us),
+            "scope": snapshot.scope,
+            "open": snapshot.open,
+            "inflow": snapshot.inflow,
+            "outflow": snapshot.outflow,
+            "transfers_in": snapshot.transfers_in,
+            "transfers_out": snapshot.transfers_out,
+        }
 
 
 class AgingRecord(Record):
@@ -73,21 +84,26 @@ class AgingRecord(Record):
 
     @classmethod
     def of(cls, snapshot: AgingSnapshot) -> AgingRecord:
-        return cls(
-            as_of=iso(snapshot.as_of_us),
-            scope=snapshot.scope,
-            open=snapshot.open,
-            bands=snapshot.bands,
-            oldest_age_seconds=snapshot.oldest_age_seconds,
-            untouched=snapshot.untouched,
-            p50_age_seconds=snapshot.percentiles[50],
-            p85_age_seconds=snapshot.percentiles[85],
-            p95_age_seconds=snapshot.percentiles[95],
-            sla={
+        return cls(**cls.fields_of(snapshot))
+
+    @staticmethod
+    def fields_of(snapshot: AgingSnapshot) -> dict[str, Any]:
+        percentiles = snapshot.percentiles
+        return {
+            "as_of": iso(snapshot.as_of_us),
+            "scope": snapshot.scope,
+            "open": snapshot.open,
+            "bands": snapshot.bands,
+            "oldest_age_seconds": snapshot.oldest_age_seconds,
+            "untouched": snapshot.untouched,
+            "p50_age_seconds": percentiles[50],
+            "p85_age_seconds": percentiles[85],
+            "p95_age_seconds": percentiles[95],
+            "sla": {
                 target.value: {state.value: count for state, count in counts.items()}
                 for target, counts in snapshot.sla.items()
             },
-        )
+        }
 
 
 class SlaRecord(Record):
@@ -101,13 +117,17 @@ class SlaRecord(Record):
 
     @classmethod
     def of(cls, change: SlaChange) -> SlaRecord:
-        return cls(
-            ticket_id=change.ticket_id,
-            target=change.target.value,
-            state=change.state.value,
-            due_at=iso(change.due_us),
-            as_of=iso(change.as_of_us),
-        )
+        return cls(**cls.fields_of(change))
+
+    @staticmethod
+    def fields_of(change: SlaChange) -> dict[str, Any]:
+        return {
+            "ticket_id": change.ticket_id,
+            "target": change.target.value,
+            "state": change.state.value,
+            "due_at": iso(change.due_us),
+            "as_of": iso(change.as_of_us),
+        }
 
 
 class DriverRecord(BaseModel):
@@ -152,32 +172,38 @@ class IndicatorRecord(Record):
     def of(
         cls, snapshot: IndicatorSnapshot, window: str, capacity: float | None
     ) -> IndicatorRecord:
-        return cls(
-            as_of=iso(snapshot.as_of_us),
-            scope=snapshot.scope,
-            window=window,
-            resolutions=snapshot.resolutions,
-            reopen_rate=snapshot.reopen_rate,
-            recontact_rate=snapshot.recontact_rate,
-            ai_resolutions=snapshot.ai_resolutions,
-            deflection_rate=snapshot.deflection_rate if snapshot.ai_resolutions else None,
-            first_response_p50_seconds=snapshot.first_response_p50_seconds,
-            first_response_p90_seconds=snapshot.first_response_p90_seconds,
-            first_responses=snapshot.responses,
-            transfers_per_resolved=snapshot.transfers_per_resolved,
-            turns_per_resolved=snapshot.turns_per_resolved,
-            days_of_capacity=capacity,
-            drivers=[
-                DriverRecord(
-                    tag=d.tag,
-                    recent=d.recent,
-                    recent_share=d.recent_share,
-                    baseline_share=d.baseline_share,
-                    spike=d.spike,
-                )
+        return cls(**cls.fields_of(snapshot, window, capacity))
+
+    @staticmethod
+    def fields_of(
+        snapshot: IndicatorSnapshot, window: str, capacity: float | None
+    ) -> dict[str, Any]:
+        return {
+            "as_of": iso(snapshot.as_of_us),
+            "scope": snapshot.scope,
+            "window": window,
+            "resolutions": snapshot.resolutions,
+            "reopen_rate": snapshot.reopen_rate,
+            "recontact_rate": snapshot.recontact_rate,
+            "ai_resolutions": snapshot.ai_resolutions,
+            "deflection_rate": snapshot.deflection_rate if snapshot.ai_resolutions else None,
+            "first_response_p50_seconds": snapshot.first_response_p50_seconds,
+            "first_response_p90_seconds": snapshot.first_response_p90_seconds,
+            "first_responses": snapshot.responses,
+            "transfers_per_resolved": snapshot.transfers_per_resolved,
+            "turns_per_resolved": snapshot.turns_per_resolved,
+            "days_of_capacity": capacity,
+            "drivers": [
+                {
+                    "tag": d.tag,
+                    "recent": d.recent,
+                    "recent_share": d.recent_share,
+                    "baseline_share": d.baseline_share,
+                    "spike": d.spike,
+                }
                 for d in snapshot.drivers
             ],
-        )
+        }
 
 
 class AlertRecord(Record):
@@ -234,15 +260,15 @@ def outgoing(
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """Every record one emitted boundary of one scope publishes: (topic, key, value)."""
     key = item.flow.scope.encode()
-    yield FLOW, key, FlowRecord.of(item.flow).to_bytes()
+    yield FLOW, key, to_json(FlowRecord.fields_of(item.flow))
     if item.aging is not None:
-        yield AGING, key, AgingRecord.of(item.aging).to_bytes()
+        yield AGING, key, to_json(AgingRecord.fields_of(item.aging))
         for change in item.aging.sla_changes:
-            yield SLA, change.ticket_id.encode(), SlaRecord.of(change).to_bytes()
+            yield SLA, change.ticket_id.encode(), to_json(SlaRecord.fields_of(change))
     if item.indicators is not None:
         capacity = capacity_days(item.flow, capacity_window)
-        record = IndicatorRecord.of(item.indicators, indicator_window, capacity)
-        yield INDICATORS, key, record.to_bytes()
+        fields = IndicatorRecord.fields_of(item.indicators, indicator_window, capacity)
+        yield INDICATORS, key, to_json(fields)
     for alert in item.alerts:
         summary = describe(alert, item.flow, dashboard_url, item.indicators)
         yield ALERTS, alert.incident_id.encode(), AlertRecord.of(alert, summary).to_bytes()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 US_PER_SECOND = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +32,8 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+# A boundary's instant is written in every record of every scope, and in report's rows.
+@lru_cache(maxsize=4096)
 def iso(us: int) -> str:
     """ISO 8601 in UTC with a Z, to the second, or to the microsecond when it has them."""
     text = from_us(us).isoformat()
