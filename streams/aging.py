@@ -43,6 +43,10 @@ BANDS: tuple[tuple[str, int, int | None], ...] = (
     ("age_7d_30d", 7 * DAY, 30 * DAY),
     ("age_ge_30d", 30 * DAY, None),
 )
+# Each band ends where the next begins (the oracle of tests/test_properties.py counts each
+# band by its own bounds), so one bisection per band start counts them all.
+_BAND_NAMES = tuple(name for name, _, _ in BANDS)
+_BAND_STARTS_US = tuple(lo * US_PER_SECOND for _, lo, _ in BANDS)
 PERCENTILES = (50, 85, 95)
 COUNTED_STATES = (SlaState.AT_RISK, SlaState.BREACHED)
 NO_STATES: dict[Target, SlaState | None] = dict.fromkeys(Target)
@@ -294,7 +298,7 @@ class ScopeAging:
     def _snapshot(self, as_of_us: int) -> AgingSnapshot:
         opens = self.first_opens
         count = len(opens)
-        bands = {name: self._count_aged(as_of_us, lo, hi) for name, lo, hi in BANDS}
+        bands = self._bands(as_of_us)
         oldest = (as_of_us - opens[0]) // US_PER_SECOND if count else 0
         percentiles = {
             p: (as_of_us - opens[count - _nearest_rank(p, count)]) // US_PER_SECOND if count else 0
@@ -310,11 +314,13 @@ class ScopeAging:
             changes,
         )  # fmt: skip
 
-    def _count_aged(self, as_of_us: int, lo: int, hi: int | None) -> int:
-        """Open tickets whose age is in [lo, hi) seconds: first opened in (B - hi, B - lo]."""
-        newest = self.first_opens.bisect_right(as_of_us - lo * US_PER_SECOND)
-        oldest = 0 if hi is None else self.first_opens.bisect_right(as_of_us - hi * US_PER_SECOND)
-        return int(newest - oldest)
+    def _bands(self, as_of_us: int) -> dict[str, int]:
+        """Open tickets per age band: aged [lo, hi) seconds is first opened in (B - hi, B - lo],
+        and tickets at least ``lo`` old are those first opened at or before B - lo."""
+        bisect = self.first_opens.bisect_right
+        at_least = [bisect(as_of_us - start) for start in _BAND_STARTS_US]
+        at_least.append(0)
+        return {name: at_least[i] - at_least[i + 1] for i, name in enumerate(_BAND_NAMES)}
 
 
 def _nearest_rank(percent: int, count: int) -> int:
