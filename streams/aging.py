@@ -88,22 +88,6 @@ def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
     )
 
 
-def _transition(scope: str, held: Held | tuple[int, int, Transition]) -> Transition:
-    if len(held) == 3:  # held back by a worker before this form: (effective, arrival, it)
-        return held[2]
-    _, _, kind, at_us, ticket_id, first_open_us, replied_us, clock, prior = held
-    return Transition(
-        scope,
-        Kind(kind),
-        at_us,
-        ticket_id,
-        first_open_us,
-        replied_us,
-        Clock.of_flat(*clock) if clock is not None else None,
-        Clock.of_flat(*prior) if prior is not None else None,
-    )
-
-
 @dataclass(slots=True)
 class OpenTicket:
     first_open_us: int
@@ -182,10 +166,11 @@ class ScopeAging:
         ticket_id = transition.ticket_id
         latest, count = self.held.get(ticket_id, (0, 0))
         effective = max(transition.at_us, latest)
+        held = _held(transition, effective, self.arrivals)
         if self.settled_us is not None and effective <= self.settled_us:
-            self._apply(transition, effective, policy)  # late: it still counts from now on
+            self._apply(held, policy)  # late: it still counts from now on
         else:
-            heapq.heappush(self.pending, _held(transition, effective, self.arrivals))
+            heapq.heappush(self.pending, held)
             self.arrivals += 1
             latest = effective if transition.kind in FLOW_KINDS else latest
             self.held[ticket_id] = (latest, count + 1)
@@ -202,45 +187,47 @@ class ScopeAging:
             ):
                 self._cross(heapq.heappop(self.crossings), policy)
             elif transition_at is not None and transition_at <= as_of_us:
-                self._apply(self._release(), transition_at, policy)
+                self._apply(self._release(), policy)
             else:
                 break
         self.settled_us = as_of_us
         return self._snapshot(as_of_us)
 
-    def _release(self) -> Transition:
-        transition = _transition(self.scope, heapq.heappop(self.pending))
+    def _release(self) -> Held:
+        held: Held | tuple[int, int, Transition] = heapq.heappop(self.pending)
+        if len(held) == 3:  # held back by a worker before this form: (effective, arrival, it)
+            held = _held(held[2], held[0], held[1])
+        ticket_id = held[4]
         # Absent for state written before ``held`` existed: nothing is held back then.
-        latest, count = self.held.pop(transition.ticket_id, (0, 0))
+        latest, count = self.held.pop(ticket_id, (0, 0))
         if count > 1:
-            self.held[transition.ticket_id] = (latest, count - 1)
-        return transition
+            self.held[ticket_id] = (latest, count - 1)
+        return held
 
-    def _apply(self, transition: Transition, effective_us: int, policy: SlaPolicy) -> None:
-        ticket_id = transition.ticket_id
+    def _apply(self, held: Held, policy: SlaPolicy) -> None:
+        """Apply a transition as held back: its clocks are built only where they are read."""
+        effective_us, _, kind, at_us, ticket_id, first_open_us, replied_us, clock, prior = held
         current = self.tickets.get(ticket_id)
-        if transition.kind in OPENING_KINDS and current is None:
-            replied = (
-                transition.replied_us is not None and transition.replied_us <= transition.at_us
-            )
+        if kind in OPENING_KINDS and current is None:
+            replied = replied_us is not None and replied_us <= at_us
             # Entering before it first opened (producers' clocks disagree) ages from entering.
             # A reopen stamped before the creation still takes effect after it: no earlier.
-            first_open = min(transition.first_open_us, effective_us)
+            first_open = min(first_open_us, effective_us)
             current = self.tickets[ticket_id] = OpenTicket(first_open, replied)
-            if transition.prior is not None:
-                current.states = transition.prior.states(policy)
+            if prior is not None:
+                current.states = Clock.of_flat(*prior).states(policy)
                 self._count(current.states, 1)
             self.first_opens.add(first_open)
             self.untouched += not replied
         elif current is None:
             return
-        elif transition.kind is Kind.REPLIED and not current.replied:
+        elif kind == Kind.REPLIED and not current.replied:
             current.replied = True
             self.untouched -= 1
-        if transition.clock is not None:
-            current.clock = transition.clock
-            self._update_sla(ticket_id, current, transition.at_us, policy)
-        if transition.kind in CLOSING_KINDS:
+        if clock is not None:
+            current.clock = Clock.of_flat(*clock)
+            self._update_sla(ticket_id, current, at_us, policy)
+        if kind in CLOSING_KINDS:
             del self.tickets[ticket_id]
             self.first_opens.remove(current.first_open_us)
             self.untouched -= not current.replied
