@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from streams.config import FlowgaugeConfig
@@ -96,36 +97,41 @@ def _config(**overrides: object) -> FlowgaugeConfig:
 
 def _report(args: argparse.Namespace) -> int:
     from streams.report import (
-        run,
-        write_alerts,
-        write_indicators,
-        write_rows,
-        write_sla_events,
+        ALERTS,
+        INDICATORS,
+        SLA_EVENTS,
+        LocalPipeline,
+        in_order,
+        snapshot_rows,
+        write_csv,
     )
 
     config = _config(step=args.step)
     _fewer_collections()
-    try:
-        lines = args.events.read_bytes().splitlines()
-    except OSError as exc:
-        print(f"flowgauge report: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
-        return 2
     settings = config.core()
-    emitted, counters = run(lines, settings, config.grace_us)
-    if args.output:
-        with args.output.open("w", newline="") as out:
-            write_rows(out, emitted, settings)
-    else:
-        write_rows(sys.stdout, emitted, settings)
-    extras = (
-        (args.alerts, write_alerts),
-        (args.sla_events, write_sla_events),
-        (args.indicators, write_indicators),
-    )
-    for path, write in extras:
-        if path:
-            with path.open("w", newline="") as out:
-                write(out, emitted)
+    pipeline = LocalPipeline(settings, config.grace_us)
+    with ExitStack() as files:
+        try:
+            source = files.enter_context(args.events.open("rb"))
+        except OSError as exc:
+            print(f"flowgauge report: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+            return 2
+        rows = files.enter_context(args.output.open("w", newline="")) if args.output else sys.stdout
+        outputs = [(rows, snapshot_rows(settings))]
+        extras = (
+            (args.alerts, ALERTS),
+            (args.sla_events, SLA_EVENTS),
+            (args.indicators, INDICATORS),
+        )
+        outputs += [
+            (files.enter_context(path.open("w", newline="")), output)
+            for path, output in extras
+            if path
+        ]
+        # Read as it goes: the file is never held whole, nor are the rows.
+        lines = (line.rstrip(b"\r\n") for line in source)
+        write_csv(outputs, in_order(lines, pipeline))
+    counters = pipeline.counters
     for number, reason in counters.invalid:
         print(f"{args.events}:{number}: skipped: {reason}", file=sys.stderr)
     print(

@@ -7,7 +7,8 @@ rule, so its CSV is what the worker's derived topics must equal.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -67,6 +68,14 @@ class LocalPipeline:
             self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
         )
 
+    def final_through(self) -> int | None:
+        """The last boundary no scope can add a row to any more, if any: a scope emits only
+        past its own last row, and a scope found later starts past the last one emitted."""
+        lasts = [state.flow.emitted for state in self.scopes.values()]
+        if self.emitted is None or None in lasts:
+            return None  # a scope with no row yet may still get rows for any boundary
+        return min(last for last in lasts if last is not None)
+
     def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
         if limit is None:
             return
@@ -92,12 +101,11 @@ class LocalPipeline:
         return state
 
 
-def run(
-    lines: Iterable[bytes], settings: Settings, grace_us: int
-) -> tuple[list[Emitted], Counters]:
-    """Every emitted boundary of every scope, ordered by as_of then scope."""
-    pipeline = LocalPipeline(settings, grace_us)
-    emitted: list[Emitted] = []
+def in_order(lines: Iterable[bytes], pipeline: LocalPipeline) -> Iterator[Emitted]:
+    """Every emitted boundary of every scope, ordered by as_of then scope, as the lines are
+    read: a row is held only until no scope can emit one before it."""
+    held: list[tuple[int, tuple[bool, str], Emitted]] = []  # (as_of, scope order) is unique
+    step_us = pipeline.settings.windows.step_us
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -106,10 +114,47 @@ def run(
         except InvalidEvent as exc:
             pipeline.counters.invalid.append((number, str(exc)))
             continue
-        emitted.extend(pipeline.ingest(event))
-    emitted.extend(pipeline.finish())
-    emitted.sort(key=lambda e: (e.flow.as_of_us, scope_order(e.flow.scope)))
-    return emitted, pipeline.counters
+        if _hold(held, pipeline.ingest(event)):
+            final = pipeline.final_through()
+            while held and final is not None and held[0][0] <= final * step_us:
+                yield heapq.heappop(held)[2]
+    _hold(held, pipeline.finish())
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def _hold(held: list[tuple[int, tuple[bool, str], Emitted]], emitted: Iterable[Emitted]) -> bool:
+    """Add ``emitted`` to the heap; whether there was any."""
+    count = len(held)
+    for item in emitted:
+        heapq.heappush(held, (item.flow.as_of_us, scope_order(item.flow.scope), item))
+    return len(held) > count
+
+
+def run(
+    lines: Iterable[bytes], settings: Settings, grace_us: int
+) -> tuple[list[Emitted], Counters]:
+    """Every emitted boundary of every scope, ordered by as_of then scope."""
+    pipeline = LocalPipeline(settings, grace_us)
+    return list(in_order(lines, pipeline)), pipeline.counters
+
+
+@dataclass(frozen=True)
+class CsvOutput:
+    """One CSV ``report`` writes: its header and the rows of one emitted snapshot."""
+
+    header: list[str]
+    rows: Callable[[Emitted], Iterable[list[object]]]
+
+
+def write_csv(outputs: Iterable[tuple[IO[str], CsvOutput]], emitted: Iterable[Emitted]) -> None:
+    """Write every output in one pass over ``emitted``."""
+    writers = [(csv.writer(out, lineterminator="\n"), output) for out, output in outputs]
+    for writer, output in writers:
+        writer.writerow(output.header)
+    for item in emitted:
+        for writer, output in writers:
+            writer.writerows(output.rows(item))
 
 
 def flow_columns(window_names: Iterable[str]) -> list[str]:
@@ -123,14 +168,14 @@ AGING_COLUMNS = [name for name, _, _ in BANDS] + ["oldest_age_seconds", "untouch
 PERCENTILE_COLUMNS = [f"p{p}_age_seconds" for p in PERCENTILES]
 
 
-def write_rows(out: IO[str], emitted: list[Emitted], settings: Settings) -> None:
+def snapshot_rows(settings: Settings) -> CsvOutput:
+    """The report's main CSV: flow, then aging when tracked, one row per scope and boundary."""
     names = list(settings.windows.steps)
     header = flow_columns(names)
     if settings.track_aging:
         header += AGING_COLUMNS + PERCENTILE_COLUMNS
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for item in emitted:
+
+    def rows(item: Emitted) -> list[list[object]]:
         flow = item.flow
         row: list[object] = [iso(flow.as_of_us), flow.scope, flow.open]
         row += [count for w in names for count in (flow.inflow[w], flow.outflow[w])]
@@ -140,29 +185,28 @@ def write_rows(out: IO[str], emitted: list[Emitted], settings: Settings) -> None
             row += [aging.bands[name] for name, _, _ in BANDS]
             row += [aging.oldest_age_seconds, aging.untouched]
             row += [aging.percentiles[p] for p in PERCENTILES]
-        writer.writerow(row)
+        return [row]
+
+    return CsvOutput(header, rows)
 
 
-def write_alerts(out: IO[str], emitted: list[Emitted]) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["at", "rule", "scope", "state"])
-    for item in emitted:
-        for alert in item.alerts:
-            writer.writerow([iso(alert.at_us), alert.rule, alert.scope, alert.state.value])
+def _alert_rows(item: Emitted) -> list[list[object]]:
+    return [[iso(a.at_us), a.rule, a.scope, a.state.value] for a in item.alerts]
 
 
-SLA_COLUMNS = ["ticket_id", "target", "state", "due_at", "as_of"]
+ALERTS = CsvOutput(["at", "rule", "scope", "state"], _alert_rows)
 
 
-def write_sla_events(out: IO[str], emitted: list[Emitted]) -> None:
+def _sla_rows(item: Emitted) -> list[list[object]]:
     """The ``ticket.sla`` records in the order they happened (scope ``all`` holds them)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SLA_COLUMNS)
-    for item in emitted:
-        for change in item.aging.sla_changes if item.aging is not None else ():
-            due, as_of = iso(change.due_us), iso(change.as_of_us)
-            writer.writerow([change.ticket_id, change.target.value, change.state.value, due, as_of])
+    changes = item.aging.sla_changes if item.aging is not None else ()
+    return [
+        [c.ticket_id, c.target.value, c.state.value, iso(c.due_us), iso(c.as_of_us)]
+        for c in changes
+    ]
 
+
+SLA_EVENTS = CsvOutput(["ticket_id", "target", "state", "due_at", "as_of"], _sla_rows)
 
 INDICATOR_COLUMNS = [
     "as_of",
@@ -180,17 +224,17 @@ INDICATOR_COLUMNS = [
 ]
 
 
-def write_indicators(out: IO[str], emitted: list[Emitted]) -> None:
+def _indicator_rows(item: Emitted) -> list[list[object]]:
     """The leading indicators per boundary and scope; drivers as tag:count, spikes marked !."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(INDICATOR_COLUMNS)
-    for item in emitted:
-        ind = item.indicators
-        if ind is None:
-            continue
-        drivers = " ".join(f"{d.tag}:{d.recent}{'!' if d.spike else ''}" for d in ind.drivers)
-        row = [iso(ind.as_of_us), ind.scope, ind.resolutions, f"{ind.reopen_rate:.4f}"]
-        row += [ind.first_response_p50_seconds, ind.first_response_p90_seconds]
-        row += [f"{ind.transfers_per_resolved:.4f}", f"{ind.turns_per_resolved:.4f}", drivers]
-        row += [f"{ind.recontact_rate:.4f}", ind.ai_resolutions, f"{ind.deflection_rate:.4f}"]
-        writer.writerow(row)
+    ind = item.indicators
+    if ind is None:
+        return []
+    drivers = " ".join(f"{d.tag}:{d.recent}{'!' if d.spike else ''}" for d in ind.drivers)
+    row: list[object] = [iso(ind.as_of_us), ind.scope, ind.resolutions, f"{ind.reopen_rate:.4f}"]
+    row += [ind.first_response_p50_seconds, ind.first_response_p90_seconds]
+    row += [f"{ind.transfers_per_resolved:.4f}", f"{ind.turns_per_resolved:.4f}", drivers]
+    row += [f"{ind.recontact_rate:.4f}", ind.ai_resolutions, f"{ind.deflection_rate:.4f}"]
+    return [row]
+
+
+INDICATORS = CsvOutput(INDICATOR_COLUMNS, _indicator_rows)

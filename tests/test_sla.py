@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from streams.config import FlowgaugeConfig
 from streams.events import parse_event
-from streams.report import LocalPipeline, run, write_sla_events
+from streams.report import SLA_EVENTS, LocalPipeline, run, write_csv
 from streams.scope import Settings
 from streams.sla import HOUR_US, Calendar, SlaPolicy, Targets
 from streams.timeline import to_us
@@ -35,7 +35,7 @@ def sla_rows(lines: list[bytes], policy: SlaPolicy) -> list[list[str]]:
     settings = Settings(core_settings(3600).windows, sla=policy)
     emitted, _ = run(lines, settings, GRACE_US)
     out = io.StringIO()
-    write_sla_events(out, emitted)
+    write_csv([(out, SLA_EVENTS)], emitted)
     rows = [line.split(",") for line in out.getvalue().splitlines()]
     assert rows[0] == ["ticket_id", "target", "state", "due_at", "as_of"]
     return rows[1:]
