@@ -49,10 +49,6 @@ class FlowRecord(Record):
     transfers_in: dict[str, int]
     transfers_out: dict[str, int]
 
-    @classmethod
-    def of(cls, snapshot: FlowSnapshot) -> FlowRecord:
-        return cls(**cls.fields_of(snapshot))
-
     @staticmethod
     def fields_of(snapshot: FlowSnapshot) -> dict[str, Any]:
         return {
@@ -82,10 +78,6 @@ class AgingRecord(Record):
         description="open tickets at_risk and breached, per target (first_response, resolution)"
     )
 
-    @classmethod
-    def of(cls, snapshot: AgingSnapshot) -> AgingRecord:
-        return cls(**cls.fields_of(snapshot))
-
     @staticmethod
     def fields_of(snapshot: AgingSnapshot) -> dict[str, Any]:
         percentiles = snapshot.percentiles
@@ -114,10 +106,6 @@ class SlaRecord(Record):
     state: Literal["at_risk", "breached", "met"]
     due_at: str = Field(description="when the target is (or was) used up, ISO 8601 UTC")
     as_of: str = Field(description="the instant the state changed, ISO 8601 UTC")
-
-    @classmethod
-    def of(cls, change: SlaChange) -> SlaRecord:
-        return cls(**cls.fields_of(change))
 
     @staticmethod
     def fields_of(change: SlaChange) -> dict[str, Any]:
@@ -167,12 +155,6 @@ class IndicatorRecord(Record):
         description="open / (outflow over the capacity window per day); null without outflow"
     )
     drivers: list[DriverRecord] = Field(description="the top 3 tags of recent inflow")
-
-    @classmethod
-    def of(
-        cls, snapshot: IndicatorSnapshot, window: str, capacity: float | None
-    ) -> IndicatorRecord:
-        return cls(**cls.fields_of(snapshot, window, capacity))
 
     @staticmethod
     def fields_of(

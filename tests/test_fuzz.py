@@ -28,12 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.alerts import describe
 from streams.broker import EmbeddedBroker
 from streams.events import EventType, InvalidEvent, TicketEvent, parse_event
 from streams.flow import Windows
 from streams.metrics import OTHER, PipelineMetrics
-from streams.records import AgingRecord, AlertRecord, DeadLetter, FlowRecord, SlaRecord
+from streams.records import DeadLetter, outgoing
 from streams.report import Counters, run
 from streams.scope import Emitted, Settings
 from streams.ticket import ALL_SCOPE, Status
@@ -227,14 +226,8 @@ def run_core(
 
 
 def publish(item: Emitted) -> list[bytes]:
-    """The records the shell's ``_publish`` makes of one emitted snapshot."""
-    records = [FlowRecord.of(item.flow).to_bytes()]
-    if item.aging is not None:
-        records.append(AgingRecord.of(item.aging).to_bytes())
-        records += [SlaRecord.of(change).to_bytes() for change in item.aging.sla_changes]
-    if item.alert is not None:
-        records.append(AlertRecord.of(item.alert, describe(item.alert, item.flow, None)).to_bytes())
-    return records
+    """The records the shell publishes of one emitted snapshot."""
+    return [value for _, _, value in outgoing(item, None, "7d", "7d")]
 
 
 def parses(raw: bytes) -> TicketEvent | None:

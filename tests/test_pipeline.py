@@ -63,11 +63,11 @@ class Expected:
 
 def expected_from_report(lines: list[bytes]) -> Expected:
     emitted, _ = run(lines, core_settings(3600), GRACE_US)
-    flow = [FlowRecord.of(item.flow).model_dump() for item in emitted]
-    aging = [AgingRecord.of(item.aging).model_dump() for item in emitted if item.aging]
+    flow = [FlowRecord.fields_of(item.flow) for item in emitted]
+    aging = [AgingRecord.fields_of(item.aging) for item in emitted if item.aging]
     alerts = [alert for item in emitted for alert in item.alerts]
     sla = [
-        SlaRecord.of(change).model_dump()
+        SlaRecord.fields_of(change)
         for item in emitted
         for change in (item.aging.sla_changes if item.aging else ())
     ]

@@ -357,7 +357,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     last = max((e for e in emitted if e.flow.scope == "all"), key=lambda e: e.flow.as_of_us)
     assert last.indicators is not None
     assert last.indicators.drivers, "the tagged tickets make drivers of the whole backlog"
-    last_all = FlowRecord.of(last.flow).model_dump()
+    last_all = FlowRecord.fields_of(last.flow)
     workdir = tmp_path_factory.mktemp("prometheus-e2e")
     with ExitStack() as stop:
         broker = stop.enter_context(EmbeddedBroker())
