@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
@@ -28,7 +28,7 @@ from streams.delivery import deliver_alerts_to_chat
 from streams.metadata import track_topics
 from streams.metrics import PipelineMetrics, drop_created_series
 from streams.positions import SourceLog
-from streams.publish import publish
+from streams.publish import kafka_producer, publish
 from streams.recontact import Requester
 from streams.records import DeadLetter, outgoing
 from streams.scope import Emitted, ScopeState, Settings
@@ -346,7 +346,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         chunk = max(1, budget // 10)
 
         async def publish_unpublished() -> None:
-            sends.extend(await publish(_kafka_producer(app), _records(unpublished)))
+            sends.extend(await publish(kafka_producer(app), _records(unpublished)))
             metrics.count_snapshots(unpublished)
             unpublished.clear()
 
@@ -559,12 +559,6 @@ def _forget_requesters(table: PartitionedTable, partition: int, low_us: int) -> 
         requester = table.get(key)
         if isinstance(requester, Requester) and requester.expired(low_us):
             table.delete(partition, key)
-
-
-def _kafka_producer(app: faust.App) -> AIOKafkaProducer:
-    """The aiokafka producer under Faust's, started with the worker (as in metadata.py)."""
-    producer: Any = app.producer
-    return producer._ensure_producer()
 
 
 async def _acked(sends: Iterable[Any]) -> None:

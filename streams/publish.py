@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from faust.types import AppT
 
 Record = tuple[str, bytes, bytes]  # topic, key, value
 Placed = tuple[str, int, bytes, bytes | None]  # topic, partition, key, value (None deletes)
@@ -54,3 +55,9 @@ async def publish_placed(
     for (topic, partition), batch in batches.items():
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
+
+
+def kafka_producer(app: AppT) -> AIOKafkaProducer:
+    """The aiokafka producer under Faust's, started with the worker (as in metadata.py)."""
+    producer: Any = app.producer
+    return producer._ensure_producer()

@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import AppT, TableT
 
 from streams import codec
-from streams.publish import Placed, publish_placed
+from streams.publish import Placed, kafka_producer, publish_placed
 
 
 class PartitionedTable:
@@ -80,7 +80,7 @@ class PartitionedTable:
         """Hand every write so far to the producer, without waiting for the broker."""
         unsent, self._unsent = self._unsent, []
         if unsent:
-            producer = self.table.app.producer._ensure_producer()  # type: ignore[attr-defined]
+            producer = kafka_producer(self.table.app)
             self._unconfirmed += await publish_placed(producer, unsent)
 
     async def written(self) -> None:
