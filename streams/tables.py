@@ -80,8 +80,8 @@ class PartitionedTable:
         """Hand every write so far to the producer, without waiting for the broker."""
         unsent, self._unsent = self._unsent, []
         if unsent:
-            producer = kafka_producer(self.table.app)
-            self._unconfirmed += await publish_placed(producer, unsent)
+            sent = await publish_placed(kafka_producer(self.table.app), unsent)
+            self._unconfirmed += sent
 
     async def written(self) -> None:
         """Until the broker has acknowledged every write so far."""
