@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import AppT, TableT
 
 from streams import codec
-from streams.publish import Placed, kafka_producer, publish_placed
+from streams.publish import kafka_producer, publish_placed
 
 
 class PartitionedTable:
@@ -32,7 +32,7 @@ class PartitionedTable:
     ) -> None:
         self.table = table
         self.on_load = on_load  # called with each value decoded from the changelog
-        self._unsent: list[Placed] = []
+        self._unsent: list[tuple[int, bytes, bytes | None]] = []  # partition, key, value
         self._unconfirmed: list[asyncio.Future[Any]] = []
 
     @classmethod
@@ -80,7 +80,9 @@ class PartitionedTable:
         """Hand every write so far to the producer, without waiting for the broker."""
         unsent, self._unsent = self._unsent, []
         if unsent:
-            sent = await publish_placed(kafka_producer(self.table.app), unsent)
+            topic = self.table.changelog_topic.get_topic_name()
+            records = ((topic, partition, key, value) for partition, key, value in unsent)
+            sent = await publish_placed(kafka_producer(self.table.app), records)
             self._unconfirmed += sent
 
     async def written(self) -> None:
@@ -91,8 +93,7 @@ class PartitionedTable:
             await asyncio.gather(*unconfirmed)
 
     def _send(self, partition: int, key: bytes, value: bytes | None) -> None:
-        topic = self.table.changelog_topic.get_topic_name()
-        self._unsent.append((topic, partition, key, value))
+        self._unsent.append((partition, key, value))
 
     def keys_in(self, partition: int) -> list[bytes]:
         store: Any = self.table.data
