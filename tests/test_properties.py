@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -29,10 +30,11 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from streams import simulate
 from streams.alerts import CrossingPolicy
 from streams.events import InvalidEvent, TicketEvent, parse_event
 from streams.flow import Windows
-from streams.report import Counters, run
+from streams.report import Counters, LocalPipeline, in_order, run
 from streams.scope import Emitted, Settings
 from tests.oracle import Policy, Result, run_oracle
 
@@ -869,3 +871,24 @@ def test_reply_stamped_before_the_ticket_opened_touches_it() -> None:
     assert row.flow.open == 1
     assert row.aging is not None
     assert row.aging.untouched == 0
+
+
+def test_report_writes_rows_while_it_reads() -> None:
+    """``report`` holds neither the file nor its rows: the first rows come out long before
+    the last line is read, and the whole output is ``run``'s, in the same order."""
+    lines = [simulate.encode(e) for e in simulate.generate_events(simulate.Scenario(days=7))]
+    read = 0
+
+    def reading() -> Iterator[bytes]:
+        nonlocal read
+        for line in lines:
+            read += 1
+            yield line
+
+    pipeline = LocalPipeline(SHORT.settings(), GRACE_US)
+    streamed, read_at_row = [], []
+    for item in in_order(reading(), pipeline):
+        streamed.append(item)
+        read_at_row.append(read)
+    assert read_at_row[len(read_at_row) // 2] < len(lines) * 3 // 4
+    assert streamed == run(lines, SHORT.settings(), GRACE_US)[0]
