@@ -5,10 +5,11 @@ python -m tests.bench [--quick] [--only PART ...] [--days N]
 Parts, all by default, in this order: report (``report`` in-process over ``--days`` of the
 default team), million (``flowgauge report`` over 1,000,000 events, tests/bench_million.py),
 throughput (raw aiokafka consumer, bare Faust agent, one worker, two workers over the same
-events, tests/bench_throughput.py), latency (at 500 events/s, tests/bench_latency.py),
-render (``/metrics`` at 50 queues x 4 priorities x 8 channels, tests/bench_render.py),
-aging (as-of queries on a big aging index). ``--quick`` runs smaller sizes of each. Each
-target of the issue is printed at the end as met or not met, with the measured ratio.
+events, and where one worker's CPU goes, tests/bench_throughput.py), latency (at 500
+events/s, tests/bench_latency.py), render (``/metrics`` at 50 queues x 4 priorities x 8
+channels, tests/bench_render.py), aging (as-of queries on a big aging index). ``--quick``
+runs smaller sizes of each. Each target of the issue is printed at the end as met or not
+met, with the measured ratio.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Events/s over the same input, all in one run, each reader on an embedded broker of its own.
 
 A raw aiokafka consumer (the ceiling) and the bare Faust agent of tests/bench_faust.py
-(the baseline of the 60% target) read the topic filled beforehand. One worker with every
-feature on, then two workers in one group, are started first and the same events are
-produced flat out (in about a second) once the group is stable: a worker joining a busy
-group makes a rebalance, and on Tansu the skipped-messages check then restarts a worker
-(streams/gaps.py), which would be timed instead of the processing.
+(the baseline of the 60% target) read the topic filled beforehand; so does the same agent
+taking batches as a worker does, for the CPU Faust alone costs a worker per event. One
+worker with every feature on, then two workers in one group, are started first and the
+same events are produced flat out (in about a second) once the group is stable: a worker
+joining a busy group makes a rebalance, and on Tansu the skipped-messages check then
+restarts a worker (streams/gaps.py), which would be timed instead of the processing.
 
 A worker's rate is timed from its first event taken in to its last snapshot published:
 the count ``flowgauge report`` gives for the same events (the input read alone says
@@ -13,6 +14,11 @@ little, since the scope stage may still be minutes behind). Its end includes the
 timeout, after which the last boundary closes. While the workers run, the CPU time of the
 workers, of the broker and of the whole machine is read from /proc, so the scale-out
 figure says what held it back.
+
+A worker's CPU per event is then split: Faust's intake (the batched bare agent), the core
+(``flowgauge report``'s pipeline over the same events in this process, no Kafka) and the
+rest (the stages' Kafka traffic, tables, serialization). The first two alone set how fast
+one worker could go on one core, whatever the rest cost.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from streams.config import FlowgaugeConfig
 from streams.producer import message_key
 from streams.report import run
 from streams.topics import INPUT
-from tests.bench_faust import bare_faust_rate
+from tests.bench_faust import BareRun, Batches, bare_faust_run
 from tests.bench_support import Target, cpu_seconds, events_taken
 from tests.cluster import Worker, produce, start_worker
 
@@ -54,7 +60,9 @@ def bench_throughput(lines: list[bytes], workdir: Path, load: str) -> list[Targe
     """The four readers over ``lines``; ``load`` names the workload in the targets."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = FlowgaugeConfig()  # what the workers read, from the same environment
+    started = time.process_time()
     snapshots = len(run(lines, config.core(), config.grace_us)[0])
+    core = (time.process_time() - started) / len(lines)
     print(
         f"snapshots the events make (flowgauge report, step {config.step}): {snapshots:,},"
         f" {snapshots / len(lines):.2f} per event"
@@ -63,11 +71,17 @@ def bench_throughput(lines: list[bytes], workdir: Path, load: str) -> list[Targe
         produce(broker, INPUT, _keyed(lines))
         raw = raw_consumer_rate(broker, len(lines))
         print(f"raw aiokafka consumer: {raw:,.0f} events/s")
-        bare = bare_faust_rate(broker, len(lines), workdir)
-    print(f"bare Faust agent (iterate only): {bare:,.0f} events/s ({bare / raw:.1%} of raw)")
+        bare = bare_faust_run(broker, len(lines), workdir)
+        batches = Batches(config.batch_size, config.batch_seconds)
+        intake = bare_faust_run(broker, len(lines), workdir, batches)
+    print(
+        f"bare Faust agent (iterate only): {bare.rate:,.0f} events/s ({bare.rate / raw:.1%} of raw)"
+    )
     one = worker_rate(lines, workdir, 1, snapshots)
-    print(f"one worker, all features: {one.rate:,.0f} events/s ({one.rate / bare:.1%} of the")
+    print(f"one worker, all features: {one.rate:,.0f} events/s ({one.rate / bare.rate:.1%} of the")
     print(f"  bare Faust agent, {one.rate / raw:.2%} of raw); {_intake(one)}; {_cores(one)}")
+    for line in _split(one, intake, core, bare):
+        print(f"  {line}")
     two = worker_rate(lines, workdir, 2, snapshots)
     print(f"two workers: {two.rate:,.0f} events/s ({two.rate / one.rate:.2f}x one worker);")
     print(f"  {_intake(two)}; {_cores(two)}")
@@ -75,9 +89,27 @@ def bench_throughput(lines: list[bytes], workdir: Path, load: str) -> list[Targe
     print(f"  {_per_core(one, two)}")
     scale_out = f"two workers / one worker, {load} ({bottleneck(two, raw)})"
     return [
-        Target(f"one worker / bare Faust agent, {load}", one.rate / bare, 0.6, ""),
+        Target(f"one worker / bare Faust agent, {load}", one.rate / bare.rate, 0.6, ""),
         Target(scale_out, two.rate / one.rate, 1.6, ""),
     ]
+
+
+def _split(one: Run, intake: BareRun, core: float, bare: BareRun) -> list[str]:
+    """One worker's CPU per event by where it goes, and what its two fixed parts allow."""
+    spent = one.worker_cores / one.rate
+    rest = spent - intake.cpu_per_event - core
+    best = 1 / (intake.cpu_per_event + core)
+    return [
+        f"CPU per event: {_us(spent)} in all; Faust's intake {_us(intake.cpu_per_event)}"
+        f" (the bare agent taking batches, at {intake.rate:,.0f} events/s), the core {_us(core)}"
+        f" ({1 / core:,.0f} events/s in-process), the rest {_us(rest)}",
+        f"intake and core alone allow one worker {best:,.0f} events/s on one core:"
+        f" {best / bare.rate:.1%} of the bare agent (which spends {_us(bare.cpu_per_event)})",
+    ]
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.0f} µs"
 
 
 def _keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes]]:
