@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +41,8 @@ from aiokafka.structs import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.utils.queues import FlowControlEvent
+
+from streams.restart import restart_worker
 
 log = logging.getLogger(__name__)
 _original_add_gap = faust_consumer.Consumer._add_gap
@@ -173,8 +173,7 @@ async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int)
             tp.topic,
             tp.partition,
         )
-        logging.shutdown()
-        os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])
+        restart_worker()
     await _original_add_gap(self, tp, offset_from, offset_to)
 
 
