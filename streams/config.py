@@ -154,6 +154,7 @@ class FlowgaugeConfig(BaseSettings):
     data_dir: Path = Path(".flowgauge")
     app_id: str = "flowgauge"
     rebalance_timeout: float = Field(4.0, gt=0)
+    stall_restart: Literal["off"] | Duration = "5m"  # README "Operations"
     log_level: str = "warning"
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()
@@ -197,6 +198,10 @@ class FlowgaugeConfig(BaseSettings):
     @property
     def step_seconds(self) -> int:
         return parse_duration(self.step)
+
+    @property
+    def stall_restart_seconds(self) -> int | None:
+        return None if self.stall_restart == "off" else parse_duration(self.stall_restart)
 
     @property
     def grace_us(self) -> int:

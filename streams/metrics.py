@@ -305,6 +305,12 @@ class PipelineMetrics:
             ["partition"],
             registry=r,
         )
+        self.intake_stalled = Gauge(
+            "flowgauge_intake_stalled_seconds",
+            "How long this worker has taken in none of the input waiting for it (0 while it"
+            " moves or is caught up)",
+            registry=r,
+        )
 
     def count_ticket_batch(self, batch: TicketBatch) -> None:
         for (cause, queue, priority, channel), count in batch.lifecycle.items():

@@ -24,6 +24,7 @@ SERVICES = {"kafka", "kafka-init", "worker", "simulator", "prometheus", "alertma
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
     "FlowgaugeInflowAboveOutflow",
+    "FlowgaugeIntakeStalled",
     "FlowgaugePipelineStale",
     "FlowgaugeSlaBreachWave",
     "FlowgaugeSnapshotsBehind",

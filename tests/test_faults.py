@@ -26,12 +26,13 @@ from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import commits
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.config import FlowgaugeConfig
 from streams.producer import publish as replay
 from streams.simulate import Scenario, encode, generate_events
 from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
 from tests.cluster import Worker, latest_by_key, read_topic, stacks, start_worker
+from tests.proxy import FreezingProxy
 from tests.test_pipeline import (
     STEP,
     assert_snapshots,
@@ -354,3 +355,55 @@ def test_a_commit_from_outside_the_group_is_taken_and_the_worker_sends_none(
     assert resumed_at == 5, "the broker did not take the commit from outside the group"
     assert joined, "a consumer that joined does not count as a member"
     assert sent is False
+
+
+def test_a_connection_that_silently_stops_carrying_data_ends_in_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Every connection the worker has open goes silent (no reset, no error): its fetches
+    and acks wait for their request timeouts, up to 20 minutes for an ack under Faust. The
+    intake watch sees the input wait while nothing moves, asks the broker afresh, and
+    restarts the worker, which carries on exactly."""
+    before, after = split_log(days=9, cut_days=7)
+    proxy_port = free_port()
+    with (
+        EmbeddedBroker(advertised_port=proxy_port) as broker,
+        FreezingProxy(proxy_port, broker.port) as proxy,
+    ):
+        worker = start_worker(broker, tmp_path, "worker", **STEP, FLOWGAUGE_STALL_RESTART="15s")
+        try:
+            publish(broker, before)
+            check_exact(broker, before, [worker])
+            assert proxy.freeze_open() > 0, "the worker should have connections open"
+            publish(broker, after)
+            wait_for("the worker restarts itself", lambda: restarted(worker), 150, [worker])
+            check_exact(broker, before + after, [worker])
+        finally:
+            worker.stop()
+
+
+def test_a_paused_worker_is_not_taken_for_a_stalled_one(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Stopped (SIGSTOP) for longer than the restart limit while input arrives, then
+    continued: its first beats come late, so the intake watch does not restart it."""
+    before, after = split_log(days=9, cut_days=7)
+    worker = start_worker(broker, tmp_path, "worker", **STEP, FLOWGAUGE_STALL_RESTART="10s")
+    try:
+        publish(broker, before)
+        wait_caught_up([worker])
+        worker.process.send_signal(signal.SIGSTOP)
+        try:
+            publish(broker, after)
+            time.sleep(25)
+        finally:
+            worker.process.send_signal(signal.SIGCONT)
+        check_exact(broker, before + after, [worker])
+        assert not restarted(worker), worker.log.read_text(errors="replace")[-3000:]
+    finally:
+        worker.stop()
+
+
+def restarted(worker: Worker) -> bool:
+    """Whether the intake watch has restarted the worker (streams/app.py logs it)."""
+    return b"with messages waiting: restarting" in worker.log.read_bytes()
