@@ -401,27 +401,35 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
                 )
                 await _send_idle(progress)
 
-    watch = IntakeWatch(WATCH_SECONDS)
-    restart_after = config.stall_restart_seconds
+    watch = IntakeWatch(WATCH_SECONDS, config.stall_restart_seconds)
+
+    def standing() -> dict[int, tuple[int, int | None]]:
+        return {tp.partition: _standing(app, tp, processed_offsets) for tp in _owned(app, INPUT)}
 
     # Its own timer: the heartbeat may be awaiting acks on the very connection that stalled,
     # and the lag it would export meanwhile is the last one before the wait.
     @app.timer(interval=WATCH_SECONDS)
     async def intake_watch() -> None:
         """Export the input lag and how long the intake has stood still with input waiting
-        (streams/stall.py); past ``stall_restart``, restart the worker once the broker
-        confirms the input."""
-        now = time.monotonic()
-        owned = {tp.partition: _standing(app, tp, processed_offsets) for tp in _owned(app, INPUT)}
+        (streams/stall.py). Past ``stall_restart``, ask the broker afresh; restart the worker
+        if input waits and nothing moved meanwhile."""
+        owned = standing()
         metrics.set_lag({p: lag for p, (_, lag) in owned.items() if lag is not None})
-        settling = app.rebalancing or app.in_recovery
-        metrics.intake_stalled.set(watch.observe(now, {} if settling else owned))
-        stalled = watch.stalled(now, restart_after) if restart_after is not None else {}
-        if stalled and await _input_waits(servers, stalled):
+        # Recovering tables legitimately takes long; a rebalance does not, and one waiting
+        # on the stalled connection is as stuck as the intake.
+        now = time.monotonic()
+        metrics.intake_stalled.set(watch.observe(now, {} if app.in_recovery else owned))
+        asked = watch.to_ask(now)
+        if not asked:
+            return
+        waits = await _input_waits(servers, asked)
+        watch.asked(time.monotonic())
+        unmoved = {p: position for p, (position, _) in standing().items() if p in asked}
+        if waits and unmoved == asked and not app.in_recovery:
             log.error(
                 "input partitions %s stood still for %ss with messages waiting: restarting",
-                sorted(stalled),
-                restart_after,
+                sorted(asked),
+                config.stall_restart_seconds,
             )
             restart_worker()
 
@@ -616,15 +624,18 @@ def _standing(app: faust.App, tp: TP, processed: dict[int, int]) -> tuple[int, i
 async def _input_waits(servers: str, positions: dict[int, int]) -> bool:
     """Whether the broker, asked afresh, holds input at or past any of the positions. A
     broker that does not answer says no: a restart would not reach it either."""
-    try:
-        for partition, position in positions.items():
+    for partition, position in positions.items():
+        try:
             found = await asyncio.wait_for(
                 gaps.first_message_at(servers, INPUT, partition, position), WATCH_ASK_SECONDS
             )
-            if found is not None:
-                return True
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("intake stood still; the broker did not answer whether input waits: %r", exc)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "intake stood still; no answer whether input waits at %d: %r", partition, exc
+            )
+            continue
+        if found is not None:
+            return True
     return False
 
 

@@ -66,8 +66,8 @@ async def first_message_at(
     the broker said the log ends at or before ``offset``. A slow broker is not taken for
     a short log: after 30 s without an answer this raises TimeoutError."""
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await probe.start()
     try:
+        await probe.start()  # within: a start given up on (wait_for) still closes the client
         tp = TopicPartition(topic, partition)
         probe.assign([tp])
         probe.seek(tp, offset)

@@ -8,7 +8,9 @@ intake has stood still, and past a limit restarts the worker, which resumes from
 changelogs and committed offsets as after a kill -9.
 
 Only time the worker was seen running counts: a beat that comes late (the process was
-paused, or the loop was busy with one long step) starts every clock again.
+paused, or the loop was busy with one long step) starts every clock again. The broker is
+asked at most once per limit, and the wait for its answer is the watch's own: it neither
+counts as a pause nor stops the clocks.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class Standing:
 @dataclass(slots=True)
 class IntakeWatch:
     beat_seconds: float
+    limit: float | None  # standing still this long, the broker is asked; None: never
     partitions: dict[int, Standing] = field(default_factory=dict)
     last_beat: float | None = None
+    asked_at: float | None = None
 
     def observe(self, now: float, owned: Mapping[int, tuple[int, int | None]]) -> float:
         """One beat: each owned input partition's position and lag (None: no fetch answered
@@ -60,11 +64,18 @@ class IntakeWatch:
     def stood_still(self, now: float) -> float:
         return max((now - s.since for s in self.partitions.values() if s.waiting), default=0.0)
 
-    def stalled(self, now: float, limit: float) -> dict[int, int]:
-        """The partitions standing still with input waiting for ``limit`` seconds or more,
-        with their positions."""
+    def to_ask(self, now: float) -> dict[int, int]:
+        """The partitions to ask the broker about, with their positions: standing still with
+        input waiting for the limit or longer, unless it was asked within the limit."""
+        limit = self.limit
+        if limit is None or (self.asked_at is not None and now - self.asked_at < limit):
+            return {}
         return {
             partition: s.position
             for partition, s in self.partitions.items()
             if s.waiting and now - s.since >= limit
         }
+
+    def asked(self, now: float) -> None:
+        """The broker answered, or gave up, at ``now``."""
+        self.asked_at = self.last_beat = now
