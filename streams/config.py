@@ -32,6 +32,19 @@ def _duration(text: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_duration)]
 
+# Below this, one slow batch with input waiting could pass for a stall.
+MIN_STALL_RESTART_SECONDS = 10
+
+
+def _stall_restart(text: str) -> str:
+    text = text.strip().lower()
+    if text != "off" and parse_duration(text) < MIN_STALL_RESTART_SECONDS:
+        raise ValueError(f"stall_restart must be off or at least {MIN_STALL_RESTART_SECONDS}s")
+    return text
+
+
+StallRestart = Annotated[str, AfterValidator(_stall_restart)]
+
 
 class CrossingConfig(BaseModel):
     """The ``inflow_above_outflow`` rule: see README "Alerts"."""
@@ -154,7 +167,7 @@ class FlowgaugeConfig(BaseSettings):
     data_dir: Path = Path(".flowgauge")
     app_id: str = "flowgauge"
     rebalance_timeout: float = Field(4.0, gt=0)
-    stall_restart: Literal["off"] | Duration = "5m"  # README "Operations"
+    stall_restart: StallRestart = "5m"  # README "Known limits"
     log_level: str = "warning"
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()

@@ -29,6 +29,15 @@ def test_defaults_match_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
     config = FlowgaugeConfig()
     assert (config.web_port, config.partitions, config.step, config.grace) == (6066, 4, "5m", "10m")
     assert config.windows == ("1h", "24h", "7d")
+    assert config.stall_restart_seconds == 300
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("OFF", None), (" 90s", 90), ("10s", 10)])
+def test_the_stall_restart_is_off_or_a_duration_of_at_least_10s(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: int | None
+) -> None:
+    monkeypatch.setenv("FLOWGAUGE_STALL_RESTART", value)
+    assert FlowgaugeConfig().stall_restart_seconds == seconds
 
 
 @pytest.mark.parametrize(
@@ -37,6 +46,8 @@ def test_defaults_match_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FLOWGAUGE_STEP", "five minutes"),
         ("FLOWGAUGE_BROKER", "localhost:9092"),
         ("FLOWGAUGE_WEB_PORT", "70000"),
+        ("FLOWGAUGE_STALL_RESTART", "5s"),
+        ("FLOWGAUGE_STALL_RESTART", "never"),
     ],
 )
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
