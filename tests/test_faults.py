@@ -357,51 +357,31 @@ def test_a_commit_from_outside_the_group_is_taken_and_the_worker_sends_none(
     assert sent is False
 
 
+@pytest.mark.timeout(480)
 def test_a_connection_that_silently_stops_carrying_data_ends_in_a_restart(
     tmp_path: Path,
 ) -> None:
-    """Every connection the worker has open goes silent (no reset, no error): its fetches
-    and acks wait for their request timeouts, up to 20 minutes for an ack under Faust. The
-    intake watch sees the input wait while nothing moves, asks the broker afresh, and
-    restarts the worker, which carries on exactly."""
+    """Every connection the worker has open goes silent (no reset, no error): the fetch is
+    given up after Faust's request timeout (90 s), but the acks the stages wait for would
+    take 20 minutes, and the group's rebalance waits on them too. The intake watch sees the
+    input wait while nothing moves, past a limit longer than the rebalance takes to start,
+    asks the broker afresh, and restarts the worker, which carries on exactly."""
     before, after = split_log(days=9, cut_days=7)
     proxy_port = free_port()
     with (
         EmbeddedBroker(advertised_port=proxy_port) as broker,
         FreezingProxy(proxy_port, broker.port) as proxy,
     ):
-        worker = start_worker(broker, tmp_path, "worker", **STEP, FLOWGAUGE_STALL_RESTART="15s")
+        worker = start_worker(broker, tmp_path, "worker", **STEP, FLOWGAUGE_STALL_RESTART="60s")
         try:
             publish(broker, before)
-            check_exact(broker, before, [worker])
+            wait_caught_up([worker])
             assert proxy.freeze_open() > 0, "the worker should have connections open"
             publish(broker, after)
-            wait_for("the worker restarts itself", lambda: restarted(worker), 150, [worker])
+            wait_for("the worker restarts itself", lambda: restarted(worker), 300, [worker])
             check_exact(broker, before + after, [worker])
         finally:
             worker.stop()
-
-
-def test_a_paused_worker_is_not_taken_for_a_stalled_one(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    """Stopped (SIGSTOP) for longer than the restart limit while input arrives, then
-    continued: its first beats come late, so the intake watch does not restart it."""
-    before, after = split_log(days=9, cut_days=7)
-    worker = start_worker(broker, tmp_path, "worker", **STEP, FLOWGAUGE_STALL_RESTART="10s")
-    try:
-        publish(broker, before)
-        wait_caught_up([worker])
-        worker.process.send_signal(signal.SIGSTOP)
-        try:
-            publish(broker, after)
-            time.sleep(25)
-        finally:
-            worker.process.send_signal(signal.SIGCONT)
-        check_exact(broker, before + after, [worker])
-        assert not restarted(worker), worker.log.read_text(errors="replace")[-3000:]
-    finally:
-        worker.stop()
 
 
 def restarted(worker: Worker) -> bool:
