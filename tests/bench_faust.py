@@ -3,7 +3,9 @@
 One ``faust.App``, one agent over every message of ``ticket-events`` with raw bytes (no
 parsing, no table), on the same broker as the worker. The baseline of the 60% target
 iterates message by message. Given a batch size, it takes batches instead, as a worker's
-ticket stage does (``stream.take_events``): what Faust alone costs a worker per event.
+ticket stage does (``stream.take_events``): what Faust alone costs a worker per event
+(without the worker's fetch settings and its per-message seek-fence check, streams/gaps.py
+and streams/tansu.py, which the split counts in the rest).
 It counts until it has seen ``COUNT`` messages, writes its rate (events/s from its first
 step to its last) and its CPU time per event meanwhile (every thread of the process) to
 ``DIR/<app id>.rate``, and stops itself.
@@ -109,6 +111,8 @@ def bare_faust_run(
     broker: EmbeddedBroker, count: int, workdir: Path, batches: Batches | None = None
 ) -> BareRun:
     """Run the bare agent in its own process (as a worker runs) and read its figures."""
+    if batches is not None and count <= batches.size:
+        raise ValueError("the clocks start after the first batch: give it more events")
     name = app_id(batches)
     log = workdir / f"{name}.log"
     command = [sys.executable, "-m", "tests.bench_faust", broker.url, str(count), str(workdir)]
