@@ -17,8 +17,9 @@ figure says what held it back.
 
 A worker's CPU per event is then split: Faust's intake (the batched bare agent), the core
 (``flowgauge report``'s pipeline over the same events in this process, no Kafka) and the
-rest (the stages' Kafka traffic, tables, serialization). The first two alone set how fast
-one worker could go on one core, whatever the rest cost.
+rest (the stages' Kafka traffic, tables, serialization, and what the worker adds to
+Faust's intake). The first two alone set how fast one worker could go on one core,
+whatever the rest cost.
 """
 
 from __future__ import annotations

@@ -363,9 +363,9 @@ def test_a_connection_that_silently_stops_carrying_data_ends_in_a_restart(
 ) -> None:
     """Every connection the worker has open goes silent (no reset, no error): the fetch is
     given up after Faust's request timeout (90 s), but the acks the stages wait for would
-    take 20 minutes, and the group's rebalance waits on them too. The intake watch sees the
-    input wait while nothing moves, past a limit longer than the rebalance takes to start,
-    asks the broker afresh, and restarts the worker, which carries on exactly."""
+    take 20 minutes, and a rebalance that follows may wait on them too. The intake watch
+    sees the input wait while nothing moves, past a limit longer than a rebalance takes to
+    start, asks the broker afresh, and restarts the worker, which carries on exactly."""
     before, after = split_log(days=9, cut_days=7)
     proxy_port = free_port()
     with (
