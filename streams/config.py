@@ -17,12 +17,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from streams.alerts import CrossingPolicy, RulesPolicy
-from streams.chat import ChatDestination
-from streams.flow import Windows
-from streams.scope import Settings
-from streams.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
-from streams.timeline import US_PER_SECOND, parse_duration
+from streams.core.alerts import CrossingPolicy, RulesPolicy
+from streams.core.flow import Windows
+from streams.core.scope import Settings
+from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
+from streams.core.timeline import US_PER_SECOND, parse_duration
+from streams.outputs.chat import ChatDestination
 
 
 def _duration(text: str) -> str:

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from streams.aging import ScopeAging
-from streams.report import run
-from streams.simulate import Scenario, encode, generate_events
-from streams.sla import Clock, SlaPolicy, TargetClock, Targets
-from streams.ticket import Kind, Transition
-from streams.timeline import US_PER_SECOND
+from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.aging import ScopeAging
+from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
+from streams.core.ticket import Kind, Transition
+from streams.core.timeline import US_PER_SECOND
 from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
 from tests.bench_render import bench_render

@@ -27,8 +27,8 @@ from typing import Any
 
 import faust
 
-from streams.broker import EmbeddedBroker
-from streams.topics import INPUT
+from streams.commands.broker import EmbeddedBroker
+from streams.core.topics import INPUT
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,12 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker
-from streams.producer import message_key
-from streams.simulate import encode, generate_events
-from streams.timeline import US_PER_SECOND, to_us
-from streams.topics import FLOW, INPUT
-from streams.watermark import Watermarks
+from streams.commands.broker import EmbeddedBroker
+from streams.commands.replay import message_key
+from streams.commands.simulate import encode, generate_events
+from streams.core.timeline import US_PER_SECOND, to_us
+from streams.core.topics import FLOW, INPUT
+from streams.core.watermark import Watermarks
 from tests.bench_support import busy_team, cpu_seconds, events_taken, percentiles
 from tests.cluster import Worker, start_worker
 

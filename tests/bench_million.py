@@ -2,7 +2,7 @@
 
 The events are the first million of a simulated team ten times the default one (2,100
 tickets a day, about 77 days; 13 scopes), written to a JSONL file first; generating them
-is timed apart. Then the real command, ``python -m streams.cli report FILE --output CSV``
+is timed apart. Then the real command, ``python -m streams.commands.cli report FILE --output CSV``
 (step 5 min), runs in a child process: its wall time (interpreter start, reading the
 file, the core, writing the CSV) and its peak RSS (VmHWM).
 """
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.simulate import encode, generate_events
+from streams.commands.simulate import encode, generate_events
 from tests.bench_support import busy_team
 
 EVENTS = 1_000_000
@@ -43,7 +43,15 @@ def bench_million(events: int = EVENTS) -> ReportRun:
     started = time.perf_counter()
     write_events(source, events)
     generated = time.perf_counter() - started
-    command = [sys.executable, "-m", "streams.cli", "report", str(source), "--output", str(output)]
+    command = [
+        sys.executable,
+        "-m",
+        "streams.commands.cli",
+        "report",
+        str(source),
+        "--output",
+        str(output),
+    ]
     elapsed, peak_kib = run_measured(command, workdir / "report.stderr")
     with output.open("rb") as rows:
         count = sum(1 for _ in rows) - 1  # the header

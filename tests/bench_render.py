@@ -17,8 +17,8 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 
-from streams.metrics import PipelineMetrics, drop_created_series
-from streams.simulate import Scenario, encode, generate_events
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.outputs.metrics import PipelineMetrics, drop_created_series
 from tests.bench_support import busy_team
 from tests.conftest import core_settings
 from tests.inprocess import run_core

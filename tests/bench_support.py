@@ -7,7 +7,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from streams.simulate import Scenario
+from streams.commands.simulate import Scenario
 
 _TAKEN = re.compile(r"^flowgauge_events_(?:processed|duplicate)_total(?:\{[^}]*\})? (\S+)$", re.M)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.broker import EmbeddedBroker
+from streams.commands.broker import EmbeddedBroker
+from streams.commands.replay import message_key
+from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.producer import message_key
-from streams.report import run
-from streams.topics import INPUT
+from streams.core.topics import INPUT
 from tests.bench_faust import BareRun, Batches, bare_faust_run
 from tests.bench_support import Target, cpu_seconds, events_taken
 from tests.cluster import Worker, produce, start_worker

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.commands.broker import EmbeddedBroker, free_port
 
 WORKER_ENV = {
     "FLOWGAUGE_IDLE_TIMEOUT": "2s",
@@ -72,7 +72,7 @@ def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.commands.cli", "worker"],
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,

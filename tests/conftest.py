@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.flow import Windows
-from streams.scope import Settings
+from streams.core.flow import Windows
+from streams.core.scope import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"

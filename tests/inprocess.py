@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from streams import codec
-from streams.metrics import PipelineMetrics
-from streams.positions import SourceLog
-from streams.producer import message_key
-from streams.recontact import Requester
-from streams.scope import Emitted, ScopeState, Settings
-from streams.stages import (
+from streams.commands.replay import message_key
+from streams.core.positions import SourceLog
+from streams.core.recontact import Requester
+from streams.core.scope import Emitted, ScopeState, Settings
+from streams.core.stages import (
     Contacts,
     DeadLetterOut,
     Message,
@@ -40,7 +38,9 @@ from streams.stages import (
     run_requester_batch,
     run_ticket_batch,
 )
-from streams.ticket import Ticket
+from streams.core.ticket import Ticket
+from streams.outputs.metrics import PipelineMetrics
+from streams.shell import codec
 
 GRACE_US = 600 * 1_000_000
 

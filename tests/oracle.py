@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streams.events import TicketEvent
+from streams.core.events import TicketEvent
 
 US = 1_000_000
 HOUR = 3600

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streams.chat import (
+from streams.outputs.chat import (
     ZERO_WIDTH_SPACE,
     ChatDestination,
     Kind,
@@ -27,8 +27,8 @@ from streams.chat import (
     render,
     scope_label,
 )
-from streams.notifier import Notifier, Outcome, RetryPolicy
-from streams.records import AlertRecord
+from streams.outputs.notifier import Notifier, Outcome, RetryPolicy
+from streams.outputs.records import AlertRecord
 from tests.chat_servers import SECRET, Receiver, Reply
 
 DASHBOARD = "https://grafana.example.com/d/flowgauge"

@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from streams.broker import EmbeddedBroker
-from streams.delivery import InOrderAcks
-from streams.topics import ALERTS
+from streams.commands.broker import EmbeddedBroker
+from streams.core.topics import ALERTS
+from streams.outputs.delivery import InOrderAcks
 from tests.chat_servers import Receiver, Reply
 from tests.cluster import read_topic, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path

@@ -10,14 +10,13 @@ from dataclasses import replace
 
 import pytest
 
-from streams import codec
-from streams.aging import ScopeAging
-from streams.events import parse_event
-from streams.report import LocalPipeline
-from streams.scope import ScopeState
-from streams.simulate import Scenario, encode, generate_events
-from streams.sla import Clock, SlaPolicy
-from streams.stages import (
+from streams.commands.report import LocalPipeline
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.aging import ScopeAging
+from streams.core.events import parse_event
+from streams.core.scope import ScopeState
+from streams.core.sla import Clock, SlaPolicy
+from streams.core.stages import (
     Message,
     Progress,
     Relay,
@@ -26,8 +25,9 @@ from streams.stages import (
     run_requester_batch,
     run_ticket_batch,
 )
-from streams.ticket import Kind, Transition
-from streams.watermark import PartitionProgress
+from streams.core.ticket import Kind, Transition
+from streams.core.watermark import PartitionProgress
+from streams.shell import codec
 from tests.conftest import core_settings
 
 

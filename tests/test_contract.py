@@ -7,8 +7,12 @@ import json
 import jsonschema
 import pytest
 
-from streams.events import InvalidEvent, TicketEvent, parse_event
-from streams.records import (
+from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.events import InvalidEvent, TicketEvent, parse_event
+from streams.core.timeline import US_PER_SECOND
+from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.outputs.records import (
     EXAMPLES,
     AgingRecord,
     AlertRecord,
@@ -19,10 +23,6 @@ from streams.records import (
     outgoing,
     render_schemas,
 )
-from streams.report import run
-from streams.simulate import Scenario, encode, generate_events
-from streams.timeline import US_PER_SECOND
-from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
 from tests.conftest import ROOT, core_settings
 
 SCHEMAS = ROOT / "schemas"

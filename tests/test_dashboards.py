@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from streams import dashboards
-from streams.cli import main
-from streams.metrics import PipelineMetrics
+from streams.commands.cli import main
+from streams.outputs import dashboards
+from streams.outputs.metrics import PipelineMetrics
 from tests.conftest import ROOT, need_program
 
 GRAFANA = ROOT / "grafana"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from streams.config import FlowgaugeConfig
-from streams.topics import PUBLIC_TOPICS
+from streams.core.topics import PUBLIC_TOPICS
 from tests.conftest import ROOT, need_program
 
 DEPLOY = ROOT / "deploy"
@@ -199,7 +199,7 @@ def test_compose_has_the_services(compose: dict[str, Any]) -> None:
 
 
 def test_simulator_arguments_are_ones_the_cli_accepts(compose: dict[str, Any]) -> None:
-    from streams.cli import _parser
+    from streams.commands.cli import _parser
 
     command = [interpolate(str(part)) for part in compose["services"]["simulator"]["command"]]
     args = _parser().parse_args(command)

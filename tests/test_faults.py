@@ -25,12 +25,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import commits
-from streams.broker import EmbeddedBroker, free_port
+from streams.commands.broker import EmbeddedBroker, free_port
+from streams.commands.replay import publish as replay
+from streams.commands.simulate import Scenario, encode, generate_events
 from streams.config import FlowgaugeConfig
-from streams.producer import publish as replay
-from streams.simulate import Scenario, encode, generate_events
-from streams.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.workarounds import commits
 from tests.cluster import Worker, latest_by_key, read_topic, stacks, start_worker
 from tests.proxy import FreezingProxy
 from tests.test_pipeline import (

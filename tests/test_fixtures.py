@@ -23,7 +23,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "streams.commands.cli",
             "report",
             str(EVENTS),
             "--step",
@@ -95,7 +95,7 @@ def test_report_rows_are_ordered_by_as_of_then_scope_with_all_first(
 
 def test_report_of_an_unreadable_file_exits_non_zero(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", str(tmp_path / "missing.jsonl")],
+        [sys.executable, "-m", "streams.commands.cli", "report", str(tmp_path / "missing.jsonl")],
         capture_output=True,
         text=True,
     )

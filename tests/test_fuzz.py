@@ -28,16 +28,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import EmbeddedBroker
-from streams.events import EventType, InvalidEvent, TicketEvent, parse_event
-from streams.flow import Windows
-from streams.metrics import OTHER, PipelineMetrics
-from streams.records import DeadLetter, outgoing
-from streams.report import Counters, run
-from streams.scope import Emitted, Settings
-from streams.ticket import ALL_SCOPE, Status
-from streams.timeline import US_PER_SECOND, iso, to_us
-from streams.topics import DEAD_LETTERS, INPUT, TOPIC_CONFIGS
+from streams.commands.broker import EmbeddedBroker
+from streams.commands.report import Counters, run
+from streams.core.events import EventType, InvalidEvent, TicketEvent, parse_event
+from streams.core.flow import Windows
+from streams.core.scope import Emitted, Settings
+from streams.core.ticket import ALL_SCOPE, Status
+from streams.core.timeline import US_PER_SECOND, iso, to_us
+from streams.core.topics import DEAD_LETTERS, INPUT, TOPIC_CONFIGS
+from streams.outputs.metrics import OTHER, PipelineMetrics
+from streams.outputs.records import DeadLetter, outgoing
 from tests import inprocess
 from tests.cluster import produce, read_topic, workers
 from tests.inprocess import GRACE_US, CoreRun

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from streams import gaps
+from streams.workarounds import gaps
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from streams import codec
-from streams.events import parse_event
-from streams.scope import Emitted, ScopeState
-from streams.simulate import Scenario, encode, generate_events
-from streams.sla import SlaPolicy
-from streams.stages import (
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.events import parse_event
+from streams.core.scope import Emitted, ScopeState
+from streams.core.sla import SlaPolicy
+from streams.core.stages import (
     Message,
     ScopeDelta,
     ScopeRecord,
@@ -24,8 +23,9 @@ from streams.stages import (
     emit,
     run_ticket_batch,
 )
-from streams.ticket import Ticket
-from streams.timeline import US_PER_SECOND, boundary_index
+from streams.core.ticket import Ticket
+from streams.core.timeline import US_PER_SECOND, boundary_index
+from streams.shell import codec
 from tests.conftest import core_settings
 
 SETTINGS = core_settings(300)

@@ -6,13 +6,13 @@ import json
 from datetime import datetime, timedelta
 from itertools import count
 
-from streams.alerts import DRIVER_SPIKE, capacity_days
+from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.flow import FlowSnapshot
-from streams.indicators import IndicatorSnapshot
-from streams.report import run
-from streams.scope import Emitted
-from streams.timeline import iso, to_us
+from streams.core.alerts import DRIVER_SPIKE, capacity_days
+from streams.core.flow import FlowSnapshot
+from streams.core.indicators import IndicatorSnapshot
+from streams.core.scope import Emitted
+from streams.core.timeline import iso, to_us
 
 GRACE_US = 600 * 1_000_000
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")

@@ -11,13 +11,12 @@ import base64
 import json
 from pathlib import Path
 
-from streams import codec
-from streams.events import parse_event
-from streams.positions import SourceLog
-from streams.report import LocalPipeline
-from streams.simulate import Scenario, encode, generate_events
-from streams.sla import SlaPolicy
-from streams.stages import (
+from streams.commands.report import LocalPipeline
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.events import parse_event
+from streams.core.positions import SourceLog
+from streams.core.sla import SlaPolicy
+from streams.core.stages import (
     Message,
     PartitionRecord,
     Relay,
@@ -29,6 +28,7 @@ from streams.stages import (
     run_requester_batch,
     run_ticket_batch,
 )
+from streams.shell import codec
 from tests.conftest import core_settings
 
 OLD_STATE = Path(__file__).parent / "data" / "state-before-layout.json"

@@ -21,14 +21,14 @@ import pytest
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import EmbeddedBroker
-from streams.producer import message_key
-from streams.records import AgingRecord, FlowRecord, SlaRecord, outgoing
-from streams.report import run
-from streams.simulate import Scenario, encode, generate_events
-from streams.timeline import US_PER_SECOND, iso, to_us
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
-from streams.watermark import Watermarks
+from streams.commands.broker import EmbeddedBroker
+from streams.commands.replay import message_key
+from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.timeline import US_PER_SECOND, iso, to_us
+from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
+from streams.core.watermark import Watermarks
+from streams.outputs.records import AgingRecord, FlowRecord, SlaRecord, outgoing
 from tests.chat_servers import SECRET, Receiver
 from tests.cluster import Worker, latest_by_key, produce, read_topic, stacks, start_worker, workers
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.positions import SourceLog
-from streams.watermark import Watermarks
+from streams.core.positions import SourceLog
+from streams.core.watermark import Watermarks
 
 
 def read_all(source: SourceLog, values: list[bytes]) -> list[int]:

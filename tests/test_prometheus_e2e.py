@@ -30,12 +30,12 @@ import jsonschema
 import pytest
 import yaml
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.events import InvalidEvent, parse_event
-from streams.producer import message_key
-from streams.records import FlowRecord
-from streams.report import run
-from streams.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
+from streams.commands.broker import EmbeddedBroker, free_port
+from streams.commands.replay import message_key
+from streams.commands.report import run
+from streams.core.events import InvalidEvent, parse_event
+from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
+from streams.outputs.records import FlowRecord
 from tests.cluster import Worker, produce, stacks, workers
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path, need_program
 
@@ -450,11 +450,11 @@ def test_every_derived_topic_record_matches_its_json_schema(stack: Stack) -> Non
 
 def test_every_dashboard_panel_expression_returns_data(stack: Stack) -> None:
     try:
-        dashboards = importlib.import_module("streams.dashboards")
+        dashboards = importlib.import_module("streams.outputs.dashboards")
     except ModuleNotFoundError:
-        pytest.skip("streams.dashboards does not exist yet")
+        pytest.skip("streams.outputs.dashboards does not exist yet")
     if not hasattr(dashboards, "panel_expressions"):
-        pytest.skip("streams.dashboards has no panel_expressions() yet")
+        pytest.skip("streams.outputs.dashboards has no panel_expressions() yet")
     if not list((ROOT / "grafana" / "dashboards").glob("*.json")):
         pytest.skip("no grafana/dashboards/*.json yet")
     expressions = dashboards.panel_expressions()

@@ -1,4 +1,5 @@
-"""Property tests: ``streams.report.run`` against the brute-force oracle in tests/oracle.py.
+"""Property tests: ``streams.commands.report.run`` against the brute-force oracle in
+tests/oracle.py.
 
 Generated logs use a small pool of tickets, queues, priorities (with aliases) and
 channels, every event type, redeliveries and invalid lines. Unless a test says
@@ -30,12 +31,12 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from streams import simulate
-from streams.alerts import CrossingPolicy
-from streams.events import InvalidEvent, TicketEvent, parse_event
-from streams.flow import Windows
-from streams.report import Counters, LocalPipeline, in_order, run
-from streams.scope import Emitted, Settings
+from streams.commands import simulate
+from streams.commands.report import Counters, LocalPipeline, in_order, run
+from streams.core.alerts import CrossingPolicy
+from streams.core.events import InvalidEvent, TicketEvent, parse_event
+from streams.core.flow import Windows
+from streams.core.scope import Emitted, Settings
 from tests.oracle import Policy, Result, run_oracle
 
 US = 1_000_000

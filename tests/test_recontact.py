@@ -6,9 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.alerts import RECONTACT_RATE_HIGH
+from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.recontact import (
+from streams.core.alerts import RECONTACT_RATE_HIGH
+from streams.core.recontact import (
     RETENTION_US,
     Contact,
     ContactKind,
@@ -16,9 +17,8 @@ from streams.recontact import (
     Requester,
     requester_key,
 )
-from streams.report import run
-from streams.ticket import Kind
-from streams.timeline import US_PER_SECOND
+from streams.core.ticket import Kind
+from streams.core.timeline import US_PER_SECOND
 from tests.test_indicators import GRACE_US, event, indicators_at
 
 HOUR = 3600 * US_PER_SECOND

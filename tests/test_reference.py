@@ -6,9 +6,9 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import reference
-from streams.metrics import PipelineMetrics
-from streams.topics import PUBLIC_TOPICS
+from streams.commands import docs
+from streams.core.topics import PUBLIC_TOPICS
+from streams.outputs.metrics import PipelineMetrics
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path
 
 README = ROOT / "README.md"
@@ -28,14 +28,14 @@ def first_column(table: str) -> set[str]:
 
 def test_readme_sections_are_what_flowgauge_docs_renders() -> None:
     text = README.read_text()
-    assert reference.rendered_readme(text) == text, "README drifted: run `flowgauge docs`"
+    assert docs.rendered_readme(text) == text, "README drifted: run `flowgauge docs`"
 
 
 def test_metrics_reference_lists_exactly_the_metrics_a_worker_serves() -> None:
     events = need_path(SHARED_FIXTURES / "sample-events.jsonl", "shared fixtures")
     lines = [line for line in events.read_bytes().splitlines() if line.strip()]
     metrics = PipelineMetrics(label_cap=50)
-    text = metrics.render(reference.feed(metrics, lines, core_settings(3600), GRACE_US)).decode()
+    text = metrics.render(docs.feed(metrics, lines, core_settings(3600), GRACE_US)).decode()
     families = list(text_string_to_metric_families(text))
     # The text format has no type for X_created: the parser makes it a gauge of its own.
     timestamped = {f"{f.name}_created" for f in families if f.type in ("counter", "histogram")}
@@ -53,7 +53,7 @@ def test_metrics_reference_lists_exactly_the_metrics_a_worker_serves() -> None:
 def test_topics_reference_lists_every_public_and_internal_topic() -> None:
     listed = first_column(section("topics"))
     assert set(PUBLIC_TOPICS) <= listed
-    internal = {f"{reference.APP_PREFIX}{name}" for name in reference.internal_topics()}
+    internal = {f"{docs.APP_PREFIX}{name}" for name in docs.internal_topics()}
     assert listed == set(PUBLIC_TOPICS) | internal
     for schema in re.findall(r"\((schemas/[^)]+)\)", section("topics")):
         assert (ROOT / schema).is_file(), schema

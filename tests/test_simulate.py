@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from streams.alerts import INFLOW_ABOVE_OUTFLOW, AlertState
+from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events, paced, run_simulator
 from streams.config import FlowgaugeConfig
-from streams.events import parse_event
-from streams.flow import Windows
-from streams.report import run
-from streams.scope import Settings
-from streams.simulate import Scenario, encode, generate_events, paced, run_simulator
-from streams.timeline import to_us
+from streams.core.alerts import INFLOW_ABOVE_OUTFLOW, AlertState
+from streams.core.events import parse_event
+from streams.core.flow import Windows
+from streams.core.scope import Settings
+from streams.core.timeline import to_us
 
 Event = dict[str, Any]
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -278,7 +278,7 @@ def test_run_simulator_writes_jsonl(tmp_path: Path) -> None:
 def test_run_simulator_publishes_through_the_producer(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import streams.producer
+    import streams.commands.replay
 
     received: list[bytes] = []
 
@@ -286,7 +286,7 @@ def test_run_simulator_publishes_through_the_producer(
         received.extend([value async for value in values])
         return len(received)
 
-    monkeypatch.setattr(streams.producer, "publish", fake_publish)
+    monkeypatch.setattr(streams.commands.replay, "publish", fake_publish)
     scenario = Scenario(days=1, seed=5)
     assert run_simulator(FlowgaugeConfig.model_construct(), scenario, None, None) == 0
     assert received == [encode(e) for e in generate_events(scenario)]

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.commands.report import SLA_EVENTS, LocalPipeline, run, write_csv
 from streams.config import FlowgaugeConfig
-from streams.events import parse_event
-from streams.report import SLA_EVENTS, LocalPipeline, run, write_csv
-from streams.scope import Settings
-from streams.sla import HOUR_US, Calendar, SlaPolicy, Targets
-from streams.timeline import to_us
+from streams.core.events import parse_event
+from streams.core.scope import Settings
+from streams.core.sla import HOUR_US, Calendar, SlaPolicy, Targets
+from streams.core.timeline import to_us
 from tests.conftest import core_settings
 
 GRACE_US = 600 * 1_000_000

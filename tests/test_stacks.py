@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from streams.stacks import all_stacks, task_stack
+from streams.workarounds.stacks import all_stacks, task_stack
 
 
 async def _events(gate: asyncio.Future[int]) -> AsyncIterator[int]:

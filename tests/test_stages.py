@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from streams.report import run
-from streams.scope import Emitted, Settings
-from streams.simulate import Scenario, encode, generate_events
-from streams.stages import (
+from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.scope import Emitted, Settings
+from streams.core.stages import (
     Contacts,
     Progress,
     RequesterPartitionRecord,
     apply_progress_to,
     run_requester_batch,
 )
-from streams.watermark import Watermarks
+from streams.core.watermark import Watermarks
 from tests.conftest import SHARED_FIXTURES, core_settings, need_path
 from tests.inprocess import GRACE_US, run_core
 

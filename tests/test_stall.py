@@ -6,7 +6,7 @@ reason must not count. test_faults.py runs the watch in a real worker.
 
 from __future__ import annotations
 
-from streams.stall import IntakeWatch
+from streams.workarounds.stall import IntakeWatch
 
 BEAT = 5.0
 LIMIT = 20.0

@@ -1,0 +1,240 @@
+"""The whole pipeline in one process over a file of events: ``flowgauge report``.
+
+It runs the same core as the stream, in file order and with the same lateness
+rule, so its CSV is what the worker's derived topics must equal.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from streams.core.aging import BANDS, PERCENTILES
+from streams.core.events import InvalidEvent, TicketEvent, parse_event
+from streams.core.recontact import Requester, contact_of
+from streams.core.scope import Emitted, ScopeState, Settings, scope_order
+from streams.core.ticket import Ticket, Transition, apply_event
+from streams.core.timeline import iso
+from streams.core.watermark import Watermarks
+
+
+@dataclass(slots=True)
+class Counters:
+    processed: int = 0
+    duplicates: int = 0
+    late: int = 0
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LocalPipeline:
+    """Ticket, requester and scope stages wired together directly, one input partition."""
+
+    settings: Settings
+    grace_us: int
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+    requesters: dict[str, Requester] = field(default_factory=dict)
+    scopes: dict[str, ScopeState] = field(default_factory=dict)
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    counters: Counters = field(default_factory=Counters)
+    emitted: int | None = None
+
+    def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
+        at = event.occurred_us
+        applied = apply_event(self.tickets.get(event.ticket_id), event, self.settings.sla)
+        if applied is None:  # a repeat is ignored entirely, watermark included
+            self.counters.duplicates += 1
+            return
+        if self.watermarks.is_late(at, self.grace_us):
+            self.counters.late += 1
+        self.watermarks.observe(0, at)
+        ticket, transitions = applied
+        self.tickets[event.ticket_id] = ticket
+        self.counters.processed += 1
+        for scope in ticket.scopes():
+            self._scope(scope).flow.see(at)
+        for transition in [*transitions, *self._findings(ticket, event, transitions)]:
+            self._scope(transition.scope).add(transition, self.settings)
+        limit = self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
+        yield from self._emit_through(limit)
+
+    def finish(self) -> Iterator[Emitted]:
+        """End of input: every partition is idle, so flush through the newest event."""
+        self.watermarks.observe(0, None, idle=True)
+        yield from self._emit_through(
+            self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
+        )
+
+    def final_through(self) -> int | None:
+        """The last boundary no scope can add a row to any more, if any: a scope emits only
+        past its own last row, and a scope found later starts past the last one emitted."""
+        lasts = [state.flow.emitted for state in self.scopes.values()]
+        if self.emitted is None or None in lasts:
+            return None  # a scope with no row yet may still get rows for any boundary
+        return min(last for last in lasts if last is not None)
+
+    def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
+        if limit is None:
+            return
+        self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
+        for state in self.scopes.values():
+            yield from state.emit_through(limit, self.settings)
+
+    def _findings(
+        self, ticket: Ticket, event: TicketEvent, transitions: list[Transition]
+    ) -> Iterator[Transition]:
+        contact = contact_of(ticket, event, transitions)
+        if contact is None:
+            return
+        key, fact = contact
+        requester = self.requesters.setdefault(key, Requester())
+        for finding in requester.apply(fact):
+            yield from finding.transitions()
+
+    def _scope(self, scope: str) -> ScopeState:
+        state = self.scopes.get(scope)
+        if state is None:
+            state = self.scopes[scope] = ScopeState.new(scope, self.settings, self.emitted)
+        return state
+
+
+def in_order(lines: Iterable[bytes], pipeline: LocalPipeline) -> Iterator[Emitted]:
+    """Every emitted boundary of every scope, ordered by as_of then scope, as the lines are
+    read: a row is held only until no scope can emit one before it."""
+    held: list[tuple[int, tuple[bool, str], Emitted]] = []  # (as_of, scope order) is unique
+    step_us = pipeline.settings.windows.step_us
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = parse_event(line)
+        except InvalidEvent as exc:
+            pipeline.counters.invalid.append((number, str(exc)))
+            continue
+        if _hold(held, pipeline.ingest(event)):
+            final = pipeline.final_through()
+            while held and final is not None and held[0][0] <= final * step_us:
+                yield heapq.heappop(held)[2]
+    _hold(held, pipeline.finish())
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def _hold(held: list[tuple[int, tuple[bool, str], Emitted]], emitted: Iterable[Emitted]) -> bool:
+    """Add ``emitted`` to the heap; whether there was any."""
+    count = len(held)
+    for item in emitted:
+        heapq.heappush(held, (item.flow.as_of_us, scope_order(item.flow.scope), item))
+    return len(held) > count
+
+
+def run(
+    lines: Iterable[bytes], settings: Settings, grace_us: int
+) -> tuple[list[Emitted], Counters]:
+    """Every emitted boundary of every scope, ordered by as_of then scope."""
+    pipeline = LocalPipeline(settings, grace_us)
+    return list(in_order(lines, pipeline)), pipeline.counters
+
+
+@dataclass(frozen=True)
+class CsvOutput:
+    """One CSV ``report`` writes: its header and the rows of one emitted snapshot."""
+
+    header: list[str]
+    rows: Callable[[Emitted], Iterable[list[object]]]
+
+
+def write_csv(outputs: Iterable[tuple[IO[str], CsvOutput]], emitted: Iterable[Emitted]) -> None:
+    """Write every output in one pass over ``emitted``."""
+    writers = [(csv.writer(out, lineterminator="\n"), output) for out, output in outputs]
+    for writer, output in writers:
+        writer.writerow(output.header)
+    for item in emitted:
+        for writer, output in writers:
+            writer.writerows(output.rows(item))
+
+
+def flow_columns(window_names: Iterable[str]) -> list[str]:
+    names = list(window_names)
+    leading = [f"{kind}_{w}" for w in names for kind in ("inflow", "outflow")]
+    transfers = [f"{kind}_{w}" for w in names for kind in ("transfers_in", "transfers_out")]
+    return ["as_of", "scope", "open", *leading, *transfers]
+
+
+AGING_COLUMNS = [name for name, _, _ in BANDS] + ["oldest_age_seconds", "untouched"]
+PERCENTILE_COLUMNS = [f"p{p}_age_seconds" for p in PERCENTILES]
+
+
+def snapshot_rows(settings: Settings) -> CsvOutput:
+    """The report's main CSV: flow, then aging when tracked, one row per scope and boundary."""
+    names = list(settings.windows.steps)
+    header = flow_columns(names)
+    if settings.track_aging:
+        header += AGING_COLUMNS + PERCENTILE_COLUMNS
+
+    def rows(item: Emitted) -> list[list[object]]:
+        flow = item.flow
+        row: list[object] = [iso(flow.as_of_us), flow.scope, flow.open]
+        row += [count for w in names for count in (flow.inflow[w], flow.outflow[w])]
+        row += [count for w in names for count in (flow.transfers_in[w], flow.transfers_out[w])]
+        if item.aging is not None:
+            aging = item.aging
+            row += [aging.bands[name] for name, _, _ in BANDS]
+            row += [aging.oldest_age_seconds, aging.untouched]
+            row += [aging.percentiles[p] for p in PERCENTILES]
+        return [row]
+
+    return CsvOutput(header, rows)
+
+
+def _alert_rows(item: Emitted) -> list[list[object]]:
+    return [[iso(a.at_us), a.rule, a.scope, a.state.value] for a in item.alerts]
+
+
+ALERTS = CsvOutput(["at", "rule", "scope", "state"], _alert_rows)
+
+
+def _sla_rows(item: Emitted) -> list[list[object]]:
+    """The ``ticket.sla`` records in the order they happened (scope ``all`` holds them)."""
+    changes = item.aging.sla_changes if item.aging is not None else ()
+    return [
+        [c.ticket_id, c.target.value, c.state.value, iso(c.due_us), iso(c.as_of_us)]
+        for c in changes
+    ]
+
+
+SLA_EVENTS = CsvOutput(["ticket_id", "target", "state", "due_at", "as_of"], _sla_rows)
+
+INDICATOR_COLUMNS = [
+    "as_of",
+    "scope",
+    "resolutions",
+    "reopen_rate",
+    "first_response_p50_seconds",
+    "first_response_p90_seconds",
+    "transfers_per_resolved",
+    "turns_per_resolved",
+    "top_drivers",
+    "recontact_rate",
+    "ai_resolutions_settled",
+    "deflection_rate",
+]
+
+
+def _indicator_rows(item: Emitted) -> list[list[object]]:
+    """The leading indicators per boundary and scope; drivers as tag:count, spikes marked !."""
+    ind = item.indicators
+    if ind is None:
+        return []
+    drivers = " ".join(f"{d.tag}:{d.recent}{'!' if d.spike else ''}" for d in ind.drivers)
+    row: list[object] = [iso(ind.as_of_us), ind.scope, ind.resolutions, f"{ind.reopen_rate:.4f}"]
+    row += [ind.first_response_p50_seconds, ind.first_response_p90_seconds]
+    row += [f"{ind.transfers_per_resolved:.4f}", f"{ind.turns_per_resolved:.4f}", drivers]
+    row += [f"{ind.recontact_rate:.4f}", ind.ai_resolutions, f"{ind.deflection_rate:.4f}"]
+    return [row]
+
+
+INDICATORS = CsvOutput(INDICATOR_COLUMNS, _indicator_rows)

@@ -1,0 +1,349 @@
+"""Alert rules as small state machines per (rule, scope), evaluated at each boundary."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from streams.core.flow import FlowSnapshot
+from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
+from streams.core.timeline import iso, parse_duration
+
+INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    rule: str
+    scope: str
+    state: AlertState
+    at_us: int
+    value: float
+    threshold: float
+    fired_at_us: int
+
+    @property
+    def incident_id(self) -> str:
+        """Shared by a firing and its resolution; stable across replays."""
+        return f"{self.rule}:{self.scope}:{iso(self.fired_at_us)}"
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.incident_id}:{self.state.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossingPolicy:
+    window: str = "24h"
+    min_volume: int = 10
+    sustain: int = 3
+    clear: int = 3
+
+
+@dataclass(slots=True)
+class Hysteresis:
+    """One rule for one scope: fires after ``sustain`` boundaries in a row where its firing
+    condition holds, resolves after ``clear`` in a row where its clearing condition holds."""
+
+    rule: str
+    scope: str
+    firing: bool = False
+    streak: int = 0
+    fired_at_us: int = 0
+
+    def evaluate(
+        self,
+        fires: bool,
+        clears: bool,
+        at_us: int,
+        value: float,
+        threshold: float,
+        sustain: int,
+        clear: int,
+    ) -> AlertTransition | None:
+        holds = clears if self.firing else fires
+        self.streak = self.streak + 1 if holds else 0
+        if self.streak < (clear if self.firing else sustain):
+            return None
+        self.firing = not self.firing
+        self.streak = 0
+        if self.firing:
+            self.fired_at_us = at_us
+        state = AlertState.FIRING if self.firing else AlertState.RESOLVED
+        return AlertTransition(
+            self.rule, self.scope, state, at_us, value, threshold, self.fired_at_us
+        )
+
+
+@dataclass(slots=True)
+class InflowAboveOutflow:
+    """Fires after ``sustain`` boundaries of inflow > outflow; resolves after ``clear`` reversed."""
+
+    scope: str
+    machine: Hysteresis = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.machine = Hysteresis(INFLOW_ABOVE_OUTFLOW, self.scope)
+
+    @property
+    def firing(self) -> bool:
+        return self.machine.firing
+
+    def evaluate(self, snapshot: FlowSnapshot, policy: CrossingPolicy) -> AlertTransition | None:
+        inflow = snapshot.inflow[policy.window]
+        outflow = snapshot.outflow[policy.window]
+        fires = inflow > outflow and inflow >= policy.min_volume
+        return self.machine.evaluate(
+            fires,
+            outflow >= inflow,
+            snapshot.as_of_us,
+            float(inflow - outflow),
+            0.0,
+            policy.sustain,
+            policy.clear,
+        )
+
+
+def crossing_applies(scope: str) -> bool:
+    """The headline rule runs for the whole backlog and for every queue."""
+    return scope == "all" or scope.startswith("queue:")
+
+
+def describe(
+    alert: AlertTransition,
+    snapshot: FlowSnapshot,
+    dashboard_url: str | None,
+    indicators: IndicatorSnapshot | None = None,
+) -> str:
+    """The alert in the team's terms, as the chat message and the topic carry it."""
+    name = "Whole backlog" if alert.scope == "all" else alert.scope.split(":", 1)[1]
+    if alert.rule == INFLOW_ABOVE_OUTFLOW:
+        text = _crossing_text(alert, snapshot, name)
+    else:
+        text = f"{name}: {_rule_text(alert, indicators)}"
+    link = f" ({dashboard_url})" if dashboard_url else ""
+    return f"{text}; {snapshot.open} open as of {iso(snapshot.as_of_us)}{link}"
+
+
+def _crossing_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -> str:
+    window = snapshot.inflow
+    inflow = next(iter(window.values())) if window else 0
+    daily_in = snapshot.inflow.get("24h", inflow)
+    daily_out = snapshot.outflow.get("24h", 0)
+    weekly_out = snapshot.outflow.get("7d")
+    capacity = (
+        f"; backlog {snapshot.open / (weekly_out / 7):.1f} days of capacity" if weekly_out else ""
+    )
+    if alert.state is AlertState.FIRING:
+        return (
+            f"{name}: inflow {daily_in}/day now exceeds outflow {daily_out}/day"
+            f"{capacity} and growing {daily_in - daily_out}/day"
+        )
+    return f"{name}: outflow {daily_out}/day has caught up with inflow {daily_in}/day{capacity}"
+
+
+def _rule_text(alert: AlertTransition, indicators: IndicatorSnapshot | None) -> str:
+    value, threshold = alert.value, alert.threshold
+    firing = alert.state is AlertState.FIRING
+    if alert.rule == DRIVER_SPIKE:
+        top = max(indicators.spiking, key=lambda d: d.recent_share) if indicators else None
+        if firing and top is not None:
+            return (
+                f'tag "{top.tag}" is {top.recent_share:.0%} of inflow in the last day,'
+                f" against {top.baseline_share:.0%} over the week"
+            )
+        return "no tag's share of inflow is spiking any more"
+    capacity = f"backlog is {value:.1f} days of capacity"
+    texts = {
+        REOPEN_RATE_HIGH: (
+            f"{value:.0%} of resolutions were reopened within 7 days",
+            f"{threshold:.0%}",
+        ),
+        RECONTACT_RATE_HIGH: (
+            f"new tickets from requesters resolved in the last 7 days are {value:.0%} of "
+            "resolutions",
+            f"{threshold:.0%}",
+        ),
+        TTFMR_RISING: (
+            f"time to first meaningful response p90 is {_duration(value)}",
+            _duration(threshold),
+        ),
+        BACKLOG_ABOVE_BAND: (capacity, f"{threshold:g} days"),
+        BACKLOG_BELOW_BAND: (capacity, f"{threshold:g} days"),
+        SLA_BREACH_WAVE: (
+            f"{value:.0f} more open tickets past an SLA target than an hour ago",
+            f"{threshold:g}",
+        ),
+    }
+    reading, limit = texts[alert.rule]
+    return f"{reading} (limit {limit})" if firing else f"back within limits: {reading}"
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+REOPEN_RATE_HIGH = "reopen_rate_high"
+RECONTACT_RATE_HIGH = "recontact_rate_high"
+TTFMR_RISING = "ttfmr_rising"
+DRIVER_SPIKE = "driver_spike"
+BACKLOG_ABOVE_BAND = "backlog_above_band"
+BACKLOG_BELOW_BAND = "backlog_below_band"
+SLA_BREACH_WAVE = "sla_breach_wave"
+INDICATOR_RULES = (
+    REOPEN_RATE_HIGH,
+    RECONTACT_RATE_HIGH,
+    TTFMR_RISING,
+    DRIVER_SPIKE,
+    BACKLOG_ABOVE_BAND,
+    BACKLOG_BELOW_BAND,
+    SLA_BREACH_WAVE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesPolicy:
+    """Thresholds of the indicator rules; windows are counted in boundaries."""
+
+    reopen_rate: float = 0.15
+    recontact_rate: float = 0.20  # the simulator's normal week runs at 7-17%
+    ttfmr_rise: float = 0.5  # p90 up by this share against the previous window
+    band_low_days: float = 0.5
+    band_high_days: float = 3.0
+    breach_wave: int = 10  # more open tickets past an SLA target than ``wave_steps`` ago
+    min_volume: int = 10
+    # Indicators move slowly and hover near their thresholds: a longer run in each
+    # direction keeps a team's chat from flapping (6 and 12 boundaries: 30 and 60 min).
+    sustain: int = 6
+    clear: int = 12
+    wave_seconds: int = 3600
+    capacity_window: str = "7d"  # the flow window whose outflow measures capacity
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one rule sees at a boundary."""
+
+    fires: bool
+    value: float
+    threshold: float
+
+
+@dataclass(slots=True)
+class IndicatorRules:
+    """The indicator rules of one scope, with the little history two of them compare with."""
+
+    scope: str
+    machines: dict[str, Hysteresis] = field(default_factory=dict)
+    p90_history: deque[float] = field(default_factory=deque)
+    breached_history: deque[int] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.machines = {rule: Hysteresis(rule, self.scope) for rule in INDICATOR_RULES}
+
+    def evaluate(
+        self,
+        flow: FlowSnapshot,
+        indicators: IndicatorSnapshot,
+        breached: int | None,
+        policy: RulesPolicy,
+        spans: tuple[int, int],
+    ) -> list[AlertTransition]:
+        """``spans``: the indicator window and the breach-wave span, in boundaries."""
+        baseline_steps, wave_steps = spans
+        previous_p90 = _remember(
+            self.p90_history, indicators.first_response_p90_seconds, baseline_steps
+        )
+        days = capacity_days(flow, policy.capacity_window)
+        outflow = flow.outflow.get(policy.capacity_window, 0)
+        spikes = indicators.spiking
+        top = max(spikes, key=lambda d: d.recent_share, default=None)
+        readings = {
+            REOPEN_RATE_HIGH: Reading(
+                indicators.resolutions >= policy.min_volume
+                and indicators.reopen_rate > policy.reopen_rate,
+                indicators.reopen_rate,
+                policy.reopen_rate,
+            ),
+            RECONTACT_RATE_HIGH: Reading(
+                indicators.resolutions >= policy.min_volume
+                and indicators.recontact_rate > policy.recontact_rate,
+                indicators.recontact_rate,
+                policy.recontact_rate,
+            ),
+            TTFMR_RISING: _rising(indicators, previous_p90, policy),
+            DRIVER_SPIKE: Reading(
+                top is not None,
+                top.recent_share if top else 0.0,
+                top.baseline_share * SPIKE_FACTOR if top else 0.0,
+            ),
+            BACKLOG_ABOVE_BAND: Reading(
+                days is not None
+                and days > policy.band_high_days
+                and flow.open >= policy.min_volume,
+                days or 0.0,
+                policy.band_high_days,
+            ),
+            BACKLOG_BELOW_BAND: Reading(
+                days is not None and days < policy.band_low_days and outflow >= policy.min_volume,
+                days or 0.0,
+                policy.band_low_days,
+            ),
+        }
+        if breached is not None:
+            earlier = _remember(self.breached_history, breached, wave_steps)
+            rise = breached - earlier if earlier is not None else 0
+            readings[SLA_BREACH_WAVE] = Reading(
+                rise >= policy.breach_wave, float(rise), float(policy.breach_wave)
+            )
+        return self._step(readings, flow.as_of_us, policy)
+
+    def _step(
+        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy
+    ) -> list[AlertTransition]:
+        """Advance each rule's state machine by its reading; the transitions it makes."""
+        alerts = []
+        for rule, reading in readings.items():
+            alert = self.machines[rule].evaluate(
+                reading.fires,
+                not reading.fires,
+                at_us,
+                reading.value,
+                reading.threshold,
+                policy.sustain,
+                policy.clear,
+            )
+            if alert is not None:
+                alerts.append(alert)
+        return alerts
+
+
+def _remember(history: deque[Any], value: Any, span: int) -> Any:
+    """Append ``value``; the value ``span`` boundaries ago, once the history reaches it."""
+    history.append(value)
+    while len(history) > span + 1:
+        history.popleft()
+    return history[0] if len(history) == span + 1 else None
+
+
+def _rising(indicators: IndicatorSnapshot, previous: float | None, policy: RulesPolicy) -> Reading:
+    p90 = indicators.first_response_p90_seconds
+    if not previous:
+        return Reading(False, p90, 0.0)
+    limit = previous * (1 + policy.ttfmr_rise)
+    return Reading(indicators.responses >= policy.min_volume and p90 > limit, p90, limit)
+
+
+def capacity_days(flow: FlowSnapshot, window: str) -> float | None:
+    """Open tickets in days of recent outflow: open / (outflow over the window per day)."""
+    outflow = flow.outflow.get(window, 0)
+    days = parse_duration(window) / 86400
+    return flow.open / (outflow / days) if outflow else None

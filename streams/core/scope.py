@@ -1,0 +1,138 @@
+"""Everything flowgauge keeps per scope, and what it emits at each boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from streams.core.aging import AgingSnapshot, ScopeAging
+from streams.core.alerts import (
+    AlertTransition,
+    CrossingPolicy,
+    IndicatorRules,
+    InflowAboveOutflow,
+    RulesPolicy,
+    crossing_applies,
+)
+from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
+from streams.core.indicators import (
+    DEFLECTION_HORIZON_US,
+    Effort,
+    IndicatorSnapshot,
+    IndicatorWindows,
+    ScopeIndicators,
+)
+from streams.core.sla import SlaPolicy, SlaState
+from streams.core.ticket import FINDING_KINDS, FLOW_KINDS, Kind, Transition
+from streams.core.timeline import US_PER_SECOND
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the scope stage needs to know of the configuration."""
+
+    windows: Windows
+    crossing: CrossingPolicy = field(default_factory=CrossingPolicy)
+    track_aging: bool = True
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
+    rules: RulesPolicy = field(default_factory=RulesPolicy)
+    indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
+    # Worked out once: every transition and every snapshot reads them.
+    indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
+    rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        step = self.windows.step_us
+        baseline, recent = (s * US_PER_SECOND // step for s in self.indicator_seconds)
+        windows = IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
+        wave = self.rules.wave_seconds * US_PER_SECOND // step
+        object.__setattr__(self, "indicator_windows", windows)
+        object.__setattr__(self, "rule_spans", (baseline, max(1, wave)))
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    flow: FlowSnapshot
+    aging: AgingSnapshot | None
+    alert: AlertTransition | None  # the headline rule, inflow_above_outflow
+    indicators: IndicatorSnapshot | None = None
+    rule_alerts: tuple[AlertTransition, ...] = ()  # the indicator rules
+
+    @property
+    def alerts(self) -> tuple[AlertTransition, ...]:
+        return (self.alert, *self.rule_alerts) if self.alert else self.rule_alerts
+
+
+@dataclass(slots=True)
+class ScopeState:
+    scope: str
+    flow: ScopeFlow = field(init=False)
+    aging: ScopeAging | None = None
+    crossing: InflowAboveOutflow | None = None
+    indicators: ScopeIndicators = field(init=False)
+    rules: IndicatorRules | None = None
+
+    def __post_init__(self) -> None:
+        self.flow = ScopeFlow(self.scope)
+        self.indicators = ScopeIndicators(self.scope)
+
+    @classmethod
+    def new(cls, scope: str, settings: Settings, emitted: int | None = None) -> ScopeState:
+        """A scope first seen now; ``emitted`` is the last boundary already emitted elsewhere,
+        so a late event that reveals the scope cannot add rows to boundaries gone out."""
+        state = cls(scope)
+        state.flow.emitted = emitted
+        if settings.track_aging:
+            state.aging = ScopeAging(scope)
+        if crossing_applies(scope):
+            state.crossing = InflowAboveOutflow(scope)
+            state.rules = IndicatorRules(scope)
+        return state
+
+    def add(self, transition: Transition, settings: Settings) -> bool:
+        """Count one transition; True when it is late for this scope."""
+        if transition.kind in FINDING_KINDS:
+            self._indicate(transition, settings)
+            return False
+        if self.aging is not None:
+            self.aging.add(transition, settings.sla)
+        self._indicate(transition, settings)
+        if transition.kind not in FLOW_KINDS:
+            return False
+        return self.flow.add(transition.kind, transition.at_us, settings.windows)
+
+    def _indicate(self, transition: Transition, settings: Settings) -> None:
+        step, windows = settings.windows.step_us, settings.indicator_windows
+        at, effort = transition.at_us, transition.effort or Effort()
+        if transition.kind is Kind.INFLOW:
+            self.indicators.opened(at, effort, step, windows)
+        elif transition.kind is Kind.OUTFLOW:
+            self.indicators.resolved(at, effort, step, windows)
+        elif transition.kind is Kind.REPLIED:
+            self.indicators.responded(at, at - transition.first_open_us, step, windows)
+        elif transition.kind is Kind.RECONTACT:
+            self.indicators.recontacted(at, step, windows)
+        elif transition.kind is Kind.UNDEFLECTED:
+            self.indicators.undeflected(at, step, windows)
+
+    def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
+        step = settings.windows.step_us
+        for snapshot in self.flow.emit_through(limit, settings.windows):
+            as_of = snapshot.as_of_us
+            aging = self.aging.settle(as_of, settings.sla) if self.aging is not None else None
+            alert = self.crossing.evaluate(snapshot, settings.crossing) if self.crossing else None
+            indicators = self.indicators.snapshot(as_of // step, step, settings.indicator_windows)
+            rule_alerts: tuple[AlertTransition, ...] = ()
+            if self.rules is not None:
+                breached = sum(c[SlaState.BREACHED] for c in aging.sla.values()) if aging else None
+                rule_alerts = tuple(
+                    self.rules.evaluate(
+                        snapshot, indicators, breached, settings.rules, settings.rule_spans
+                    )
+                )
+            yield Emitted(snapshot, aging, alert, indicators, rule_alerts)
+
+
+def scope_order(scope: str) -> tuple[bool, str]:
+    """``all`` first, then the rest alphabetically."""
+    return (scope != "all", scope)

@@ -1,0 +1,313 @@
+"""Chat destinations and the message each one gets for an alert transition: pure, no I/O.
+
+``render`` builds the JSON body a platform's incoming webhook takes; ``plain_text`` is the same
+message as it reads in a terminal. Text that comes from tickets (queue, priority and channel
+names inside the scope and the summary) is escaped per platform so that it can never mention
+a whole channel.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+from streams.outputs.records import AlertRecord
+
+Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhook"]
+Payload = dict[str, Any]
+
+ZERO_WIDTH_SPACE = "\u200b"
+# A zero-width space after "@" keeps the text readable and stops every platform's parser.
+_BROADCAST = re.compile(r"@(?=(?:channel|here|all|everyone))", re.IGNORECASE)
+_SCOPE_KINDS = frozenset({"queue", "priority", "channel"})
+_FIRING_COLOR = 0xD93F0B
+_RESOLVED_COLOR = 0x2EB67D
+
+
+def _web_url(url: SecretStr) -> SecretStr:
+    if not url.get_secret_value().startswith(("https://", "http://")):
+        raise ValueError("url must start with https:// or http://")
+    return url
+
+
+class ChatDestination(BaseModel):
+    """One webhook. The URL is a secret: it is masked in repr, dumps and validation errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(min_length=1, description="how logs and metrics name this destination")
+    kind: Kind
+    url: Annotated[SecretStr, AfterValidator(_web_url)]
+    per_minute: float = Field(20.0, gt=0, description="sustained posts per minute")
+    burst: int = Field(3, ge=1, description="posts allowed back to back before the rate applies")
+    timeout_seconds: float = Field(10.0, gt=0, description="one attempt, connect to response")
+
+
+def break_mentions(text: str) -> str:
+    """Neutralise @channel, @here, @all and @everyone (any case) with a zero-width space."""
+    return _BROADCAST.sub("@" + ZERO_WIDTH_SPACE, text)
+
+
+def escape_slack(text: str) -> str:
+    """Slack mrkdwn: &, < and > as entities, which also defuses <!channel>, <!here>, <!everyone>."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return break_mentions(escaped)
+
+
+def escape_google_chat(text: str) -> str:
+    """Google Chat message text: <users/all> mentions everyone, so no "<" may open a token."""
+    return break_mentions(text).replace("<", "<" + ZERO_WIDTH_SPACE)
+
+
+def escape_html(text: str) -> str:
+    """Google Chat card text, which is HTML."""
+    return html.escape(break_mentions(text), quote=False)
+
+
+def scope_label(scope: str) -> str:
+    """``all`` -> "All queues", ``queue:billing`` -> "Billing queue", ``channel:email`` -> "Email
+    channel"; anything else as it is."""
+    if scope == "all":
+        return "All queues"
+    kind, _, name = scope.partition(":")
+    if kind not in _SCOPE_KINDS or not name:
+        return scope
+    return f"{name[:1].upper()}{name[1:]} {kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What every platform shows, before platform escaping."""
+
+    firing: bool
+    state: str
+    rule: str
+    scope: str
+    summary: str
+    facts: tuple[tuple[str, str], ...]
+    alert_id: str
+    dashboard_url: str | None
+
+    @property
+    def title(self) -> str:
+        return f"{self.state}: {self.rule} in {self.scope}"
+
+    @property
+    def mark(self) -> str:
+        return "\N{LARGE RED CIRCLE}" if self.firing else "\N{WHITE HEAVY CHECK MARK}"
+
+    @property
+    def headline(self) -> str:
+        return f"{self.mark} {self.title}"
+
+
+def message(record: AlertRecord, dashboard_url: str | None) -> Message:
+    firing = record.state == "firing"
+    summary = record.summary
+    if dashboard_url:
+        # describe() may already end with the link; every platform shows it as a button instead.
+        summary = summary.removesuffix(f" ({dashboard_url})")
+    facts = (
+        ("Scope", scope_label(record.scope)),
+        ("State", record.state),
+        ("At", record.at),
+        ("Value", f"{record.value:g} (threshold {record.threshold:g})"),
+        ("Alert ID", record.alert_id),
+    )
+    return Message(
+        firing=firing,
+        state="Firing" if firing else "Resolved",
+        rule=record.rule.replace("_", " "),
+        scope=scope_label(record.scope),
+        summary=summary,
+        facts=facts,
+        alert_id=record.alert_id,
+        dashboard_url=dashboard_url or None,
+    )
+
+
+def plain_text(record: AlertRecord, dashboard_url: str | None) -> str:
+    """The chat message as it reads without formatting, e.g. for ``flowgauge demo``."""
+    shown = message(record, dashboard_url)
+    lines = [shown.title, shown.summary]
+    if shown.dashboard_url:
+        lines.append(f"Dashboard: {shown.dashboard_url}")
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    """Platforms reject a whole message over a field's limit; losing the tail is better."""
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def slack(shown: Message) -> Payload:
+    """Slack incoming webhook, Block Kit. The header holds no ticket text (plain_text)."""
+    rule_header = f"{shown.mark} {shown.state}: {shown.rule}"
+    section = f"*{escape_slack(shown.scope)}*\n{escape_slack(shown.summary)}"
+    blocks: list[Payload] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(rule_header, 150)}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _clip(section, 3000)},
+        },
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": _clip(f"*{label}*\n{escape_slack(value)}", 2000)}
+                for label, value in shown.facts
+            ],
+        },
+    ]
+    if shown.dashboard_url:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open dashboard"},
+                        "url": shown.dashboard_url,
+                    }
+                ],
+            }
+        )
+    fallback = f"{shown.headline}: {shown.summary}"
+    return {"text": _clip(escape_slack(fallback), 3000), "blocks": blocks}
+
+
+def teams(shown: Message) -> Payload:
+    """Microsoft Teams Workflows webhook: an Adaptive Card in a message envelope."""
+    card: Payload = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": break_mentions(shown.headline),
+                "weight": "Bolder",
+                "size": "Medium",
+                "color": "Attention" if shown.firing else "Good",
+                "wrap": True,
+            },
+            {"type": "TextBlock", "text": break_mentions(shown.summary), "wrap": True},
+            {
+                "type": "FactSet",
+                "facts": [
+                    {"title": label, "value": break_mentions(value)} for label, value in shown.facts
+                ],
+            },
+        ],
+    }
+    if shown.dashboard_url:
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Open dashboard", "url": shown.dashboard_url}
+        ]
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
+
+
+def discord(shown: Message, at: str) -> Payload:
+    """Discord webhook: one embed; allowed_mentions parses nothing, whatever the text says."""
+    embed: Payload = {
+        "title": _clip(break_mentions(shown.scope), 256),
+        "description": _clip(break_mentions(shown.summary), 4096),
+        "color": _FIRING_COLOR if shown.firing else _RESOLVED_COLOR,
+        "fields": [
+            {"name": label, "value": _clip(break_mentions(value), 1024), "inline": True}
+            for label, value in shown.facts
+        ],
+        "footer": {"text": _clip(break_mentions(shown.alert_id), 2048)},
+        "timestamp": at,
+    }
+    if shown.dashboard_url:
+        embed["url"] = shown.dashboard_url
+    return {
+        "content": _clip(break_mentions(shown.headline), 2000),
+        "embeds": [embed],
+        "allowed_mentions": {"parse": []},
+    }
+
+
+def mattermost(shown: Message, record: AlertRecord) -> Payload:
+    """Mattermost incoming webhook: a colored attachment; ids also in props for integrations."""
+    attachment: Payload = {
+        "fallback": break_mentions(f"{shown.headline}: {shown.summary}"),
+        "color": f"#{_FIRING_COLOR if shown.firing else _RESOLVED_COLOR:06X}",
+        "title": break_mentions(shown.scope),
+        "text": break_mentions(shown.summary),
+        "fields": [
+            {"title": label, "value": break_mentions(value), "short": True}
+            for label, value in shown.facts
+        ],
+    }
+    if shown.dashboard_url:
+        attachment["title_link"] = shown.dashboard_url
+    return {
+        "text": break_mentions(shown.headline),
+        "attachments": [attachment],
+        "props": {"alert_id": record.alert_id, "incident_id": record.incident_id},
+    }
+
+
+def google_chat(shown: Message) -> Payload:
+    """Google Chat webhook: a text line (Chat syntax) and a card (HTML text)."""
+    widgets: list[Payload] = [
+        {
+            "textParagraph": {
+                "text": f"<b>{escape_html(shown.scope)}</b><br>{escape_html(shown.summary)}"
+            }
+        },
+        *(
+            {"decoratedText": {"topLabel": label, "text": escape_html(value), "wrapText": True}}
+            for label, value in shown.facts
+        ),
+    ]
+    if shown.dashboard_url:
+        link = {"openLink": {"url": shown.dashboard_url}}
+        widgets.append({"buttonList": {"buttons": [{"text": "Open dashboard", "onClick": link}]}})
+    return {
+        "text": escape_google_chat(shown.headline),
+        "cardsV2": [{"cardId": "flowgauge-alert", "card": {"sections": [{"widgets": widgets}]}}],
+    }
+
+
+def webhook(shown: Message, record: AlertRecord) -> Payload:
+    """Generic JSON: the record as on backlog.alerts, unescaped, plus the rendered text."""
+    return {
+        **record.model_dump(),
+        "title": shown.title,
+        "scope_label": shown.scope,
+        "text": plain_text(record, shown.dashboard_url),
+        "dashboard_url": shown.dashboard_url,
+    }
+
+
+def render(record: AlertRecord, kind: Kind, dashboard_url: str | None) -> Payload:
+    """The JSON body to post to a ``kind`` webhook for one transition."""
+    shown = message(record, dashboard_url)
+    match kind:
+        case "slack":
+            return slack(shown)
+        case "teams":
+            return teams(shown)
+        case "discord":
+            return discord(shown, record.at)
+        case "mattermost":
+            return mattermost(shown, record)
+        case "google_chat":
+            return google_chat(shown)
+        case "webhook":
+            return webhook(shown, record)
