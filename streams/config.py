@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,7 +22,6 @@ from streams.core.flow import Windows
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
 from streams.core.timeline import US_PER_SECOND, parse_duration
-from streams.outputs.chat import ChatDestination
 
 
 def _duration(text: str) -> str:
@@ -44,6 +43,28 @@ def _stall_restart(text: str) -> str:
 
 
 StallRestart = Annotated[str, AfterValidator(_stall_restart)]
+
+
+Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhook"]
+
+
+def _web_url(url: SecretStr) -> SecretStr:
+    if not url.get_secret_value().startswith(("https://", "http://")):
+        raise ValueError("url must start with https:// or http://")
+    return url
+
+
+class ChatDestination(BaseModel):
+    """One webhook. The URL is a secret: it is masked in repr, dumps and validation errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(min_length=1, description="how logs and metrics name this destination")
+    kind: Kind
+    url: Annotated[SecretStr, AfterValidator(_web_url)]
+    per_minute: float = Field(20.0, gt=0, description="sustained posts per minute")
+    burst: int = Field(3, ge=1, description="posts allowed back to back before the rate applies")
+    timeout_seconds: float = Field(10.0, gt=0, description="one attempt, connect to response")
 
 
 class CrossingConfig(BaseModel):

@@ -16,10 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from streams.config import ChatDestination, Kind
 from streams.outputs.chat import (
     ZERO_WIDTH_SPACE,
-    ChatDestination,
-    Kind,
     break_mentions,
     escape_google_chat,
     escape_slack,

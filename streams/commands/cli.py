@@ -173,7 +173,7 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.shell.app import run_worker
+    from streams.shell.worker import run_worker
 
     _fewer_collections()
     return run_worker(_config(broker=args.broker, web_port=args.web_port))

@@ -180,7 +180,8 @@ def _public_row(topic: str) -> str:
 
 def internal_topics(app_id: str = "flowgauge") -> list[str]:
     """The internal topics a worker produces to, as ``build_app`` declares them."""
-    from streams.shell.app import DELTAS, build_app
+    from streams.shell.app import build_app
+    from streams.shell.wiring import DELTAS
 
     config = FlowgaugeConfig.model_validate({"app_id": app_id, "broker": "kafka://localhost:9092"})
     app = build_app(config, 1)

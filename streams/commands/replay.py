@@ -11,7 +11,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from streams.config import FlowgaugeConfig
-from streams.core.topics import INPUT, bootstrap, ensure_topics
+from streams.core.topics import INPUT
+from streams.shell.topics import bootstrap, ensure_topics
 
 
 def message_key(value: bytes) -> bytes | None:

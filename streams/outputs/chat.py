@@ -1,4 +1,4 @@
-"""Chat destinations and the message each one gets for an alert transition: pure, no I/O.
+"""The message each chat destination gets for an alert transition: pure, no I/O.
 
 ``render`` builds the JSON body a platform's incoming webhook takes; ``plain_text`` is the same
 message as it reads in a terminal. Text that comes from tickets (queue, priority and channel
@@ -11,13 +11,11 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
-
+from streams.config import Kind
 from streams.outputs.records import AlertRecord
 
-Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhook"]
 Payload = dict[str, Any]
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -26,25 +24,6 @@ _BROADCAST = re.compile(r"@(?=(?:channel|here|all|everyone))", re.IGNORECASE)
 _SCOPE_KINDS = frozenset({"queue", "priority", "channel"})
 _FIRING_COLOR = 0xD93F0B
 _RESOLVED_COLOR = 0x2EB67D
-
-
-def _web_url(url: SecretStr) -> SecretStr:
-    if not url.get_secret_value().startswith(("https://", "http://")):
-        raise ValueError("url must start with https:// or http://")
-    return url
-
-
-class ChatDestination(BaseModel):
-    """One webhook. The URL is a secret: it is masked in repr, dumps and validation errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-    name: str = Field(min_length=1, description="how logs and metrics name this destination")
-    kind: Kind
-    url: Annotated[SecretStr, AfterValidator(_web_url)]
-    per_minute: float = Field(20.0, gt=0, description="sustained posts per minute")
-    burst: int = Field(3, ge=1, description="posts allowed back to back before the rate applies")
-    timeout_seconds: float = Field(10.0, gt=0, description="one attempt, connect to response")
 
 
 def break_mentions(text: str) -> str:

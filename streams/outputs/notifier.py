@@ -23,7 +23,8 @@ from typing import Literal
 
 import aiohttp
 
-from streams.outputs.chat import ChatDestination, Payload, render
+from streams.config import ChatDestination
+from streams.outputs.chat import Payload, render
 from streams.outputs.records import AlertRecord
 
 log = logging.getLogger(__name__)

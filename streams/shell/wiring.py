@@ -1,0 +1,93 @@
+"""What the stages of one worker share: the app, its settings, the internal topics between
+the stages, the metrics, and how a stage sends to those topics and waits for the acks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from streams.config import FlowgaugeConfig
+from streams.core.scope import Settings
+from streams.core.stages import Contacts, Progress
+from streams.outputs.metrics import PipelineMetrics
+from streams.shell import codec
+from streams.shell.tables import PartitionedTable
+from streams.shell.topics import bootstrap
+
+DELTAS = "scope-deltas"
+CONTACTS = "requester-contacts"
+# A scope's state is one changelog value and grows with its open tickets (see README).
+STATE_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Wiring:
+    app: faust.App
+    config: FlowgaugeConfig
+    settings: Settings
+    partitions: int  # of the input topic, and so of every internal topic and table
+    servers: str
+    metrics: PipelineMetrics
+    deltas: Any  # the scope stage's input, keyed by scope (a faust TopicT)
+    contacts: Any  # the requester stage's input, one value per requester partition
+
+    @classmethod
+    def of(cls, app: faust.App, config: FlowgaugeConfig, partitions: int) -> Wiring:
+        def internal(name: str) -> Any:
+            return app.topic(
+                f"{config.app_id}-{name}", partitions=partitions, internal=True,
+                key_type=bytes, key_serializer="raw", value_serializer=codec.NAME,
+            )  # fmt: skip
+
+        return cls(
+            app, config, config.core(), partitions, bootstrap(config),
+            PipelineMetrics(config.label_cap), internal(DELTAS), internal(CONTACTS),
+        )  # fmt: skip
+
+    def raw(self, name: str) -> Any:
+        """A public topic of bytes keys and values."""
+        return self.app.topic(
+            name, partitions=self.partitions, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )  # fmt: skip
+
+    def table(self, name: str, on_load: Callable[[Any], None] | None = None) -> PartitionedTable:
+        return PartitionedTable.create(
+            self.app, name, self.partitions, STATE_MESSAGE_BYTES, on_load
+        )
+
+    def owned(self, topic: str) -> list[TP]:
+        """The partitions of ``topic`` this worker actively owns."""
+        return sorted(tp for tp in self.app.assignor.assigned_actives() if tp.topic == topic)
+
+
+def partition_key(partition: int) -> bytes:
+    return f"partition/{partition}".encode()
+
+
+async def broadcast(topic: faust.TopicT, progress: Progress, partitions: int) -> list[Any]:
+    return [
+        await topic.send(key=None, value=progress, partition=p, force=True)
+        for p in range(partitions)
+    ]
+
+
+async def to_each(topic: faust.TopicT, values: list[Contacts]) -> list[Any]:
+    """One value to each partition, the n-th to partition n."""
+    return [
+        await topic.send(key=None, value=value, partition=p, force=True)
+        for p, value in enumerate(values)
+    ]
+
+
+async def acked(sends: Iterable[Any]) -> None:
+    futures = []
+    for sent in sends:
+        futures += sent if isinstance(sent, list) else [sent]
+    if futures:
+        await asyncio.gather(*futures)
