@@ -38,7 +38,9 @@ services:
 	  else echo "missing" $$missing "(not root): the tests that need them skip"; fi; \
 	fi
 
+# The layer contracts (pyproject.toml, [tool.importlinter]), ruff and mypy.
 lint: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check streams tests
 	$(BIN)/ruff format --check streams tests
 	$(BIN)/mypy
