@@ -68,7 +68,7 @@ class ChatDestination(BaseModel):
 
 
 class CrossingConfig(BaseModel):
-    """The ``inflow_above_outflow`` rule: see README "Alerts"."""
+    """The ``inflow_above_outflow`` rule: see docs/semantics.md, "Indicators and alert rules"."""
 
     window: str = "24h"
     min_volume: int = Field(default=10, ge=0)
@@ -144,7 +144,7 @@ class SlaConfig(BaseModel):
 
 
 class RulesConfig(BaseModel):
-    """Thresholds of the indicator rules (README "Alert rules")."""
+    """Thresholds of the indicator rules (docs/semantics.md, "Indicators and alert rules")."""
 
     reopen_rate: float = Field(default=0.15, ge=0, le=1)
     recontact_rate: float = Field(default=0.20, ge=0)
@@ -168,7 +168,7 @@ class IndicatorsConfig(BaseModel):
 
 
 class FlowgaugeConfig(BaseSettings):
-    """Every setting, its default, and where it comes from (README "Configuration")."""
+    """Every setting, its default, and where it comes from (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(env_prefix="FLOWGAUGE_", extra="forbid")
 
@@ -188,7 +188,7 @@ class FlowgaugeConfig(BaseSettings):
     data_dir: Path = Path(".flowgauge")
     app_id: str = "flowgauge"
     rebalance_timeout: float = Field(4.0, gt=0)
-    stall_restart: StallRestart = "5m"  # README "Known limits"
+    stall_restart: StallRestart = "5m"  # docs/operations.md, "Known limits"
     log_level: str = "warning"
     dashboard_url: str | None = None
     alerts: AlertsConfig = AlertsConfig()

@@ -4,8 +4,9 @@ One ``faust.App``, one agent over every message of ``ticket-events`` with raw by
 parsing, no table), on the same broker as the worker. The baseline of the 60% target
 iterates message by message. Given a batch size, it takes batches instead, as a worker's
 ticket stage does (``stream.take_events``): what Faust alone costs a worker per event
-(without the worker's fetch settings and its per-message seek-fence check, streams/gaps.py
-and streams/tansu.py, which the split counts in the rest).
+(without the worker's fetch settings and its per-message seek-fence check,
+streams/workarounds/gaps.py and streams/workarounds/tansu.py, which the split counts in the
+rest).
 It counts until it has seen ``COUNT`` messages, writes its rate (events/s from its first
 step to its last) and its CPU time per event meanwhile (every thread of the process) to
 ``DIR/<app id>.rate``, and stops itself.

@@ -6,7 +6,7 @@ taking batches as a worker does, for the CPU Faust alone costs a worker per even
 worker with every feature on, then two workers in one group, are started first and the
 same events are produced flat out (in about a second) once the group is stable: a worker
 joining a busy group makes a rebalance, and on Tansu the skipped-messages check then
-restarts a worker (streams/gaps.py), which would be timed instead of the processing.
+restarts a worker (streams/workarounds/gaps.py), which would be timed instead of the processing.
 
 A worker's rate is timed from its first event taken in to its last snapshot published:
 the count ``flowgauge report`` gives for the same events (the input read alone says

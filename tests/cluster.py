@@ -37,7 +37,7 @@ class Worker:
         return f"http://127.0.0.1:{self.web_port}/metrics"
 
     def metrics(self, timeout: float = 5.0, restarting: float = 90.0) -> str:
-        """The worker's /metrics; waits while it restarts itself (see streams/gaps.py)."""
+        """The worker's /metrics; waits while it restarts itself (streams/workarounds/gaps.py)."""
         deadline = time.monotonic() + restarting
         while True:
             try:

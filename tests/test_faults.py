@@ -267,15 +267,15 @@ def test_a_fresh_broker_with_the_whole_log_replayed_stays_exact(tmp_path: Path) 
 
 
 def test_a_fresh_broker_with_only_new_events_stays_exact(tmp_path: Path) -> None:
-    """New events at offsets the lost log used: positions (streams/positions.py) carry on
+    """New events at offsets the lost log used: positions (streams/core/positions.py) carry on
     after the old log's, or the scope stage would take them as applied already."""
     lose_the_broker(tmp_path, replay_first=False)
 
 
 def test_the_embedded_broker_breaks_a_topic_created_after_it_was_written() -> None:
     """Why the worker declares its topics again before writing to a broker that may be new
-    (streams/redeclare.py): on Tansu 0.6, a topic a producer wrote to before anyone created
-    it accepts a CreateTopics, and from then on every produce to it fails."""
+    (streams/workarounds/redeclare.py): on Tansu 0.6, a topic a producer wrote to before anyone
+    created it accepts a CreateTopics, and from then on every produce to it fails."""
 
     async def scenario(old: EmbeddedBroker) -> tuple[int, str]:
         servers = old.url.removeprefix("kafka://")
@@ -313,7 +313,7 @@ def test_the_embedded_broker_breaks_a_topic_created_after_it_was_written() -> No
 def test_a_commit_from_outside_the_group_is_taken_and_the_worker_sends_none(
     broker: EmbeddedBroker,
 ) -> None:
-    """Why the worker commits only as a member of its group (streams/commits.py).
+    """Why the worker commits only as a member of its group (streams/workarounds/commits.py).
 
     A broker that came back empty drops the worker from its group, and Faust commits the
     old logs' offsets as it revokes its partitions. aiokafka sends them with no
@@ -385,5 +385,5 @@ def test_a_connection_that_silently_stops_carrying_data_ends_in_a_restart(
 
 
 def restarted(worker: Worker) -> bool:
-    """Whether the intake watch has restarted the worker (streams/app.py logs it)."""
+    """Whether the intake watch has restarted the worker (shell/intake_watch.py logs it)."""
     return b"with messages waiting: restarting" in worker.log.read_bytes()

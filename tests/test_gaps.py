@@ -1,4 +1,5 @@
-"""Flow control keeps what reached a queue while the flow was running (streams/gaps.py)."""
+"""Flow control keeps what reached a queue while the flow was running
+(streams/workarounds/gaps.py)."""
 
 from __future__ import annotations
 

@@ -196,7 +196,8 @@ def test_workers_publish_exactly_what_report_computes(
         sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=1, quiet=0.5)]
         key = itemgetter("ticket_id", "target", "state", "as_of")
         assert sorted(map(key, sla)) == sorted(map(key, expected_from_report(lines).sla))
-        # A restart by the skip check (streams/gaps.py) would reset the counters below: say so.
+        # A restart by the skip check (streams/workarounds/gaps.py) would reset the counters
+        # below: say so.
         restarted = [w.log.name for w in running if b"after a rebalance" in w.log.read_bytes()]
         assert not restarted, "restarted by the skip check"
         assert gauge(running, "flowgauge_events_dead_lettered_total") == 8

@@ -1,4 +1,4 @@
-"""Positions that keep increasing when a broker loses a log (streams/positions.py)."""
+"""Positions that keep increasing when a broker loses a log (streams/core/positions.py)."""
 
 from __future__ import annotations
 

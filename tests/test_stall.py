@@ -1,4 +1,4 @@
-"""The intake watch (streams/stall.py): when a worker's intake counts as stalled.
+"""The intake watch (streams/workarounds/stall.py): when a worker's intake counts as stalled.
 
 The worker restarts itself on what it says, so each way of standing still for a good
 reason must not count. test_faults.py runs the watch in a real worker.

@@ -6,7 +6,7 @@ source partition), and send each requester partition the batch's contacts for it
 followed by the batch's progress. Requester stage (keyed by requester): find
 recontacts and undeflected AI resolutions, send them to the scopes as deltas of
 their own source, then relay the progress it received. Scope stage (keyed by
-scope): apply deltas exactly once by source position (streams/positions.py: an
+scope): apply deltas exactly once by source position (streams/core/positions.py: an
 offset that keeps increasing across a lost log), and emit a boundary once both
 the ticket stage's progress and every requester partition's relay allow it.
 """

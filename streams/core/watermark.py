@@ -19,7 +19,7 @@ class PartitionProgress:
     newest_us: int | None
     idle: bool = False
     next_offset: int = 0
-    base: int = 0  # of the partition's positions (streams/positions.py)
+    base: int = 0  # of the partition's positions (streams/core/positions.py)
 
 
 @dataclass(slots=True)

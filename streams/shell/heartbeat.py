@@ -29,7 +29,7 @@ def install_heartbeat(wiring: Wiring, tickets: TicketStage) -> None:
             quiet = now - intake.arrivals.get(tp.partition, 0.0) >= idle_seconds
             # Caught up when the end is at or before the position; after a broker loss a
             # partition may then pass for idle until the ticket stage reads the new log
-            # (README, "Known limits"). Requiring them equal was blamed for a CI failure
+            # (docs/operations.md). Requiring them equal was blamed for a CI failure
             # that a test's early read caused; the equality is untried since.
             if lag == 0 and quiet:
                 progress = Progress(

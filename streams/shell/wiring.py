@@ -21,7 +21,7 @@ from streams.shell.topics import bootstrap
 
 DELTAS = "scope-deltas"
 CONTACTS = "requester-contacts"
-# A scope's state is one changelog value and grows with its open tickets (see README).
+# A scope's state is one changelog value and grows with its open tickets (docs/operations.md).
 STATE_MESSAGE_BYTES = 32 * 1024 * 1024
 
 

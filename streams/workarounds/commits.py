@@ -9,6 +9,10 @@ the rejoin every partition resumes there, silently skipping whatever the new log
 held below them (deltas and contacts the worker itself wrote since the loss). The Java
 client refuses such a commit ("not part of an active group"); so does this. Nothing is
 lost by not committing: the stages apply what they read again exactly once, by position.
+
+Works around aiokafka's group coordinator, which commits with no generation after it
+reset its membership (the Java client raises CommitFailedException instead). Remove once
+aiokafka refuses such a commit itself.
 """
 
 from __future__ import annotations

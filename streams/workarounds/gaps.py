@@ -26,6 +26,10 @@ the commit moves past it. As a safety net a jump is checked against the log: whe
 messages really sit in it, the worker restarts itself at once (as after a kill -9),
 before anything past the jump is processed or committed, and resumes from the committed
 offsets. A true gap (compaction, transaction markers) keeps Faust's handling.
+
+Works around Faust's consumer thread handing over batches fetched before a seek
+(faust-streaming #221 is the symptom) and mode's flow control clearing queues on every
+resume. Remove once Faust fences its own seeks and mode clears only on a real resume.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ answer replaces what it knew. A batch already queued for a topic outside that li
 then has no known leader, and each refresh leaves it so: the producer waits until
 the request timeout (20 minutes under Faust), and a stage awaiting its acks stalls
 with it. Naming every produced topic up front makes each refresh cover them all.
+
+Works around aiokafka's metadata refresh, which after the first send asks only for the
+topics it was told about. Remove once aiokafka's producer keeps every topic it has queued
+batches for in its refreshes.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ attempt, and ``flowgauge replay`` creates the public ones.
 So once the producer's connection to a broker breaks, no produce request leaves, new or
 retried, until every topic the worker writes to has been created where missing. On a
 broker that kept them this costs one CreateTopics answered "already exists".
+
+Works around Tansu 0.6 accepting produce to, then CreateTopics for, a topic nobody
+created, and Faust declaring topics only at start. Remove once the broker refuses produce
+to a missing topic.
 """
 
 from __future__ import annotations

