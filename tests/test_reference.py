@@ -1,4 +1,4 @@
-"""The README's metrics and topics references are exactly what the code renders."""
+"""The metrics and topics references (docs/reference.md) are exactly what the code renders."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from streams.core.topics import PUBLIC_TOPICS
 from streams.outputs.metrics import PipelineMetrics
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path
 
-README = ROOT / "README.md"
+REFERENCE = ROOT / "docs" / "reference.md"
 GRACE_US = 600 * 1_000_000
 
 
 def section(name: str) -> str:
-    text = README.read_text()
+    text = REFERENCE.read_text()
     return text.split(f"<!-- {name}:start -->\n", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
 
 
@@ -26,9 +26,9 @@ def first_column(table: str) -> set[str]:
     return {match.group(1) for row in rows if (match := re.match(r"\| `([^`]+)`", row))}
 
 
-def test_readme_sections_are_what_flowgauge_docs_renders() -> None:
-    text = README.read_text()
-    assert docs.rendered_readme(text) == text, "README drifted: run `flowgauge docs`"
+def test_reference_sections_are_what_flowgauge_docs_renders() -> None:
+    text = REFERENCE.read_text()
+    assert docs.rendered(text) == text, "docs/reference.md drifted: run `flowgauge docs`"
 
 
 def test_metrics_reference_lists_exactly_the_metrics_a_worker_serves() -> None:

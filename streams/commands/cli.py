@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     dashboards.add_argument("--output", type=Path, default=Path("grafana/dashboards"))
     dashboards.set_defaults(run=_dashboards)
 
-    docs = commands.add_parser("docs", help="rewrite the README's metrics and topics references")
-    docs.add_argument("--readme", type=Path, default=Path("README.md"))
+    docs = commands.add_parser("docs", help="rewrite the metrics and topics references")
+    docs.add_argument("--page", type=Path, default=Path("docs/reference.md"))
     docs.set_defaults(run=_docs)
 
     broker = commands.add_parser("broker", help="run the embedded Tansu broker")
@@ -161,8 +161,8 @@ def _dashboards(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from streams.commands.docs import update
 
-    changed = update(args.readme)
-    print(f"{args.readme}: {'rewritten' if changed else 'up to date'}")
+    changed = update(args.page)
+    print(f"{args.page}: {'rewritten' if changed else 'up to date'}")
     return 0
 
 

@@ -1,6 +1,6 @@
-"""The README's metrics and topics references, rendered from the code: ``flowgauge docs``.
+"""The metrics and topics references, rendered from the code: ``flowgauge docs``.
 
-README.md holds each table between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``;
+docs/reference.md holds each table between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``;
 :func:`update` rewrites them, and ``tests/test_reference.py`` fails when they differ.
 
 The metrics table lists every family a worker serves, named as ``/metrics`` spells it
@@ -44,7 +44,7 @@ from streams.outputs.records import (
     SlaRecord,
 )
 
-DEFAULT_README = Path("README.md")
+DEFAULT_PAGE = Path("docs/reference.md")
 SAMPLE = Scenario(days=3, seed=7)
 # Suffix of the served sample name, and the further samples a family serves.
 SERVED = {"counter": ("_total", ""), "gauge": ("", ""), "histogram": ("", "_bucket, _sum, _count")}
@@ -167,7 +167,7 @@ def metrics_table(metrics: PipelineMetrics) -> str:
 
 def _schema_file(model: type[BaseModel]) -> str:
     (name,) = [name for name, example in EXAMPLES.items() if type(example) is model]
-    return f"schemas/{name}.schema.json"
+    return f"../schemas/{name}.schema.json"  # from docs/
 
 
 def _public_row(topic: str) -> str:
@@ -199,7 +199,7 @@ def topics_table(public: Iterable[str], internal: Iterable[str]) -> str:
     return TOPICS_HEADER + "".join(rows)
 
 
-# The README
+# The reference page
 
 
 def sections() -> dict[str, str]:
@@ -215,20 +215,20 @@ def replace_section(text: str, name: str, body: str) -> str:
     before, found_start, rest = text.partition(start)
     _, found_end, after = rest.partition(end)
     if not (found_start and found_end):
-        raise ValueError(f"README has no {start} ... {end} section")
+        raise ValueError(f"the page has no {start} ... {end} section")
     return f"{before}{start}\n{body}{end}{after}"
 
 
-def rendered_readme(text: str) -> str:
+def rendered(text: str) -> str:
     for name, body in sections().items():
         text = replace_section(text, name, body)
     return text
 
 
-def update(readme: Path = DEFAULT_README) -> bool:
-    """Rewrite the generated sections of ``readme``; True when it changed."""
-    text = readme.read_text()
-    new = rendered_readme(text)
+def update(page: Path = DEFAULT_PAGE) -> bool:
+    """Rewrite the generated sections of ``page``; True when it changed."""
+    text = page.read_text()
+    new = rendered(text)
     if new != text:
-        readme.write_text(new)
+        page.write_text(new)
     return new != text
