@@ -4,10 +4,7 @@ progress it has seen. Tables: ``requesters``, ``requester-partitions``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-from mode.supervisors import CrashingSupervisor
 
 from streams.core.recontact import Requester
 from streams.core.stages import Contacts, Relay, RequesterPartitionRecord, run_requester_batch
@@ -26,21 +23,15 @@ class RequesterStage:
         self.wiring = wiring
         self.requesters = wiring.table("requesters")
         self.partitions = wiring.table("requester-partitions")
-        agent = wiring.app.agent(
-            wiring.contacts, name="requesters", supervisor_strategy=CrashingSupervisor
-        )
-        agent(self._stage)
+        wiring.stage(wiring.contacts, "requesters", self._batch)
 
-    async def _stage(self, stream: Any) -> AsyncIterator[None]:
-        config = self.wiring.config
-        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
-            by_partition: dict[int, list[tuple[int, Contacts, bytes]]] = {}
-            for event in batch:
-                items = by_partition.setdefault(event.message.partition, [])
-                items.append((event.message.offset, event.value, event.message.value))
-            for partition, items in by_partition.items():
-                await self._partition(partition, items)
-            yield None
+    async def _batch(self, batch: list[Any]) -> None:
+        by_partition: dict[int, list[tuple[int, Contacts, bytes]]] = {}
+        for event in batch:
+            items = by_partition.setdefault(event.message.partition, [])
+            items.append((event.message.offset, event.value, event.message.value))
+        for partition, items in by_partition.items():
+            await self._partition(partition, items)
 
     async def _partition(self, partition: int, items: list[tuple[int, Contacts, bytes]]) -> None:
         wiring = self.wiring

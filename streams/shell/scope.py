@@ -5,13 +5,12 @@ input partitions allow, publish the snapshots, then write the tables. Tables: ``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
-from mode.supervisors import CrashingSupervisor
 
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import (
@@ -43,10 +42,7 @@ class ScopeStage:
         self.partitions = wiring.table("scope-partitions")
         self.input_ends = EndOffsets(wiring.servers, INPUT, wiring.partitions)
         self.horizon_us = parse_duration(wiring.config.live_horizon) * US_PER_SECOND
-        agent = wiring.app.agent(
-            wiring.deltas, name="scopes", supervisor_strategy=CrashingSupervisor
-        )
-        agent(self._stage)
+        wiring.stage(wiring.deltas, "scopes", self._batch)
 
     def owned(self) -> list[ScopeRecord]:
         """The scopes of the partitions this worker actively owns: what /metrics shows."""
@@ -55,13 +51,7 @@ class ScopeStage:
             s for s in self.scopes.values() if isinstance(s, ScopeRecord) and s.partition in active
         ]
 
-    async def _stage(self, stream: Any) -> AsyncIterator[None]:
-        config = self.wiring.config
-        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
-            await self._batch(batch)
-            yield None
-
-    async def _batch(self, batch: Iterable[Any]) -> None:
+    async def _batch(self, batch: list[Any]) -> None:
         wiring, settings = self.wiring, self.wiring.settings
         touched: dict[int, PartitionRecord] = {}
         changed: dict[str, ScopeRecord] = {}

@@ -5,12 +5,10 @@ only then write the tables. Tables: ``tickets``, ``input-logs``."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import TP
-from mode.supervisors import CrashingSupervisor
 
 from streams.core.positions import SourceLog
 from streams.core.stages import Message, contacts_for, run_ticket_batch
@@ -57,18 +55,7 @@ class TicketStage:
         self.tickets = wiring.table("tickets")
         self.input_logs = wiring.table("input-logs")
         self.intake = Intake()
-        # An error in a stage stops the worker: it restarts from the changelogs, never
-        # from in-memory state that a failed batch has half changed.
-        agent = wiring.app.agent(
-            self.events, name="tickets", supervisor_strategy=CrashingSupervisor
-        )
-        agent(self._stage)
-
-    async def _stage(self, stream: Any) -> AsyncIterator[None]:
-        config = self.wiring.config
-        async for batch in stream.take_events(config.batch_size, within=config.batch_seconds):
-            await self._batch(batch)
-            yield None
+        wiring.stage(self.events, "tickets", self._batch)
 
     async def _batch(self, batch: list[Any]) -> None:
         wiring, intake = self.wiring, self.intake

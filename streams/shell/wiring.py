@@ -4,12 +4,13 @@ the stages, the metrics, and how a stage sends to those topics and waits for the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.types import TP
+from mode.supervisors import CrashingSupervisor
 
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Settings
@@ -60,6 +61,21 @@ class Wiring:
         return PartitionedTable.create(
             self.app, name, self.partitions, STATE_MESSAGE_BYTES, on_load
         )
+
+    def stage(
+        self, channel: Any, name: str, process: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """An agent named ``name`` that hands ``process`` the channel's events a batch at a
+        time. An error in a stage stops the worker: it restarts from the changelogs, never
+        from in-memory state that a failed batch has half changed."""
+        size, within = self.config.batch_size, self.config.batch_seconds
+
+        async def take(stream: Any) -> AsyncIterator[None]:
+            async for batch in stream.take_events(size, within=within):
+                await process(batch)
+                yield None
+
+        self.app.agent(channel, name=name, supervisor_strategy=CrashingSupervisor)(take)
 
     def owned(self, topic: str) -> list[TP]:
         """The partitions of ``topic`` this worker actively owns."""
