@@ -21,7 +21,7 @@ from streams.core.alerts import CrossingPolicy, RulesPolicy
 from streams.core.flow import Windows
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
-from streams.core.timeline import US_PER_SECOND, parse_duration
+from streams.core.timeline import US_PER_SECOND, WallClock, parse_duration
 
 
 def _duration(text: str) -> str:
@@ -178,6 +178,7 @@ class FlowgaugeConfig(BaseSettings):
     partitions: int = Field(4, ge=1, le=1024)
     step: Duration = "5m"
     grace: Duration = "10m"
+    clock_tolerance: Duration = "1h"  # how far ahead of the wall clock an event may be dated
     windows: Annotated[tuple[str, ...], NoDecode] = ("1h", "24h", "7d")
     idle_timeout: Duration = "1m"
     live_horizon: Duration = "1h"
@@ -240,6 +241,10 @@ class FlowgaugeConfig(BaseSettings):
     @property
     def grace_us(self) -> int:
         return parse_duration(self.grace) * US_PER_SECOND
+
+    def wall_clock(self, now_seconds: float) -> WallClock:
+        tolerance = parse_duration(self.clock_tolerance) * US_PER_SECOND
+        return WallClock(int(now_seconds * US_PER_SECOND), tolerance)
 
     def core(self, track_aging: bool = True) -> Settings:
         windows = Windows.of(self.step_seconds, {w: parse_duration(w) for w in self.windows})

@@ -131,13 +131,20 @@ def workers(
             worker.stop()
 
 
-def produce(broker: EmbeddedBroker, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+def produce(
+    broker: EmbeddedBroker,
+    topic: str,
+    messages: list[tuple[bytes | None, bytes]],
+    partition: int | None = None,
+) -> None:
+    """Send in order; to ``partition`` if given, else where the key hashes."""
+
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.url.removeprefix("kafka://"))
         await producer.start()
         try:
             for key, value in messages:
-                await producer.send(topic, value, key=key)
+                await producer.send(topic, value, key=key, partition=partition)
             await producer.flush()
         finally:
             await producer.stop()

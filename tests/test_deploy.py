@@ -23,6 +23,7 @@ SERVICES = {"kafka", "kafka-init", "worker", "simulator", "prometheus", "alertma
 # ${NAME}, ${NAME:-default} and ${NAME-default}: compose's interpolation.
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
+    "FlowgaugeEventsAheadOfClock",
     "FlowgaugeInflowAboveOutflow",
     "FlowgaugeIntakeStalled",
     "FlowgaugePipelineStale",

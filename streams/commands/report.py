@@ -17,7 +17,7 @@ from streams.core.events import InvalidEvent, TicketEvent, parse_event
 from streams.core.recontact import Requester, contact_of
 from streams.core.scope import Emitted, ScopeState, Settings, scope_order
 from streams.core.ticket import Ticket, Transition, apply_event
-from streams.core.timeline import iso
+from streams.core.timeline import WallClock, iso
 from streams.core.watermark import Watermarks
 
 
@@ -41,6 +41,7 @@ class LocalPipeline:
     watermarks: Watermarks = field(default_factory=Watermarks)
     counters: Counters = field(default_factory=Counters)
     emitted: int | None = None
+    clock: WallClock | None = None  # when the file is read: "now", so history is unaffected
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
@@ -58,15 +59,17 @@ class LocalPipeline:
             self._scope(scope).flow.see(at)
         for transition in [*transitions, *self._findings(ticket, event, transitions)]:
             self._scope(transition.scope).add(transition, self.settings)
-        limit = self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
-        yield from self._emit_through(limit)
+        yield from self._emit_through(self._limit())
 
     def finish(self) -> Iterator[Emitted]:
         """End of input: every partition is idle, so flush through the newest event."""
         self.watermarks.observe(0, None, idle=True)
-        yield from self._emit_through(
-            self.watermarks.emit_limit(self.settings.windows.step_us, self.grace_us)
-        )
+        yield from self._emit_through(self._limit())
+
+    def _limit(self) -> int | None:
+        ceiling = self.clock.not_after_us if self.clock is not None else None
+        step = self.settings.windows.step_us
+        return self.watermarks.emit_limit(step, self.grace_us, ceiling_us=ceiling)
 
     def final_through(self) -> int | None:
         """The last boundary no scope can add a row to any more, if any: a scope emits only
@@ -110,7 +113,7 @@ def in_order(lines: Iterable[bytes], pipeline: LocalPipeline) -> Iterator[Emitte
         if not line.strip():
             continue
         try:
-            event = parse_event(line)
+            event = parse_event(line, pipeline.clock)
         except InvalidEvent as exc:
             pipeline.counters.invalid.append((number, str(exc)))
             continue
@@ -132,10 +135,10 @@ def _hold(held: list[tuple[int, tuple[bool, str], Emitted]], emitted: Iterable[E
 
 
 def run(
-    lines: Iterable[bytes], settings: Settings, grace_us: int
+    lines: Iterable[bytes], settings: Settings, grace_us: int, clock: WallClock | None = None
 ) -> tuple[list[Emitted], Counters]:
     """Every emitted boundary of every scope, ordered by as_of then scope."""
-    pipeline = LocalPipeline(settings, grace_us)
+    pipeline = LocalPipeline(settings, grace_us, clock=clock)
     return list(in_order(lines, pipeline)), pipeline.counters
 
 

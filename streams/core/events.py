@@ -1,4 +1,5 @@
-"""The input contract: one ticket lifecycle event, validated without consulting the clock."""
+"""The input contract: one ticket lifecycle event, validated from its own bytes and, for one
+rule only, the wall clock: it may not be dated ahead of it (``WallClock``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pydantic import (
     ValidationError,
 )
 
-from streams.core.timeline import to_us
+from streams.core.timeline import WallClock, iso, to_us
 
 SCHEMA_VERSION = 1
 DEFAULT_QUEUE = "default"
@@ -51,8 +52,8 @@ def _canonical_priority(value: object) -> object:
     return _PRIORITY_ALIASES.get(folded, folded.upper())
 
 
-# A fixed range rather than the wall clock, so validation stays a function of the event:
-# a year-9999 or 1970 timestamp is a broken producer, and one would stall every boundary.
+# A range that holds with no clock given too: a year-9999 or 1970 timestamp is a broken
+# producer, and one would stall every boundary. With a clock, the future ends sooner.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -120,16 +121,29 @@ class InvalidEvent(ValueError):
     """Raised with a one-line reason that a person can act on."""
 
 
-def parse_event(raw: bytes) -> TicketEvent:
-    """Validate raw message bytes; raise :class:`InvalidEvent` with the reason."""
+class AheadOfClock(InvalidEvent):
+    """A valid event dated later than the clock allows: its producer's clock is wrong."""
+
+
+def parse_event(raw: bytes, clock: WallClock | None = None) -> TicketEvent:
+    """Validate raw message bytes; raise :class:`InvalidEvent` with the reason.
+
+    ``clock``: the wall clock when the bytes were read (None: history that is checked
+    already, as in tests)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        return TicketEvent.model_validate_json(text)
+        event = TicketEvent.model_validate_json(text)
     except ValidationError as exc:
         raise InvalidEvent(_reason(exc)) from exc
+    if clock is not None and event.occurred_us > clock.not_after_us:
+        raise AheadOfClock(
+            f"occurred_at ahead of the clock: {iso(event.occurred_us)} is later than"
+            f" {iso(clock.not_after_us)}, the clock when read plus the tolerance"
+        )
+    return event
 
 
 def _reason(error: ValidationError) -> str:

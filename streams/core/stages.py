@@ -16,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from streams.core.events import EventType, InvalidEvent, parse_event
+from streams.core.events import AheadOfClock, EventType, InvalidEvent, parse_event
 from streams.core.indicators import Effort
 from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, Requester, contact_of, requester_partition
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.sla import Clock, SlaPolicy
 from streams.core.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
-from streams.core.timeline import US_PER_SECOND
+from streams.core.timeline import US_PER_SECOND, WallClock
 from streams.core.watermark import Watermarks
 
 # An entry of a delta: (source position, kind, at_us, ticket_id, first_open_us, replied_us,
@@ -108,6 +108,7 @@ class TicketBatch:
     first_responses: list[tuple[str, float]] = field(default_factory=list)  # (priority, seconds)
     duplicates: int = 0
     late: int = 0
+    ahead: int = 0  # of the dead letters: dated ahead of the clock
 
 
 def run_ticket_batch(
@@ -118,20 +119,23 @@ def run_ticket_batch(
     policy: SlaPolicy,
     partitions: int,
     bases: Mapping[int, int],
+    clock: WallClock | None = None,
 ) -> TicketBatch:
     """Apply a batch of input messages; ``newest`` (per partition) is updated in place.
 
     ``partitions``: how many requester partitions the contacts are spread over;
-    ``bases``: per input partition, what makes its offsets positions (0 if absent)."""
+    ``bases``: per input partition, what makes its offsets positions (0 if absent);
+    ``clock``: the wall clock when the batch was read, which the progress carries on."""
     batch = TicketBatch()
     next_offsets: dict[int, int] = {}
     for message in messages:
         next_offsets[message.partition] = message.offset + 1
         position = bases.get(message.partition, 0) + message.offset
         try:
-            event = parse_event(message.value)
+            event = parse_event(message.value, clock)
         except InvalidEvent as exc:
             batch.dead_letters.append(DeadLetterOut(message, str(exc)))
+            batch.ahead += isinstance(exc, AheadOfClock)
             continue
         at = event.occurred_us
         partition = message.partition
@@ -166,8 +170,9 @@ def run_ticket_batch(
                 cause = _cause(transition.kind, event.type)
                 key = (cause, ticket.queue, ticket.priority, ticket.channel)
                 batch.lifecycle[key] = batch.lifecycle.get(key, 0) + 1
+    now = clock.now_us if clock is not None else None
     batch.progress = {
-        p: Progress(p, newest.get(p), offset, base=bases.get(p, 0))
+        p: Progress(p, newest.get(p), offset, now_us=now, base=bases.get(p, 0))
         for p, offset in next_offsets.items()
     }
     return batch
@@ -315,9 +320,11 @@ class PartitionRecord:
         grace_us: int,
         live_horizon_us: int,
         end_offsets: Mapping[int, int] | None = None,
+        ceiling_us: int | None = None,
     ) -> int | None:
         """The last boundary that may be emitted: every source partition must be accounted
-        for, directly and through every requester partition's relay."""
+        for, directly and through every requester partition's relay. ``ceiling_us``: as in
+        ``Watermarks.emit_limit``."""
         marks = [self.watermarks, *self.relayed.values()]
         if len(self.relayed) < self.source_partitions or any(
             len(m.partitions) < self.source_partitions for m in marks
@@ -327,7 +334,8 @@ class PartitionRecord:
         newest = self.watermarks.newest_us
         live = now is not None and newest is not None and now - newest <= live_horizon_us
         step = settings.windows.step_us
-        limits = [m.emit_limit(step, grace_us, now if live else None, end_offsets) for m in marks]
+        clock = now if live else None
+        limits = [m.emit_limit(step, grace_us, clock, end_offsets, ceiling_us) for m in marks]
         return None if None in limits else min(limit for limit in limits if limit is not None)
 
     @property

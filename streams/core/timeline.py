@@ -6,6 +6,7 @@ Integers keep every boundary and age exact; floats would round ages at whole sec
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -43,3 +44,19 @@ def iso(us: int) -> str:
 def boundary_index(us: int, step_us: int) -> int:
     """Index of the first boundary at or after ``us``: boundary i is at ``i * step_us``."""
     return -(-us // step_us)
+
+
+@dataclass(frozen=True, slots=True)
+class WallClock:
+    """The wall clock when input is read, and how far ahead of it an event may be dated.
+
+    No producer can see the future: an event dated later than ``not_after_us`` comes from a
+    wrong clock, and one such event would drag event time years ahead. History is never
+    that far ahead, so a replay of it gives the same results whenever it runs."""
+
+    now_us: int
+    tolerance_us: int
+
+    @property
+    def not_after_us(self) -> int:
+        return self.now_us + self.tolerance_us

@@ -3,7 +3,8 @@
 Boundary B is emitted once every input partition that carries data has seen
 an event later than B + grace. A partition that is caught up and idle stops
 holding the others back; when all are idle the stream is flushed through the
-first boundary at or after its newest event, as ``report`` does at end of file.
+first boundary at or after its newest event, as ``report`` does at end of file,
+or in live use through the last one the wall clock has passed by the grace.
 """
 
 from __future__ import annotations
@@ -81,22 +82,29 @@ class Watermarks:
         grace_us: int,
         now_us: int | None = None,
         end_offsets: Mapping[int, int] | None = None,
+        ceiling_us: int | None = None,
     ) -> int | None:
         """Index of the last boundary that may be emitted now (None: nothing yet).
 
-        ``now_us`` (wall clock) is given only in live use: when every partition
-        is idle it lets the watermark follow the clock, so quiet hours still
-        produce snapshots.
+        ``now_us`` (wall clock) is given only in live use: a boundary is then final only
+        once the clock has passed it by the grace, so a partition whose clock runs ahead
+        cannot make the others' on-time events late; and when every partition is idle the
+        watermark follows the clock, so quiet hours still produce snapshots.
+        ``ceiling_us``: no boundary after it, whatever the progress says (the wall clock
+        plus the tolerance of ``streams.core.timeline.WallClock``).
         """
         if any(p.newest_us is None for p in self.busy(end_offsets)):
             return None  # a partition has data but no event time yet: wait for it
-        low = self.low_us(end_offsets)
+        low, newest = self.low_us(end_offsets), self.newest_us
+        by_clock = None if now_us is None else boundary_index(now_us - grace_us, step_us) - 1
         if low is not None:
-            return boundary_index(low - grace_us, step_us) - 1  # strictly before low - grace
-        newest = self.newest_us
-        if newest is None:
+            limit = boundary_index(low - grace_us, step_us) - 1  # strictly before low - grace
+        elif newest is None:
             return None
-        flushed = boundary_index(newest, step_us)
-        if now_us is None:
-            return flushed
-        return max(flushed, boundary_index(now_us - grace_us, step_us) - 1)
+        else:  # every partition idle: flushed through the newest event, as report does
+            limit = boundary_index(newest, step_us) if by_clock is None else by_clock
+        if by_clock is not None:
+            limit = min(limit, by_clock)
+        if ceiling_us is not None:
+            limit = min(limit, ceiling_us // step_us)
+        return limit

@@ -246,6 +246,11 @@ class PipelineMetrics:
             "Invalid events sent to the dead-letter topic",
             registry=r,
         )
+        self.ahead_of_clock = Counter(
+            "flowgauge_events_ahead_of_clock",
+            "Dead-lettered events dated ahead of the wall clock plus the tolerance",
+            registry=r,
+        )
         self.duplicates = Counter(
             "flowgauge_events_duplicate", "Redelivered events ignored", registry=r
         )
@@ -325,6 +330,7 @@ class PipelineMetrics:
         for priority, seconds in batch.first_responses:
             self.first_response.labels(self.cap("priority", priority)).observe(seconds)
         self.dead_lettered.inc(len(batch.dead_letters))
+        self.ahead_of_clock.inc(batch.ahead)
         self.duplicates.inc(batch.duplicates)
         self.late.inc(batch.late)
         newest = max((p.newest_us for p in batch.progress.values() if p.newest_us), default=None)

@@ -5,6 +5,7 @@ input partitions allow, publish the snapshots, then write the tables. Tables: ``
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -134,8 +135,11 @@ class ScopeStage:
             wiring.metrics.count_snapshots(unpublished)
             unpublished.clear()
 
+        ceiling = wiring.config.wall_clock(time.time()).not_after_us
         for partition, record in touched.items():
-            limit = record.emit_limit(settings, wiring.config.grace_us, self.horizon_us, ends)
+            limit = record.emit_limit(
+                settings, wiring.config.grace_us, self.horizon_us, ends, ceiling
+            )
             if limit is None:
                 continue
             record.emitted = max(limit, record.emitted if record.emitted is not None else limit)

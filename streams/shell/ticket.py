@@ -73,6 +73,7 @@ class TicketStage:
             wiring.settings.sla,
             wiring.partitions,
             {p: source.base for p, source in logs.items()},
+            wiring.config.wall_clock(time.time()),
         )
         deltas = wiring.deltas
         sends: list[Any] = [
