@@ -20,13 +20,15 @@ from hypothesis import strategies as st
 from streams.commands.broker import EmbeddedBroker
 from streams.commands.cli import main
 from streams.commands.replay import message_key
-from streams.commands.report import run
+from streams.commands.report import LocalPipeline, in_order, run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.events import AheadOfClock, parse_event
+from streams.core.indicators import TAGS_PER_STEP
 from streams.core.timeline import US_PER_SECOND, WallClock, boundary_index, iso, to_us
 from streams.core.topics import DEAD_LETTERS, FLOW, INPUT
 from streams.core.watermark import Watermarks
 from tests.cluster import Worker, produce, read_topic, start_worker
+from tests.conftest import core_settings
 from tests.test_pipeline import assert_snapshots, expected_from_report, gauge, wait_caught_up
 from tests.test_properties import LIGHT, Ev, core_alerts, core_rows, event_strategy, scenarios
 from tests.test_properties import Scenario as Log
@@ -141,6 +143,27 @@ def test_report_finishes_with_the_rows_of_the_stream_without_the_future_event(
     assert rows.count(b"\n") > 5000, "two days of the simulated team at a 5 min step"
     assert f"with.jsonl:2001: skipped: {AHEAD}: 2099-01-01T00:00:00Z is later than" in log
     assert "3000 events, 1 invalid, 0 duplicates, 0 late" in log
+
+
+def test_a_flood_of_distinct_tags_keeps_a_steps_most_frequent_ones() -> None:
+    start = to_us(datetime(2026, 3, 2, 9, tzinfo=UTC))  # all in the hour to 10:00
+    flood = [
+        {"ticket_id": f"F{n}", "tags": [f"free-text-{n}", f"more-{n}"]} for n in range(3000)
+    ] + [{"ticket_id": f"O{n}", "tags": ["outage"]} for n in range(30)]
+    lines = [
+        json.dumps(
+            {"event_id": "e", "type": "created", "occurred_at": iso(start + (n + 1) * US), **fields}
+        ).encode()
+        for n, fields in enumerate(flood)
+    ]
+    pipeline = LocalPipeline(core_settings(3600), GRACE_US)
+    emitted = list(in_order(lines, pipeline))
+    indicators = pipeline.scopes["all"].indicators
+    assert len(indicators.baseline.tags) == TAGS_PER_STEP  # not 6,001
+    assert all(len(bucket.tags) <= TAGS_PER_STEP for bucket in indicators.buckets.values())
+    last = [item for item in emitted if item.flow.scope == "all"][-1].indicators
+    assert last is not None
+    assert (last.drivers[0].tag, last.drivers[0].recent) == ("outage", 30)
 
 
 # --- the real worker ----------------------------------------------------------------------

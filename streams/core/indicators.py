@@ -22,6 +22,9 @@ DEFLECTION_HORIZON_US = 48 * 3600 * US_PER_SECOND  # an AI resolution holds if n
 SPIKE_FACTOR = 3
 SPIKE_MIN_TICKETS = 10
 TOP_DRIVERS = 3
+# A step's most frequent tags that its windows keep: a flood of distinct tags (a free-text
+# field mapped to tags) would otherwise grow every window of every scope it reaches.
+TAGS_PER_STEP = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,13 @@ class Bucket:
             if not self.tags[tag]:
                 del self.tags[tag]
 
+    def keep_top_tags(self, count: int) -> None:
+        """Keep the ``count`` most frequent tags, ties by name: what is kept depends on the
+        counts alone, never on the order in which they arrived."""
+        if len(self.tags) > count:
+            ranked = sorted(self.tags.items(), key=lambda item: (-item[1], item[0]))
+            self.tags = Counter(dict(ranked[:count]))
+
 
 @dataclass(slots=True)
 class ScopeIndicators:
@@ -172,10 +182,12 @@ class ScopeIndicators:
         # Buckets stamped before the first boundary slide in silently, as in the flow.
         first = min(self.buckets, default=index) if self.slid is None else self.slid + 1
         for current in range(min(first, index), index + 1):
+            entering = self.buckets.get(current)
+            if entering is not None:
+                entering.keep_top_tags(TAGS_PER_STEP)  # before it joins any window
             for sums, back, length in self._windows(windows):
                 self._move(current - back, sums, 1)
                 self._move(current - back - length, sums, -1)
-            entering = self.buckets.get(current)
             if entering is not None:
                 self.responses.update(entering.responses)
             leaving = self.buckets.get(current - windows.baseline)
