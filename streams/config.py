@@ -183,6 +183,7 @@ class FlowgaugeConfig(BaseSettings):
     idle_timeout: Duration = "1m"
     live_horizon: Duration = "1h"
     label_cap: int = Field(50, ge=1)
+    scope_cap: int = Field(200, ge=1)
     batch_size: int = Field(2000, ge=1)
     batch_seconds: float = Field(0.2, gt=0)
     snapshots_per_batch: int = Field(20000, ge=1)
@@ -266,4 +267,7 @@ class FlowgaugeConfig(BaseSettings):
             "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
         )
         rules = RulesPolicy(**self.alerts.rules.model_dump(), capacity_window=capacity)
-        return Settings(windows, policy, track_aging, self.sla.policy(), rules, indicator_seconds)
+        return Settings(
+            windows, policy, track_aging, self.sla.policy(), rules, indicator_seconds,
+            self.scope_cap,
+        )  # fmt: skip

@@ -136,6 +136,12 @@ def _report(args: argparse.Namespace) -> int:
     counters = pipeline.counters
     for number, reason in counters.invalid:
         print(f"{args.events}:{number}: skipped: {reason}", file=sys.stderr)
+    for dimension, folded in counters.folded.items():
+        print(
+            f"{dimension}: more than {settings.scope_cap} values; {folded} transitions counted"
+            f" in {dimension}:other (FLOWGAUGE_SCOPE_CAP)",
+            file=sys.stderr,
+        )
     print(
         f"{counters.processed} events, {len(counters.invalid)} invalid, "
         f"{counters.duplicates} duplicates, {counters.late} late",

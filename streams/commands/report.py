@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import heapq
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from streams.core.aging import BANDS, PERCENTILES
+from streams.core.catalog import Catalog, Decision, dimension_of, event_order
 from streams.core.events import InvalidEvent, TicketEvent, parse_event
 from streams.core.recontact import Requester, contact_of
 from streams.core.scope import Emitted, ScopeState, Settings, scope_order
@@ -27,6 +29,7 @@ class Counters:
     duplicates: int = 0
     late: int = 0
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    folded: dict[str, int] = field(default_factory=dict)  # transitions counted in other
 
 
 @dataclass(slots=True)
@@ -42,6 +45,7 @@ class LocalPipeline:
     counters: Counters = field(default_factory=Counters)
     emitted: int | None = None
     clock: WallClock | None = None  # when the file is read: "now", so history is unaffected
+    catalogs: dict[str, Catalog[tuple[int, Transition]]] = field(default_factory=dict)
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
@@ -56,9 +60,9 @@ class LocalPipeline:
         self.tickets[event.ticket_id] = ticket
         self.counters.processed += 1
         for scope in ticket.scopes():
-            self._scope(scope).flow.see(at)
+            self._see(scope, at)
         for transition in [*transitions, *self._findings(ticket, event, transitions)]:
-            self._scope(transition.scope).add(transition, self.settings)
+            self._add(transition)
         yield from self._emit_through(self._limit())
 
     def finish(self) -> Iterator[Emitted]:
@@ -75,6 +79,8 @@ class LocalPipeline:
         """The last boundary no scope can add a row to any more, if any: a scope emits only
         past its own last row, and a scope found later starts past the last one emitted."""
         lasts = [state.flow.emitted for state in self.scopes.values()]
+        # A value not decided yet is a scope-to-be: rows after the boundary it came after.
+        lasts += [u.after for c in self.catalogs.values() for u in c.undecided.values()]
         if self.emitted is None or None in lasts:
             return None  # a scope with no row yet may still get rows for any boundary
         return min(last for last in lasts if last is not None)
@@ -82,6 +88,7 @@ class LocalPipeline:
     def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
         if limit is None:
             return
+        self._decide(limit * self.settings.windows.step_us)  # before: new scopes start after
         self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
         for state in self.scopes.values():
             yield from state.emit_through(limit, self.settings)
@@ -97,11 +104,73 @@ class LocalPipeline:
         for finding in requester.apply(fact):
             yield from finding.transitions()
 
+    def _catalog(self, scope: str) -> Catalog[tuple[int, Transition]] | None:
+        dimension = dimension_of(scope)
+        if dimension is None:
+            return None
+        catalog = self.catalogs.get(dimension)
+        if catalog is None:
+            catalog = self.catalogs[dimension] = Catalog(dimension, self.settings.scope_cap)
+        return catalog
+
+    def _see(self, scope: str, at_us: int) -> None:
+        catalog = self._catalog(scope)
+        target = catalog.target(scope) if catalog is not None else scope
+        if catalog is not None and target is None:
+            catalog.hold(scope, at_us, [], self.emitted)
+        else:
+            self._scope(target or scope).flow.see(at_us)
+
+    def _add(self, transition: Transition) -> None:
+        scope = transition.scope
+        catalog = self._catalog(scope)
+        target = catalog.target(scope) if catalog is not None else scope
+        if catalog is not None and target is None:
+            catalog.hold(scope, None, [(self.counters.processed, transition)], self.emitted)
+        else:
+            self._count_in(target or scope, [transition])
+
+    def _decide(self, through_us: int) -> None:
+        """Decide the values first seen by ``through_us``; each target takes the held
+        transitions of its values merged in event order."""
+        by_target: dict[str, list[Decision[tuple[int, Transition]]]] = defaultdict(list)
+        for catalog in self.catalogs.values():
+            for decision in catalog.decide(through_us):
+                by_target[decision.target].append(decision)
+        for target, decisions in by_target.items():
+            after = _earliest(d.after for d in decisions)
+            state = self.scopes.get(target) or self._made(target, after)
+            for seen in (d.first_seen_us for d in decisions if d.first_seen_us is not None):
+                state.flow.see(seen)
+            held = sorted(
+                (item for d in decisions for item in d.held),
+                key=lambda item: event_order(item[0], item[1].kind),
+            )
+            self._count_in(target, [transition for _, transition in held])
+
+    def _count_in(self, target: str, transitions: list[Transition]) -> None:
+        """Count transitions in ``target``: those of a value folded into it as its own."""
+        state = self._scope(target)
+        for transition in transitions:
+            if transition.scope != target:
+                dimension = target.partition(":")[0]
+                self.counters.folded[dimension] = self.counters.folded.get(dimension, 0) + 1
+                transition = replace(transition, scope=target)
+            state.add(transition, self.settings)
+
     def _scope(self, scope: str) -> ScopeState:
-        state = self.scopes.get(scope)
-        if state is None:
-            state = self.scopes[scope] = ScopeState.new(scope, self.settings, self.emitted)
+        return self.scopes.get(scope) or self._made(scope, self.emitted)
+
+    def _made(self, scope: str, after: int | None) -> ScopeState:
+        """A new scope, with rows after boundary ``after``."""
+        state = self.scopes[scope] = ScopeState.new(scope, self.settings, after)
         return state
+
+
+def _earliest(boundaries: Iterable[int | None]) -> int | None:
+    """The earliest of some "last boundary emitted" values; None (none yet) is earliest."""
+    values = list(boundaries)
+    return None if None in values else min(v for v in values if v is not None)
 
 
 def in_order(lines: Iterable[bytes], pipeline: LocalPipeline) -> Iterator[Emitted]:

@@ -37,6 +37,7 @@ class Settings:
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     rules: RulesPolicy = field(default_factory=RulesPolicy)
     indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
+    scope_cap: int = 200  # values per dimension that are scopes (streams/core/catalog.py)
     # Worked out once: every transition and every snapshot reads them.
     indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
     rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
