@@ -17,23 +17,26 @@ from itertools import islice
 from typing import Any
 
 from streams.commands.replay import message_key
+from streams.core.catalog import dimension_of, other_scope
 from streams.core.positions import SourceLog
 from streams.core.recontact import Requester
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import (
     Contacts,
     DeadLetterOut,
+    DimensionDeltas,
     Message,
     PartitionRecord,
     Progress,
     Relay,
     RequesterPartitionRecord,
-    ScopeDelta,
     ScopeRecord,
-    apply_delta,
+    apply_deltas,
     apply_progress,
     apply_relay,
+    by_dimension,
     contacts_for,
+    decide_scopes,
     emit,
     run_requester_batch,
     run_ticket_batch,
@@ -69,7 +72,7 @@ class _Stream:
     contacts: dict[int, list[tuple[int, Contacts]]] = field(default_factory=dict)
     requester_next: dict[int, int] = field(default_factory=dict)  # next offset to process
     requester_records: dict[int, RequesterPartitionRecord] = field(default_factory=dict)
-    scope_queue: list[Progress | Relay | ScopeDelta] = field(default_factory=list)
+    scope_queue: list[Progress | Relay | DimensionDeltas] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=dict)  # the input's end offsets
     logs: dict[int, SourceLog] = field(default_factory=dict)  # the ticket stage's, per input
     inputs: dict[int, list[Message]] = field(default_factory=dict)  # the input log, as now
@@ -105,7 +108,7 @@ class _Stream:
         out.processed += sum(result.processed.values())
         if metrics is not None:
             metrics.count_ticket_batch(result)
-        self.scope_queue += [*result.deltas.values(), *result.progress.values()]
+        self.scope_queue += [*by_dimension(result.deltas.values()), *result.progress.values()]
         self._send_contacts(contacts_for(result, self.partitions))
 
     def idle(self, ends: dict[int, int]) -> None:
@@ -141,7 +144,7 @@ class _Stream:
                 last_offset, last_contacts = items[-1]
                 record.log.read(last_offset, codec.dumps(last_contacts))
                 self.out.requesters.update(result.changed)
-                self.scope_queue += [*result.deltas.values(), Relay(p, result.relay)]
+                self.scope_queue += [*by_dimension(result.deltas.values()), Relay(p, result.relay)]
                 self.scope_stage(emit_each)
 
     def lose_broker(self, remaining: dict[int, list[Message]]) -> None:
@@ -154,6 +157,13 @@ class _Stream:
             self.contacts[p] = []
             self.requester_next[p] = 0
 
+    def _scope_of(self, name: str) -> ScopeRecord:
+        if name not in self.out.scopes:
+            state = ScopeState.new(name, self.settings, self.scope_partition.emitted)
+            self.out.scopes[name] = ScopeRecord(state, 0)
+        self.scope_partition.scopes.add(name)
+        return self.out.scopes[name]
+
     def scope_stage(self, emit_each: Callable[[Emitted], Any] | None) -> None:
         out, settings, partition = self.out, self.settings, self.scope_partition
         for item in self.scope_queue:
@@ -162,16 +172,17 @@ class _Stream:
             elif isinstance(item, Relay):
                 apply_relay(partition, item)
             else:
-                if item.scope not in out.scopes:
-                    state = ScopeState.new(item.scope, settings, partition.emitted)
-                    out.scopes[item.scope] = ScopeRecord(state, 0)
-                partition.scopes.add(item.scope)
-                out.late_transitions += apply_delta(out.scopes[item.scope], item, settings)
+                emitted = partition.emitted
+                out.late_transitions += apply_deltas(item, self._scope_of, settings, emitted)[0]
         self.scope_queue.clear()
         ends = self.ends if partition.has_idle else None  # asked for only then, as the shell
         limit = partition.emit_limit(settings, GRACE_US, live_horizon_us=0, end_offsets=ends)
         if limit is None:
             return
+        for dimension in {dimension_of(name) for name in partition.scopes} - {None}:
+            other = self._scope_of(other_scope(str(dimension)))
+            through = limit * settings.windows.step_us
+            out.late_transitions += decide_scopes(other, through, self._scope_of, settings)[0]
         previous = partition.emitted
         partition.emitted = limit if previous is None else max(previous, limit)
         records = (out.scopes[s] for s in sorted(partition.scopes))

@@ -599,8 +599,9 @@ def queue_flood(count: int) -> Iterator[bytes]:
 
 def test_a_flood_of_distinct_queue_names_keeps_metric_labels_capped() -> None:
     """QUEUES distinct queue names (FLOWGAUGE_FUZZ_QUEUES; 5,000 by default so the file
-    stays fast, 1,000,000 measured for the report): /metrics carries at most LABEL_CAP+1
-    distinct queue (and channel) values per metric, and totals are preserved in ``other``."""
+    stays fast, 1,000,000 measured for the report): at most the scope cap of them are
+    scopes, /metrics carries at most LABEL_CAP+1 distinct queue (and channel) values per
+    metric, and totals are preserved in ``other``."""
     metrics = PipelineMetrics(LABEL_CAP)
     tracemalloc.start()
     started = time.monotonic()
@@ -617,7 +618,11 @@ def test_a_flood_of_distinct_queue_names_keeps_metric_labels_capped() -> None:
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB, "
         f"render {render_seconds:.1f}s, {len(text) / 2**10:.0f} KiB of /metrics"
     )
-    assert len(result.scopes) == QUEUES + 997 + 2  # per-scope state does grow: measured above
+    # Scopes are capped too: all; 200 queues and 200 channels, each with its other;
+    # priority P3, and priority's other, which keeps the dimension's catalog.
+    cap = SETTINGS.scope_cap
+    assert len(result.scopes) == 1 + 2 * (cap + 1) + 2
+    assert {"queue:other", "channel:other"} <= result.scopes.keys()
     values: dict[tuple[str, str], set[str]] = {}
     opened = 0.0
     for family in text_string_to_metric_families(text):

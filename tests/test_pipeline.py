@@ -25,6 +25,7 @@ from streams.commands.broker import EmbeddedBroker
 from streams.commands.replay import message_key
 from streams.commands.report import run
 from streams.commands.simulate import Scenario, encode, generate_events
+from streams.core.scope import Settings
 from streams.core.timeline import US_PER_SECOND, iso, to_us
 from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
 from streams.core.watermark import Watermarks
@@ -61,8 +62,8 @@ class Expected:
     indicators: list[dict]
 
 
-def expected_from_report(lines: list[bytes]) -> Expected:
-    emitted, _ = run(lines, core_settings(3600), GRACE_US)
+def expected_from_report(lines: list[bytes], settings: Settings | None = None) -> Expected:
+    emitted, _ = run(lines, settings or core_settings(3600), GRACE_US)
     flow = [FlowRecord.fields_of(item.flow) for item in emitted]
     aging = [AgingRecord.fields_of(item.aging) for item in emitted if item.aging]
     alerts = [alert for item in emitted for alert in item.alerts]

@@ -71,9 +71,10 @@ PUBLIC = {
 # Internal topics by name without the app id: key, pickled value.
 INTERNAL = {
     "scope-deltas": (
-        "scope",
-        "`ScopeDelta` per scope, `Progress` per source partition, `Relay` per requester"
-        " partition, `Resume` from the scope stage to itself",
+        "dimension (`all`, `queue`, `priority`, `channel`: partition 0..3 mod N)",
+        "`DimensionDeltas`: a batch's `ScopeDelta`s of one dimension and source partition;"
+        " `Progress` per source partition, `Relay` per requester partition, `Resume` from"
+        " the scope stage to itself",
     ),
     "requester-contacts": (
         "none (partition by requester)",
@@ -119,8 +120,10 @@ def feed(
     messages = [Message(0, offset, None, line) for offset, line in enumerate(lines)]
     batch = run_ticket_batch(messages, lambda _: None, {}, grace_us, settings.sla, 1, {})
     metrics.count_ticket_batch(batch)
-    emitted, _ = run(lines, settings, grace_us)
+    emitted, counters = run(lines, settings, grace_us)
     metrics.count_snapshots(emitted)
+    for dimension, folded in counters.folded.items():
+        metrics.count_folded(dimension, folded)
     metrics.set_lag({0: 0})
     latest = {item.flow.scope: item for item in emitted}  # ordered by as_of: the last wins
     return [
@@ -135,6 +138,7 @@ def sample_metrics() -> PipelineMetrics:
     lines = [encode(event) for event in generate_events(SAMPLE)]
     metrics.render(feed(metrics, lines, config.core(), config.grace_us))
     metrics.count_chat("slack", "delivered")  # the notifier's counter, served after a post
+    metrics.folded.labels("queue")  # served once a dimension has more values than the cap
     return metrics
 
 

@@ -13,9 +13,11 @@ the ticket stage's progress and every requester partition's relay allow it.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from streams.core.catalog import Catalog, Decision, dimension_of, event_order, other_scope
 from streams.core.events import AheadOfClock, EventType, InvalidEvent, parse_event
 from streams.core.indicators import Effort
 from streams.core.positions import SourceLog
@@ -50,6 +52,41 @@ class ScopeDelta:
     last_position: int
     seen_us: int | None = None  # earliest event in the batch that leaves a ticket in the scope
     entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DimensionDeltas:
+    """A batch's deltas of one source partition for the scopes of one dimension, in one
+    message to the dimension's partition, where its catalog decides which values are
+    scopes (streams/core/catalog.py): the entries of several values folded into ``other``
+    interleave, and reach it whole this way."""
+
+    dimension: str  # "all" for the scope all
+    deltas: list[ScopeDelta]
+
+    @property
+    def source_partition(self) -> int:
+        return self.deltas[0].source_partition
+
+
+# Every scope of a dimension lives on one partition: the one its catalog decides on.
+DIMENSIONS = (ALL_SCOPE, "queue", "priority", "channel")
+
+
+def dimension_key(scope: str) -> str:
+    return dimension_of(scope) or ALL_SCOPE
+
+
+def dimension_partition(dimension: str, partitions: int) -> int:
+    return DIMENSIONS.index(dimension) % partitions
+
+
+def by_dimension(deltas: Iterable[ScopeDelta]) -> list[DimensionDeltas]:
+    """One message per dimension and source partition."""
+    grouped: dict[tuple[str, int], list[ScopeDelta]] = defaultdict(list)
+    for delta in deltas:
+        grouped[(dimension_key(delta.scope), delta.source_partition)].append(delta)
+    return [DimensionDeltas(dimension, group) for (dimension, _), group in grouped.items()]
 
 
 @dataclass(slots=True)
@@ -292,14 +329,21 @@ def _delta(batch: TicketBatch, scope: str, partition: int, position: int) -> Sco
     return delta
 
 
+# What a catalog holds for an undecided value: (source partition, entry).
+HeldEntry = tuple[int, Entry]
+
+
 @dataclass(slots=True)
 class ScopeRecord:
-    """A scope's state as the scope stage stores it: core state plus exactly-once bookkeeping."""
+    """A scope's state as the scope stage stores it: core state plus exactly-once bookkeeping.
+    A dimension's ``other`` also keeps the dimension's catalog, with the entries of the
+    values not decided yet: one record, so they are written together."""
 
     state: ScopeState
     partition: int
     applied: dict[int, int] = field(default_factory=dict)
     last: Emitted | None = None
+    catalog: Catalog[HeldEntry] | None = None
 
 
 @dataclass(slots=True)
@@ -354,15 +398,95 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
         return 0
     if delta.seen_us is not None:
         record.state.flow.see(delta.seen_us)
-    late = 0
-    for position, kind, at, ticket_id, first_open, replied, clock, prior, effort in delta.entries:
-        if position > done:
-            transition = Transition(
-                delta.scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort
-            )
-            late += record.state.add(transition, settings)
+    late = count_entries(record, (entry for entry in delta.entries if entry[0] > done), settings)
     record.applied[delta.source_partition] = delta.last_position
     return late
+
+
+def count_entries(record: ScopeRecord, entries: Iterable[Entry], settings: Settings) -> int:
+    """Count entries in the record's scope (those of a folded value too); how many were late."""
+    late, scope = 0, record.state.scope
+    for _, kind, at, ticket_id, first_open, replied, clock, prior, effort in entries:
+        transition = Transition(
+            scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort
+        )
+        late += record.state.add(transition, settings)
+    return late
+
+
+def apply_deltas(
+    message: DimensionDeltas,
+    scope_of: Callable[[str], ScopeRecord],
+    settings: Settings,
+    emitted: int | None,
+) -> tuple[int, int]:
+    """Apply one message of a dimension's deltas: a value that is a scope takes its own;
+    the dimension's ``other`` takes those of folded values, and holds those of values not
+    decided yet, deduplicated by its own positions; ``emitted``: the partition's last
+    boundary emitted. Late transitions, transitions folded."""
+    if message.dimension == ALL_SCOPE:
+        return sum(apply_delta(scope_of(d.scope), d, settings) for d in message.deltas), 0
+    other = scope_of(other_scope(message.dimension))
+    if other.catalog is None:
+        other.catalog = Catalog(message.dimension, settings.scope_cap)
+    catalog, source = other.catalog, message.source_partition
+    done = other.applied.get(source, -1)
+    late, folded, into_other = 0, 0, []
+    for delta in message.deltas:
+        target = catalog.target(delta.scope)
+        if target == delta.scope and target != other_scope(message.dimension):
+            late += apply_delta(scope_of(delta.scope), delta, settings)
+            continue
+        fresh = [entry for entry in delta.entries if entry[0] > done]
+        if target is None:
+            seen = delta.seen_us if delta.last_position > done else None
+            catalog.hold(delta.scope, seen, [(source, entry) for entry in fresh], emitted)
+        else:
+            if delta.seen_us is not None and delta.last_position > done:
+                other.state.flow.see(delta.seen_us)
+            folded += len(fresh) if target != delta.scope else 0
+            into_other += fresh
+    late += count_entries(other, sorted(into_other, key=_event_order), settings)
+    other.applied[source] = max(done, *(d.last_position for d in message.deltas))
+    return late, folded
+
+
+def decide_scopes(
+    other: ScopeRecord,
+    through_us: int,
+    scope_of: Callable[[str], ScopeRecord],
+    settings: Settings,
+) -> tuple[int, int]:
+    """Decide the values of ``other``'s dimension first seen by ``through_us``: each target
+    takes the held entries of its values, merged in event order; a value that becomes a
+    scope starts from what ``other`` has applied, so a redelivery is not counted twice.
+    Late transitions, transitions folded."""
+    if other.catalog is None:
+        return 0, 0
+    by_target: dict[str, list[Decision[HeldEntry]]] = defaultdict(list)
+    for decision in other.catalog.decide(through_us):
+        by_target[decision.target].append(decision)
+    late = folded = 0
+    for target, decisions in by_target.items():
+        record = other if target == other.state.scope else scope_of(target)
+        if record is not other and not record.applied:  # new: rows after its first sighting
+            record.state.flow.emitted = decisions[0].after
+        for seen in (d.first_seen_us for d in decisions if d.first_seen_us is not None):
+            record.state.flow.see(seen)
+        held = sorted((h for d in decisions for h in d.held), key=lambda h: _event_order(h[1]))
+        if record is other:  # deduplicated by other's positions when they were held
+            entries = [entry for _, entry in held]
+            folded += len(entries)
+        else:
+            entries = [e for source, e in held if e[0] > record.applied.get(source, -1)]
+            for source, position in other.applied.items():
+                record.applied[source] = max(record.applied.get(source, -1), position)
+        late += count_entries(record, entries, settings)
+    return late, folded
+
+
+def _event_order(entry: Entry) -> tuple[int, bool]:
+    return event_order(entry[0], entry[1])
 
 
 def apply_progress(record: PartitionRecord, progress: Progress) -> None:

@@ -259,6 +259,12 @@ class PipelineMetrics:
             "Events older than their partition's newest event minus the grace period",
             registry=r,
         )
+        self.folded = Counter(
+            "flowgauge_transitions_folded",
+            "Transitions of values beyond FLOWGAUGE_SCOPE_CAP, counted in their dimension's other",
+            ["dimension"],
+            registry=r,
+        )
         self.late_transitions = Counter(
             "flowgauge_late_transitions",
             "Transitions that arrived after their boundary was emitted (kept in later ones)",
@@ -343,6 +349,10 @@ class PipelineMetrics:
 
     def count_late(self, late: int) -> None:
         self.late_transitions.inc(late)
+
+    def count_folded(self, dimension: str, transitions: int) -> None:
+        if transitions:
+            self.folded.labels(dimension).inc(transitions)
 
     def count_snapshots(self, emitted: Sequence[Emitted]) -> None:
         self.snapshots.inc(len(emitted))

@@ -29,6 +29,7 @@ from streams.core.alerts import (
     IndicatorRules,
     InflowAboveOutflow,
 )
+from streams.core.catalog import Catalog, Undecided
 from streams.core.flow import FlowSnapshot, ScopeFlow
 from streams.core.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.core.positions import SourceLog
@@ -45,6 +46,7 @@ from streams.core.sla import (
 )
 from streams.core.stages import (
     Contacts,
+    DimensionDeltas,
     PartitionRecord,
     Progress,
     Relay,
@@ -72,6 +74,9 @@ _STATE_CLASSES: tuple[type, ...] = (
     Progress,
     ScopeDelta,
     ScopeRecord,
+    DimensionDeltas,
+    Catalog,
+    Undecided,
     Kind,
     Status,
     Ticket,

@@ -51,14 +51,10 @@ class RequesterStage:
             record,
         )
         # Findings first, then the relay: on each scope partition the relay is behind them.
-        deltas = wiring.deltas
-        sends: list[Any] = [
-            await deltas.send(key=d.scope.encode(), value=d, force=True)
-            for d in result.deltas.values()
-        ]
+        sends: list[Any] = await wiring.send_deltas(result.deltas.values())
         relay = Relay(partition, result.relay)
         sends += [
-            await deltas.send(key=None, value=relay, partition=p, force=True)
+            await wiring.deltas.send(key=None, value=relay, partition=p, force=True)
             for p in range(wiring.partitions)
         ]
         await acked(sends)

@@ -5,25 +5,31 @@ input partitions allow, publish the snapshots, then write the tables. Tables: ``
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from streams.core.catalog import dimension_of, other_scope
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import (
+    DimensionDeltas,
     PartitionRecord,
     Progress,
     Relay,
     Resume,
     ScopeDelta,
     ScopeRecord,
-    apply_delta,
+    apply_deltas,
     apply_progress,
     apply_relay,
+    decide_scopes,
+    dimension_key,
+    dimension_partition,
     emit,
 )
 from streams.core.timeline import US_PER_SECOND, parse_duration
@@ -33,6 +39,12 @@ from streams.shell import tables
 from streams.shell.publish import kafka_producer, publish
 from streams.shell.tables import PartitionedTable
 from streams.shell.wiring import Wiring, acked, partition_key
+
+log = logging.getLogger(__name__)
+
+
+class ScopesElsewhere(RuntimeError):
+    """State written before the scopes of a dimension shared one partition."""
 
 
 class ScopeStage:
@@ -68,11 +80,13 @@ class ScopeStage:
                 apply_progress(record, item)
             elif isinstance(item, Relay):
                 apply_relay(record, item)
-            elif isinstance(item, ScopeDelta):
-                scope = changed.get(item.scope) or _scope(self.scopes, item.scope, record, settings)
-                changed[item.scope] = scope
-                record.scopes.add(item.scope)
-                late += apply_delta(scope, item, settings)
+            elif isinstance(item, DimensionDeltas | ScopeDelta):
+                if isinstance(item, ScopeDelta):  # sent before dimensions shared a message
+                    item = DimensionDeltas(dimension_key(item.scope), [item])
+                scope_of = self._scope_of(record, changed)
+                found, folded = apply_deltas(item, scope_of, settings, record.emitted)
+                late += found
+                wiring.metrics.count_folded(item.dimension, folded)
         ends = await self.input_ends.fetch() if any(r.has_idle for r in touched.values()) else None
         sends, behind = await self._emit(touched, changed, ends)
         sends += [
@@ -101,7 +115,9 @@ class ScopeStage:
                 self.held_back.put(scope.partition, _segment_key(name, number), entries)
         await self.held_back.written()
         spent: list[tuple[int, bytes]] = []
-        for name, scope in changed.items():
+        # A dimension's other last: a value it decided to make a scope is written before the
+        # catalog that no longer holds its entries.
+        for name, scope in sorted(changed.items(), key=lambda item: item[1].catalog is not None):
             aging = scope.state.aging
             if aging is not None:
                 keys = (_segment_key(name, number) for number in aging.release_segments())
@@ -142,6 +158,7 @@ class ScopeStage:
             )
             if limit is None:
                 continue
+            self._decide(record, changed, limit * settings.windows.step_us)
             record.emitted = max(limit, record.emitted if record.emitted is not None else limit)
             for name in sorted(record.scopes):
                 scope = changed.get(name) or self.scopes.get(name.encode())
@@ -161,6 +178,40 @@ class ScopeStage:
                 behind.append(partition)
         await publish_unpublished()
         return sends, behind
+
+    def _scope_of(
+        self, partition: PartitionRecord, changed: dict[str, ScopeRecord]
+    ) -> Callable[[str], ScopeRecord]:
+        """A scope of ``partition`` by name, made if new, and marked changed."""
+
+        def scope_of(name: str) -> ScopeRecord:
+            scope = changed.get(name) or _scope(self.scopes, name, partition, self.wiring.settings)
+            changed[name] = scope
+            partition.scopes.add(name)
+            return scope
+
+        return scope_of
+
+    def _decide(
+        self, partition: PartitionRecord, changed: dict[str, ScopeRecord], through_us: int
+    ) -> None:
+        """Before a boundary goes out: which values first seen by then are scopes."""
+        scope_of, metrics = self._scope_of(partition, changed), self.wiring.metrics
+        for dimension in {dimension_of(name) for name in partition.scopes} - {None}:
+            name = other_scope(str(dimension))
+            other = changed.get(name) or self.scopes.get(name.encode())
+            catalog = other.catalog if isinstance(other, ScopeRecord) else None
+            if catalog is None or not catalog.undecided:
+                continue
+            changed[name], was_full = other, catalog.full
+            late, folded = decide_scopes(other, through_us, scope_of, self.wiring.settings)
+            metrics.count_late(late)
+            metrics.count_folded(str(dimension), folded)
+            if catalog.full and not was_full:
+                log.warning(
+                    "%s: %d values are scopes now; further ones count in %s "
+                    "(FLOWGAUGE_SCOPE_CAP)", dimension, catalog.cap, name,
+                )  # fmt: skip
 
     def _records(self, emitted: Iterable[Emitted]) -> Iterator[tuple[str, bytes, bytes]]:
         config = self.wiring.config
@@ -199,9 +250,11 @@ class EndOffsets:
 
 def _partition(table: PartitionedTable, partition: int, sources: int) -> PartitionRecord:
     record = table.get(partition_key(partition))
-    if isinstance(record, PartitionRecord):
-        return record
-    return PartitionRecord(partition, sources)
+    if not isinstance(record, PartitionRecord):
+        return PartitionRecord(partition, sources)
+    for scope in record.scopes:
+        check_placed(scope, partition, sources)
+    return record
 
 
 def _scope(
@@ -209,9 +262,22 @@ def _scope(
 ) -> ScopeRecord:
     record = table.get(scope.encode())
     if isinstance(record, ScopeRecord):
+        check_placed(scope, record.partition, partition.source_partitions)
         return record
     state = ScopeState.new(scope, settings, partition.emitted)
     return ScopeRecord(state, partition.partition)
+
+
+def check_placed(scope: str, partition: int, partitions: int) -> None:
+    """Refuse state from before a dimension's scopes shared a partition: read under the new
+    routing it would be counted apart from the new deltas (docs/operations.md, "Upgrading")."""
+    wanted = dimension_partition(dimension_key(scope), partitions)
+    if partition != wanted:
+        raise ScopesElsewhere(
+            f"scope {scope!r} is kept on partition {partition}, but its dimension's scopes"
+            f" live on partition {wanted} since the scope cap: rebuild the state as"
+            " docs/operations.md, 'Upgrading', says"
+        )
 
 
 def _segment_key(scope: str, number: int) -> bytes:

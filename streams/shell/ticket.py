@@ -75,12 +75,10 @@ class TicketStage:
             {p: source.base for p, source in logs.items()},
             wiring.config.wall_clock(time.time()),
         )
-        deltas = wiring.deltas
-        sends: list[Any] = [
-            await deltas.send(key=d.scope.encode(), value=d, force=True)
-            for d in result.deltas.values()
+        sends: list[Any] = await wiring.send_deltas(result.deltas.values())
+        sends += [
+            await broadcast(wiring.deltas, p, wiring.partitions) for p in result.progress.values()
         ]
-        sends += [await broadcast(deltas, p, wiring.partitions) for p in result.progress.values()]
         sends += await to_each(wiring.contacts, contacts_for(result, wiring.partitions))
         sends += [
             await self.dead_letters.send(

@@ -14,7 +14,7 @@ from mode.supervisors import CrashingSupervisor
 
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Settings
-from streams.core.stages import Contacts, Progress
+from streams.core.stages import Contacts, Progress, ScopeDelta, by_dimension, dimension_partition
 from streams.outputs.metrics import PipelineMetrics
 from streams.shell import codec
 from streams.shell.tables import PartitionedTable
@@ -76,6 +76,18 @@ class Wiring:
                 yield None
 
         self.app.agent(channel, name=name, supervisor_strategy=CrashingSupervisor)(take)
+
+    async def send_deltas(self, deltas: Iterable[ScopeDelta]) -> list[Any]:
+        """A batch's deltas as one message per dimension, to the dimension's partition."""
+        return [
+            await self.deltas.send(
+                key=message.dimension.encode(),
+                value=message,
+                force=True,
+                partition=dimension_partition(message.dimension, self.partitions),
+            )
+            for message in by_dimension(deltas)
+        ]
 
     def owned(self, topic: str) -> list[TP]:
         """The partitions of ``topic`` this worker actively owns."""
