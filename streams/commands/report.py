@@ -46,6 +46,7 @@ class LocalPipeline:
     emitted: int | None = None
     clock: WallClock | None = None  # when the file is read: "now", so history is unaffected
     catalogs: dict[str, Catalog[tuple[int, Transition]]] = field(default_factory=dict)
+    own: set[str] = field(default_factory=set)  # scopes whose transitions count as their own
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
@@ -104,31 +105,37 @@ class LocalPipeline:
         for finding in requester.apply(fact):
             yield from finding.transitions()
 
-    def _catalog(self, scope: str) -> Catalog[tuple[int, Transition]] | None:
-        dimension = dimension_of(scope)
-        if dimension is None:
-            return None
+    def _catalog(self, dimension: str) -> Catalog[tuple[int, Transition]]:
         catalog = self.catalogs.get(dimension)
         if catalog is None:
             catalog = self.catalogs[dimension] = Catalog(dimension, self.settings.scope_cap)
         return catalog
 
+    def _target(self, scope: str) -> str | None:
+        """Where ``scope``'s transitions count now; None while its value is undecided."""
+        if scope in self.own:
+            return scope
+        dimension = dimension_of(scope)
+        target = self._catalog(dimension).target(scope) if dimension is not None else scope
+        if target == scope:  # for good: all, other and the values admitted, at most the cap
+            self.own.add(scope)
+        return target
+
     def _see(self, scope: str, at_us: int) -> None:
-        catalog = self._catalog(scope)
-        target = catalog.target(scope) if catalog is not None else scope
-        if catalog is not None and target is None:
-            catalog.hold(scope, at_us, [], self.emitted)
+        target = self._target(scope)
+        if target is None:
+            self._catalog(scope.partition(":")[0]).hold(scope, at_us, [], self.emitted)
         else:
-            self._scope(target or scope).flow.see(at_us)
+            self._scope(target).flow.see(at_us)
 
     def _add(self, transition: Transition) -> None:
         scope = transition.scope
-        catalog = self._catalog(scope)
-        target = catalog.target(scope) if catalog is not None else scope
-        if catalog is not None and target is None:
-            catalog.hold(scope, None, [(self.counters.processed, transition)], self.emitted)
+        target = self._target(scope)
+        if target is None:
+            held = [(self.counters.processed, transition)]
+            self._catalog(scope.partition(":")[0]).hold(scope, None, held, self.emitted)
         else:
-            self._count_in(target or scope, [transition])
+            self._count_in(target, [transition])
 
     def _decide(self, through_us: int) -> None:
         """Decide the values first seen by ``through_us``; each target takes the held
