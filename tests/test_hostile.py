@@ -24,6 +24,7 @@ from streams.commands.report import LocalPipeline, in_order, run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.events import AheadOfClock, parse_event
 from streams.core.indicators import TAGS_PER_STEP
+from streams.core.recontact import CONTACTS_KEPT
 from streams.core.timeline import US_PER_SECOND, WallClock, boundary_index, iso, to_us
 from streams.core.topics import DEAD_LETTERS, FLOW, INPUT
 from streams.core.watermark import Watermarks
@@ -164,6 +165,26 @@ def test_a_flood_of_distinct_tags_keeps_a_steps_most_frequent_ones() -> None:
     last = [item for item in emitted if item.flow.scope == "all"][-1].indicators
     assert last is not None
     assert (last.drivers[0].tag, last.drivers[0].recent) == ("outage", 30)
+
+
+def test_one_requester_on_thousands_of_tickets_keeps_its_newest_contacts() -> None:
+    """A system account as requester: each contact is matched against at most the kept ones."""
+    start = to_us(datetime(2026, 3, 2, tzinfo=UTC))
+    lines = []
+    for n in range(4000):
+        at = start + n * 20 * US
+        for kind, offset in (("created", 0), ("resolved", 5)):
+            body = {"event_id": kind, "ticket_id": f"S{n}", "type": kind, "requester_id": "sys"}
+            lines.append(json.dumps({**body, "occurred_at": iso(at + offset * US)}).encode())
+    pipeline = LocalPipeline(core_settings(3600), GRACE_US)
+    emitted = list(in_order(lines, pipeline))
+    [requester] = pipeline.requesters.values()
+    kept = (requester.openings, requester.resolutions)
+    assert [len(contacts) for contacts in kept] == [CONTACTS_KEPT, CONTACTS_KEPT]
+    assert min(o.at_us for o in requester.openings) == start + 3000 * 20 * US  # the newest
+    last = [item for item in emitted if item.flow.scope == "all"][-1].indicators
+    assert last is not None
+    assert last.recontact_rate > 0.99  # each new ticket follows a resolution 15 s before
 
 
 # --- the real worker ----------------------------------------------------------------------

@@ -24,6 +24,10 @@ from streams.core.ticket import AI_RESOLVED, ALL_SCOPE, Kind, Ticket, Transition
 # is forgotten this long after it, once every input partition has moved past that: a
 # contact that arrives later than this can no longer change a finding.
 RETENTION_US = 2 * RECONTACT_HORIZON_US
+# More contacts than this within the retention is a system account, not a person: only its
+# newest are kept, so one requester id on thousands of tickets costs bounded time and state
+# (each contact is matched against the kept ones). Below it, findings are exact.
+CONTACTS_KEPT = 1000
 
 
 class ContactKind(IntEnum):
@@ -96,6 +100,7 @@ class Requester:
         else:
             findings = self._reopened(contact)
         self._forget_before(self.newest_us - RETENTION_US)
+        self._keep_newest(CONTACTS_KEPT)
         return findings
 
     def expired(self, low_us: int) -> bool:
@@ -167,6 +172,18 @@ class Requester:
         self.resolutions = [r for r in self.resolutions if r.at_us >= cutoff_us]
         self.openings = [o for o in self.openings if o.at_us >= cutoff_us]
         self.reopens = [r for r in self.reopens if r[0] >= cutoff_us]
+
+    def _keep_newest(self, count: int) -> None:
+        if len(self.resolutions) > count:
+            self.resolutions = sorted(self.resolutions, key=_when)[-count:]
+        if len(self.openings) > count:
+            self.openings = sorted(self.openings, key=_when)[-count:]
+        if len(self.reopens) > count:
+            self.reopens = sorted(self.reopens)[-count:]
+
+
+def _when(contact: Resolution | Opening) -> tuple[int, str]:
+    return contact.at_us, contact.ticket_id
 
 
 def _within(resolved_us: int, at_us: int, horizon_us: int) -> bool:
