@@ -176,6 +176,10 @@ class FlowgaugeConfig(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
     partitions: int = Field(4, ge=1, le=1024)
+    replication: int | None = Field(None, ge=1)  # default: min(3, brokers in the cluster)
+    min_insync_replicas: int | None = Field(None, ge=1)  # default: max(1, replication - 1)
+    derived_retention: Duration = "35d"
+    create_topics: bool = True
     step: Duration = "5m"
     grace: Duration = "10m"
     clock_tolerance: Duration = "1h"  # how far ahead of the wall clock an event may be dated

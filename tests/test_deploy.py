@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from streams.config import FlowgaugeConfig
-from streams.core.topics import PUBLIC_TOPICS
+from streams.core.timeline import parse_duration
+from streams.core.topics import PUBLIC_TOPICS, public_topic_configs
 from tests.conftest import ROOT, need_program
 
 DEPLOY = ROOT / "deploy"
@@ -282,6 +283,11 @@ def test_topic_creation_matches_the_topics_the_workers_use(compose: dict[str, An
     script = "\n".join(init["command"])
     created = re.findall(r"^\s*create ([\w.-]+)", script, re.MULTILINE)
     assert sorted(created) == sorted(PUBLIC_TOPICS)
+    retention = parse_duration(FlowgaugeConfig.model_fields["derived_retention"].default)
+    wanted = public_topic_configs(1, retention * 1000)
+    for name, options in re.findall(r"^\s*create ([\w.-]+)(.*)$", script, re.MULTILINE):
+        configs = dict(re.findall(r"--config ([\w.]+)=(\S+)", options))
+        assert configs == {k: v for k, v in wanted[name].items() if k != "min.insync.replicas"}
     partitions = environment(init)["PARTITIONS"]
     assert partitions == environment(compose["services"]["worker"])["FLOWGAUGE_PARTITIONS"]
     assert int(partitions) == FlowgaugeConfig.model_fields["partitions"].default

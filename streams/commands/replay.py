@@ -27,8 +27,9 @@ def message_key(value: bytes) -> bytes | None:
 async def publish(config: FlowgaugeConfig, values: AsyncIterable[bytes] | Iterable[bytes]) -> int:
     """Send every value keyed by its ticket_id, in order; the count sent."""
     await ensure_topics(config)
+    # acks=all: an event counts as sent once every in-sync replica has it.
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(config), linger_ms=5, max_batch_size=256 * 1024
+        bootstrap_servers=bootstrap(config), linger_ms=5, max_batch_size=256 * 1024, acks="all"
     )
     await producer.start()
     sent = 0

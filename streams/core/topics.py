@@ -10,6 +10,21 @@ ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
 INDICATORS = "backlog.indicators"
 PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS)
+DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS)
 # A dead letter holds its input in base64 (4/3 of the size) and a reason: room for an
 # input at the broker's default limit of about 1 MiB.
 TOPIC_CONFIGS = {DEAD_LETTERS: {"max.message.bytes": str(8 * 1024 * 1024)}}
+
+
+def public_topic_configs(min_insync: int, derived_retention_ms: int) -> dict[str, dict[str, str]]:
+    """What each public topic is created with: the derived ones keep their history for a
+    time (a replay writes the same keys again; readers such as a web view read it back)."""
+    derived = {"cleanup.policy": "delete", "retention.ms": str(derived_retention_ms)}
+    return {
+        name: {
+            "min.insync.replicas": str(min_insync),
+            **TOPIC_CONFIGS.get(name, {}),
+            **(derived if name in DERIVED_TOPICS else {}),
+        }
+        for name in PUBLIC_TOPICS
+    }

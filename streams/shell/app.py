@@ -17,20 +17,22 @@ from streams.shell.intake_watch import install_intake_watch
 from streams.shell.requester import RequesterStage
 from streams.shell.scope import ScopeStage
 from streams.shell.ticket import TicketStage
+from streams.shell.topics import Layout
 from streams.shell.wiring import STATE_MESSAGE_BYTES, Wiring
 from streams.workarounds.metadata import track_topics
 
 
-def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
-    """A Faust app wired to the core; ``partitions`` is the input topic's partition count."""
+def build_app(config: FlowgaugeConfig, layout: Layout) -> faust.App:
+    """A Faust app wired to the core, its topics laid out as the input's (``ensure_topics``)."""
     codec.register()
     app = faust.App(
         config.app_id,
         broker=config.broker,
         store="memory://",
         datadir=str(config.data_dir),
-        topic_partitions=partitions,
-        topic_replication_factor=1,
+        topic_partitions=layout.partitions,
+        topic_replication_factor=layout.replication,
+        topic_allow_declare=config.create_topics,
         broker_rebalance_timeout=config.rebalance_timeout,
         broker_session_timeout=config.rebalance_timeout * 1.5,
         broker_heartbeat_interval=1.0,
@@ -46,7 +48,7 @@ def build_app(config: FlowgaugeConfig, partitions: int) -> faust.App:
         web_port=config.web_port,
         web_in_thread=False,
     )
-    wiring = Wiring.of(app, config, partitions)
+    wiring = Wiring.of(app, config, layout)
     tickets = TicketStage(wiring)
     RequesterStage(wiring)
     scopes = ScopeStage(wiring)

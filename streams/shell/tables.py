@@ -41,13 +41,14 @@ class PartitionedTable:
         app: AppT,
         name: str,
         partitions: int,
-        max_bytes: int,
+        topic_configs: dict[str, str],
         on_load: Callable[[Any], None] | None = None,
     ) -> PartitionedTable:
-        """A table of internal state: bytes keys, core dataclasses encoded by ``codec``."""
+        """A table of internal state: bytes keys, core dataclasses encoded by ``codec``;
+        ``topic_configs``: what its changelog is created with."""
         table = app.Table(
             name, partitions=partitions, key_type=bytes, value_type=bytes,
-            extra_topic_configs={"max.message.bytes": str(max_bytes)},
+            extra_topic_configs=topic_configs,
         )  # fmt: skip
         return cls(table, on_load)
 

@@ -18,7 +18,7 @@ from streams.core.stages import Contacts, Progress, ScopeDelta, by_dimension, di
 from streams.outputs.metrics import PipelineMetrics
 from streams.shell import codec
 from streams.shell.tables import PartitionedTable
-from streams.shell.topics import bootstrap
+from streams.shell.topics import Layout, bootstrap
 
 DELTAS = "scope-deltas"
 CONTACTS = "requester-contacts"
@@ -32,21 +32,23 @@ class Wiring:
     config: FlowgaugeConfig
     settings: Settings
     partitions: int  # of the input topic, and so of every internal topic and table
+    topic_configs: dict[str, str]  # what every internal topic and changelog is created with
     servers: str
     metrics: PipelineMetrics
     deltas: Any  # the scope stage's input, keyed by scope (a faust TopicT)
     contacts: Any  # the requester stage's input, one value per requester partition
 
     @classmethod
-    def of(cls, app: faust.App, config: FlowgaugeConfig, partitions: int) -> Wiring:
+    def of(cls, app: faust.App, config: FlowgaugeConfig, layout: Layout) -> Wiring:
         def internal(name: str) -> Any:
             return app.topic(
-                f"{config.app_id}-{name}", partitions=partitions, internal=True,
+                f"{config.app_id}-{name}", partitions=layout.partitions, internal=True,
                 key_type=bytes, key_serializer="raw", value_serializer=codec.NAME,
+                config=layout.configs,
             )  # fmt: skip
 
         return cls(
-            app, config, config.core(), partitions, bootstrap(config),
+            app, config, config.core(), layout.partitions, layout.configs, bootstrap(config),
             PipelineMetrics(config.label_cap), internal(DELTAS), internal(CONTACTS),
         )  # fmt: skip
 
@@ -58,9 +60,8 @@ class Wiring:
         )  # fmt: skip
 
     def table(self, name: str, on_load: Callable[[Any], None] | None = None) -> PartitionedTable:
-        return PartitionedTable.create(
-            self.app, name, self.partitions, STATE_MESSAGE_BYTES, on_load
-        )
+        configs = {**self.topic_configs, "max.message.bytes": str(STATE_MESSAGE_BYTES)}
+        return PartitionedTable.create(self.app, name, self.partitions, configs, on_load)
 
     def stage(
         self, channel: Any, name: str, process: Callable[[list[Any]], Awaitable[None]]

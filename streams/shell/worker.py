@@ -9,7 +9,13 @@ import faust
 from streams.config import FlowgaugeConfig
 from streams.outputs.metrics import drop_created_series
 from streams.shell.app import build_app
-from streams.shell.topics import bootstrap, declared_topics, ensure_topics
+from streams.shell.topics import (
+    bootstrap,
+    declared_topics,
+    ensure_topics,
+    missing_topics,
+    refuse_missing,
+)
 from streams.workarounds import commits, gaps, redeclare, stacks, tansu
 
 
@@ -24,14 +30,18 @@ class Worker(faust.Worker):
 
 def run_worker(config: FlowgaugeConfig) -> int:
     """Create the input topic if needed, then run until stopped."""
-    partitions = asyncio.run(ensure_topics(config))
+    layout = asyncio.run(ensure_topics(config))
     tansu.install_recovery_fix()
     tansu.install_fetch_wait()
     drop_created_series()
     gaps.install_gap_check()
     commits.install_member_commits()
-    app = build_app(config, partitions)
-    redeclare.install(redeclare.Declarer(bootstrap(config), declared_topics(app, partitions)))
+    app = build_app(config, layout)
+    declared = declared_topics(app, layout)
+    if not config.create_topics:
+        refuse_missing(asyncio.run(missing_topics(config, declared)))
+    else:  # a broker that lost its log has lost the topics too: declare them again
+        redeclare.install(redeclare.Declarer(bootstrap(config), declared))
     worker = Worker(app, loglevel=config.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
