@@ -107,7 +107,10 @@ async def _differences(
                 differences.append(f"{topic['topic']}: {key} is {found[key]}, configured {value}")
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
     for response in await admin.describe_configs(resources):
-        for _, _, _, name, entries in response.resources:
+        for error, message, _, name, entries in response.resources:
+            if error:  # say so rather than report every setting as unset
+                differences.append(f"{name}: its configuration could not be read: {message}")
+                continue
             configured = {entry[0]: entry[1] for entry in entries}
             for key in ("cleanup.policy", "retention.ms"):
                 want = wanted[name].get(key)
