@@ -85,7 +85,9 @@ class Catalog(Generic[Held]):
     ) -> None:
         """Keep an undecided value's transitions, and the earliest time it was seen;
         ``after``: the last boundary emitted now."""
-        undecided = self.undecided.setdefault(scope, Undecided(after=after))
+        undecided = self.undecided.get(scope)
+        if undecided is None:
+            undecided = self.undecided[scope] = Undecided(after=after)
         first = undecided.first_seen_us
         if seen_us is not None and (first is None or seen_us < first):
             undecided.first_seen_us = seen_us

@@ -426,7 +426,8 @@ def apply_deltas(
     boundary emitted. Late transitions, transitions folded."""
     if message.dimension == ALL_SCOPE:
         return sum(apply_delta(scope_of(d.scope), d, settings) for d in message.deltas), 0
-    other = scope_of(other_scope(message.dimension))
+    other_name = other_scope(message.dimension)
+    other = scope_of(other_name)
     if other.catalog is None:
         other.catalog = Catalog(message.dimension, settings.scope_cap)
     catalog, source = other.catalog, message.source_partition
@@ -434,7 +435,7 @@ def apply_deltas(
     late, folded, into_other = 0, 0, []
     for delta in message.deltas:
         target = catalog.target(delta.scope)
-        if target == delta.scope and target != other_scope(message.dimension):
+        if target == delta.scope and target != other_name:
             late += apply_delta(scope_of(delta.scope), delta, settings)
             continue
         fresh = [entry for entry in delta.entries if entry[0] > done]
