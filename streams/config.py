@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -43,6 +51,23 @@ def _stall_restart(text: str) -> str:
 
 
 StallRestart = Annotated[str, AfterValidator(_stall_restart)]
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# Each secret may be given as a value or as a file to read it from (a mounted Kubernetes
+# Secret): ``<name>`` or ``<name>_file``.
+SECRETS_FROM_FILES = ("sasl_password", "web_token", "web_password")
+
+
+def _read_secret(path: Path, name: str) -> SecretStr:
+    """A secret's file, its trailing newline dropped; an error names the file, never its text."""
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    except OSError as exc:
+        raise ValueError(f"{name}_file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{name}_file {path} is not UTF-8 text") from None
 
 
 Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhook"]
@@ -170,11 +195,27 @@ class IndicatorsConfig(BaseModel):
 class FlowgaugeConfig(BaseSettings):
     """Every setting, its default, and where it comes from (docs/configuration.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLOWGAUGE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWGAUGE_", extra="forbid", hide_input_in_errors=True
+    )
 
     broker: str | None = None
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    ssl_ca_file: Path | None = None  # default: the system's trusted authorities
+    ssl_cert_file: Path | None = None  # mutual TLS: this client's certificate and key
+    ssl_key_file: Path | None = None
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
+    web_token: SecretStr | None = None  # bearer token every protected page asks for
+    web_token_file: Path | None = None
+    web_username: str | None = None  # basic auth, with web_password
+    web_password: SecretStr | None = None
+    web_password_file: Path | None = None
+    web_auth_metrics: bool = False  # /metrics asks for them too
     partitions: int = Field(4, ge=1, le=1024)
     replication: int | None = Field(None, ge=1)  # default: min(3, brokers in the cluster)
     min_insync_replicas: int | None = Field(None, ge=1)  # default: max(1, replication - 1)
@@ -214,9 +255,42 @@ class FlowgaugeConfig(BaseSettings):
     @field_validator("broker")
     @classmethod
     def _kafka_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("kafka://"):
-            raise ValueError("broker must look like kafka://host:port")
+        if value is not None and not all(
+            url.strip().startswith("kafka://") for url in value.split(",")
+        ):
+            raise ValueError("broker must look like kafka://host:port[,kafka://host:port...]")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: object) -> object:
+        if not isinstance(values, dict):
+            return values
+        for name in SECRETS_FROM_FILES:
+            path = values.get(f"{name}_file")
+            if path is None:
+                continue
+            if values.get(name) is not None:
+                raise ValueError(f"set {name} or {name}_file, not both")
+            values = {**values, name: _read_secret(Path(path), name)}
+        return values
+
+    @model_validator(mode="after")
+    def _security(self) -> FlowgaugeConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_username is None or self.sasl_password is None):
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        files = (self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+        if not tls and any(files):
+            raise ValueError("ssl_*_file settings need security_protocol SSL or SASL_SSL")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("mutual TLS needs both ssl_cert_file and ssl_key_file")
+        if (self.web_username is None) != (self.web_password is None):
+            raise ValueError("basic auth needs both web_username and web_password")
+        if self.web_auth_metrics and self.web_token is None and self.web_password is None:
+            raise ValueError("web_auth_metrics needs web_token or web_username and web_password")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from streams.commands.broker import EmbeddedBroker, free_port
+from streams.kafka import Kafka
 
 WORKER_ENV = {
     "FLOWGAUGE_IDLE_TIMEOUT": "2s",
@@ -153,19 +154,21 @@ def produce(
 
 
 def read_topic(
-    broker: EmbeddedBroker, topic: str, until: int, timeout: float = 120.0, quiet: float = 2.0
+    broker: EmbeddedBroker,
+    topic: str,
+    until: int,
+    timeout: float = 120.0,
+    quiet: float = 2.0,
+    kafka: Kafka | None = None,
 ) -> list[tuple[bytes | None, bytes]]:
     """Every message of a topic, reading until ``until`` distinct ones have come and none more
     for ``quiet`` s. Distinct, because after a crash a record may come twice: counting the
-    copies would stop the read before the last records arrive."""
+    copies would stop the read before the last records arrive. ``kafka``: how to connect,
+    if not in plaintext to the broker's address."""
 
     async def read() -> list[tuple[bytes | None, bytes]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=broker.url.removeprefix("kafka://"),
-            auto_offset_reset="earliest",
-            group_id=None,
-        )
+        reader = kafka or Kafka((broker.url.removeprefix("kafka://"),))
+        consumer = reader.consumer(topic, auto_offset_reset="earliest", group_id=None)
         await consumer.start()
         got: list[tuple[bytes | None, bytes]] = []
         distinct: set[tuple[bytes | None, bytes]] = set()

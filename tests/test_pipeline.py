@@ -29,6 +29,7 @@ from streams.core.scope import Settings
 from streams.core.timeline import US_PER_SECOND, iso, to_us
 from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
 from streams.core.watermark import Watermarks
+from streams.kafka import Kafka
 from streams.outputs.records import AgingRecord, FlowRecord, SlaRecord, outgoing
 from tests.chat_servers import SECRET, Receiver
 from tests.cluster import Worker, latest_by_key, produce, read_topic, stacks, start_worker, workers
@@ -139,11 +140,11 @@ def assert_same_records(got: list[dict], wanted: list[dict], topic: str, context
     )
 
 
-def assert_snapshots(broker: EmbeddedBroker, wanted: Expected) -> None:
+def assert_snapshots(broker: EmbeddedBroker, wanted: Expected, kafka: Kafka | None = None) -> None:
     """``backlog.flow`` and ``backlog.aging`` hold report's rows, latest per key; a
     redelivered snapshot must repeat the same numbers."""
     for topic, rows in ((FLOW, wanted.flow), (AGING, wanted.aging)):
-        messages = read_topic(broker, topic, until=len(rows))
+        messages = read_topic(broker, topic, until=len(rows), kafka=kafka)
         assert_same_records(list(latest_by_key(messages).values()), list(rows.values()), topic)
         for key, value in messages:
             record = json.loads(value)

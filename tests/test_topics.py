@@ -20,7 +20,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streams.commands.broker import EmbeddedBroker
 from streams.config import FlowgaugeConfig
 from streams.core.topics import DERIVED_TOPICS, FLOW, PUBLIC_TOPICS
-from streams.shell.topics import Layout, ensure_topics
+from streams.kafka import Kafka
+from streams.shell.topics import Layout, ensure_topics, missing_topics
 from tests.cluster import workers
 
 pytestmark = [pytest.mark.broker]
@@ -65,14 +66,16 @@ def test_topics_are_created_checked_and_never_changed_silently(
 ) -> None:
     settings = {"broker": broker.url, "derived_retention": "7d"}
     # Where CreateTopics is forbidden: nothing is created, every missing topic is named.
+    refusing = FlowgaugeConfig(**settings, create_topics=False)
     with pytest.raises(SystemExit, match=r"missing topics: ticket-events, ticket-events\.dlq"):
-        asyncio.run(ensure_topics(FlowgaugeConfig(**settings, create_topics=False)))
+        asyncio.run(ensure_topics(refusing, Kafka.of(refusing)))
     assert admin_call(broker, lambda admin: admin.list_topics()) == []
     # A derived topic someone created otherwise is reported, and left as it is.
     old = NewTopic(FLOW, 2, 1, topic_configs={"cleanup.policy": "compact"})
     admin_call(broker, lambda admin: admin.create_topics([old]))
     with caplog.at_level(logging.WARNING, logger="streams.shell.topics"):
-        layout = asyncio.run(ensure_topics(FlowgaugeConfig(**settings)))
+        config = FlowgaugeConfig(**settings)
+        layout = asyncio.run(ensure_topics(config, Kafka.of(config)))
     assert layout == Layout(4, 1, 1, 7 * DAY_MS)  # one broker: replication min(3, 1)
     warnings = [record.getMessage() for record in caplog.records]
     assert "backlog.flow: partitions is 2, configured 4 (left as it is)" in warnings
@@ -112,7 +115,8 @@ def test_the_workers_internal_topics_and_changelogs_get_the_layout(
 
 def test_a_worker_that_may_not_create_topics_names_those_missing(broker: EmbeddedBroker) -> None:
     """Public topics exist; a new app id's internal topics do not."""
-    asyncio.run(ensure_topics(FlowgaugeConfig(broker=broker.url)))
+    config = FlowgaugeConfig(broker=broker.url)
+    asyncio.run(ensure_topics(config, Kafka.of(config)))
     environment = {
         **os.environ, "FLOWGAUGE_BROKER": broker.url, "FLOWGAUGE_CREATE_TOPICS": "false",
         "FLOWGAUGE_APP_ID": "fresh",
@@ -124,3 +128,26 @@ def test_a_worker_that_may_not_create_topics_names_those_missing(broker: Embedde
     assert "fresh-scope-deltas" in done.stderr
     assert "fresh-tickets-changelog" in done.stderr
     assert not [t for t in admin_call(broker, lambda a: a.list_topics()) if t.startswith("fresh")]
+
+
+def test_an_internal_topic_laid_out_otherwise_is_named_and_left_alone(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A changelog someone created by hand, with two partitions and deletion: the worker
+    says so before it starts, and changes nothing."""
+    name = "handmade-tickets-changelog"
+    handmade = NewTopic(name, 2, 1, topic_configs={"cleanup.policy": "delete"})
+    admin_call(broker, lambda admin: admin.create_topics([handmade]))
+    wanted = NewTopic(name, 4, 1, topic_configs={"cleanup.policy": "compact"})
+    absent = NewTopic("handmade-scope-deltas", 4, 1)
+    config = FlowgaugeConfig(broker=broker.url)
+    with caplog.at_level(logging.WARNING, logger="streams.shell.topics"):
+        missing = asyncio.run(missing_topics(Kafka.of(config), [wanted, absent]))
+    assert missing == ["handmade-scope-deltas"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{name}: partitions is 2, configured 4 (left as it is)",
+        f"{name}: cleanup.policy is delete, configured compact (left as it is)",
+    ]
+    assert (
+        len(admin_call(broker, lambda admin: admin.describe_topics([name]))[0]["partitions"]) == 2
+    )

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -29,6 +28,7 @@ from streams.commands.replay import publish
 from streams.commands.simulate import Scenario, generate_events, paced
 from streams.config import FlowgaugeConfig
 from streams.core.topics import AGING, ALERTS, FLOW
+from streams.kafka import Kafka
 from streams.outputs.chat import plain_text
 from streams.outputs.records import AlertRecord
 
@@ -125,11 +125,9 @@ def _age(seconds: int) -> str:
 
 
 async def _follow(config: FlowgaugeConfig, view: View) -> None:
-    assert config.broker is not None
-    consumer = AIOKafkaConsumer(
-        FLOW, AGING, ALERTS, bootstrap_servers=config.broker.removeprefix("kafka://"),
-        auto_offset_reset="earliest", group_id=None, metadata_max_age_ms=2000,
-    )  # fmt: skip
+    consumer = Kafka.of(config).consumer(
+        FLOW, AGING, ALERTS, auto_offset_reset="earliest", group_id=None, metadata_max_age_ms=2000
+    )
     await consumer.start()
     try:
         async for message in consumer:

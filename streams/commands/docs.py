@@ -184,12 +184,13 @@ def _public_row(topic: str) -> str:
 
 def internal_topics(app_id: str = "flowgauge") -> list[str]:
     """The internal topics a worker produces to, as ``build_app`` declares them."""
+    from streams.kafka import Kafka
     from streams.shell.app import build_app
     from streams.shell.topics import Layout
     from streams.shell.wiring import DELTAS
 
     config = FlowgaugeConfig.model_validate({"app_id": app_id, "broker": "kafka://localhost:9092"})
-    app = build_app(config, Layout(1, 1, 1, 0))
+    app = build_app(config, Layout(1, 1, 1, 0), Kafka.of(config))
     names = [f"{app_id}-{DELTAS}", *sorted(app.tables.changelog_topics)]
     return [name.removeprefix(f"{app_id}-") for name in names]
 

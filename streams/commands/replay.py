@@ -8,11 +8,10 @@ import sys
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from streams.config import FlowgaugeConfig
 from streams.core.topics import INPUT
-from streams.shell.topics import bootstrap, ensure_topics
+from streams.kafka import Kafka
+from streams.shell.topics import ensure_topics
 
 
 def message_key(value: bytes) -> bytes | None:
@@ -26,11 +25,9 @@ def message_key(value: bytes) -> bytes | None:
 
 async def publish(config: FlowgaugeConfig, values: AsyncIterable[bytes] | Iterable[bytes]) -> int:
     """Send every value keyed by its ticket_id, in order; the count sent."""
-    await ensure_topics(config)
-    # acks=all: an event counts as sent once every in-sync replica has it.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap(config), linger_ms=5, max_batch_size=256 * 1024, acks="all"
-    )
+    kafka = Kafka.of(config)
+    await ensure_topics(config, kafka)
+    producer = kafka.producer(linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     sent = 0
     try:

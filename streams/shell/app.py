@@ -1,8 +1,10 @@
-"""The Faust app: the three stages, the heartbeat, the intake watch, chat delivery and
-/metrics, composed. It holds no business rule: every decision is in ``streams.core``."""
+"""The Faust app: the three stages, the heartbeat, the intake watch, chat delivery,
+/metrics and the probes, composed. It holds no business rule: every decision is in
+``streams.core``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import faust
@@ -10,10 +12,12 @@ from aiohttp import web
 
 from streams.config import FlowgaugeConfig
 from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, SLA
+from streams.kafka import Kafka
+from streams.outputs.access import Access, guard
 from streams.outputs.delivery import deliver_alerts_to_chat
 from streams.shell import codec
 from streams.shell.heartbeat import install_heartbeat
-from streams.shell.intake_watch import install_intake_watch
+from streams.shell.intake_watch import install_intake_watch, liveness_margin
 from streams.shell.requester import RequesterStage
 from streams.shell.scope import ScopeStage
 from streams.shell.ticket import TicketStage
@@ -22,12 +26,11 @@ from streams.shell.wiring import STATE_MESSAGE_BYTES, Wiring
 from streams.workarounds.metadata import track_topics
 
 
-def build_app(config: FlowgaugeConfig, layout: Layout) -> faust.App:
+def build_app(config: FlowgaugeConfig, layout: Layout, kafka: Kafka) -> faust.App:
     """A Faust app wired to the core, its topics laid out as the input's (``ensure_topics``)."""
     codec.register()
-    app = faust.App(
+    app = kafka.app(
         config.app_id,
-        broker=config.broker,
         store="memory://",
         datadir=str(config.data_dir),
         topic_partitions=layout.partitions,
@@ -40,20 +43,21 @@ def build_app(config: FlowgaugeConfig, layout: Layout) -> faust.App:
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4 * config.batch_size, 4096),
-        producer_acks=-1,
         producer_max_request_size=STATE_MESSAGE_BYTES,
         web_enabled=True,
         web_host=config.web_host,
         web_bind=config.web_host,
         web_port=config.web_port,
         web_in_thread=False,
+        web_application_options={"middlewares": [guard(Access.of(config))]},
     )
-    wiring = Wiring.of(app, config, layout)
+    wiring = Wiring.of(app, config, layout, kafka)
     tickets = TicketStage(wiring)
     RequesterStage(wiring)
     scopes = ScopeStage(wiring)
     install_heartbeat(wiring, tickets)
-    install_intake_watch(wiring, tickets)
+    watch = install_intake_watch(wiring, tickets)
+    margin = liveness_margin(layout.partitions)
 
     @app.task
     async def track_produced_topics() -> None:
@@ -69,5 +73,20 @@ def build_app(config: FlowgaugeConfig, layout: Layout) -> faust.App:
     async def metrics_page(_: Any, request: Any) -> Any:
         body = wiring.metrics.render(scopes.owned())
         return web.Response(body=body, headers={"Content-Type": wiring.metrics.content_type})
+
+    @app.page("/healthz")
+    async def live(_: Any, request: Any) -> Any:
+        """Fails only where the worker's own restart cannot reach (IntakeWatch.alive)."""
+        if watch.alive(time.monotonic(), margin):
+            return web.Response(text="alive\n")
+        return web.Response(status=503, text="the intake watch has not run: stuck\n")
+
+    @app.page("/readyz")
+    async def ready(_: Any, request: Any) -> Any:
+        """Ready once this worker's tables are recovered, and not while they recover again."""
+        tables: Any = app.tables  # its recovery is not in Faust's TableManagerT
+        if tables.recovery.completed.is_set() and not app.in_recovery:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="recovering tables\n")
 
     return app

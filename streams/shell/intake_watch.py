@@ -11,6 +11,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from streams.core.topics import INPUT
+from streams.kafka import Kafka
 from streams.shell.ticket import TicketStage
 from streams.shell.wiring import Wiring
 from streams.workarounds import gaps
@@ -22,9 +23,16 @@ log = logging.getLogger(__name__)
 # input waits (first_message_at gives up after 30 s itself).
 WATCH_SECONDS = 1.0
 WATCH_ASK_SECONDS = 40.0
+# What a liveness probe adds to ``stall_restart`` before it fails: one broker question per
+# input partition may hold the watch (WATCH_ASK_SECONDS each), and a restart takes a while.
+LIVENESS_MARGIN_SECONDS = 120.0
 
 
-def install_intake_watch(wiring: Wiring, tickets: TicketStage) -> None:
+def liveness_margin(partitions: int) -> float:
+    return LIVENESS_MARGIN_SECONDS + WATCH_ASK_SECONDS * partitions
+
+
+def install_intake_watch(wiring: Wiring, tickets: TicketStage) -> IntakeWatch:
     app, config, metrics, intake = wiring.app, wiring.config, wiring.metrics, tickets.intake
     watch = IntakeWatch(WATCH_SECONDS, config.stall_restart_seconds)
 
@@ -43,7 +51,7 @@ def install_intake_watch(wiring: Wiring, tickets: TicketStage) -> None:
         asked = watch.to_ask(now)
         if not asked:
             return
-        waits = await _input_waits(wiring.servers, asked)
+        waits = await _input_waits(wiring.kafka, asked)
         watch.asked(time.monotonic())
         unmoved = {p: position for p, (position, _) in intake.owned(wiring).items() if p in asked}
         if waits and unmoved == asked and not app.in_recovery:
@@ -54,14 +62,16 @@ def install_intake_watch(wiring: Wiring, tickets: TicketStage) -> None:
             )
             restart_worker()
 
+    return watch
 
-async def _input_waits(servers: str, positions: dict[int, int]) -> bool:
+
+async def _input_waits(kafka: Kafka, positions: dict[int, int]) -> bool:
     """Whether the broker, asked afresh, holds input at or past any of the positions. A
     broker that does not answer says no: a restart would not reach it either."""
     for partition, position in positions.items():
         try:
             found = await asyncio.wait_for(
-                gaps.first_message_at(servers, INPUT, partition, position), WATCH_ASK_SECONDS
+                gaps.first_message_at(kafka, INPUT, partition, position), WATCH_ASK_SECONDS
             )
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning(

@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 
 from streams.core.positions import SourceLog
+from streams.kafka import Kafka
 from streams.shell.tables import PartitionedTable
 from streams.shell.wiring import partition_key
 from streams.workarounds import gaps
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 async def source_logs(
-    table: PartitionedTable, servers: str, topic: str, read: list[tuple[int, int]]
+    table: PartitionedTable, kafka: Kafka, topic: str, read: list[tuple[int, int]]
 ) -> dict[int, SourceLog]:
     """The log of each partition in ``read`` (partition, offset pairs), restarted where
     the broker lost it."""
@@ -28,7 +29,7 @@ async def source_logs(
         stored = table.get(key)
         # A copy: the stored one changes only once the batch is done (the heartbeat reads it).
         source = logs[partition] = replace(stored) if isinstance(stored, SourceLog) else SourceLog()
-        if await is_new_log(source, servers, topic, partition, offset):
+        if await is_new_log(source, kafka, topic, partition, offset):
             source.restart()
             # Kept before anything goes out under the new base: a retry of this batch may
             # find the new log grown to the old one's last offset, and must not decide again.
@@ -38,12 +39,12 @@ async def source_logs(
 
 
 async def is_new_log(
-    source: SourceLog, servers: str, topic: str, partition: int, offset: int
+    source: SourceLog, kafka: Kafka, topic: str, partition: int, offset: int
 ) -> bool:
     """Reading back at ``offset``: a replay of the same log, or a new one?"""
     if not source.rewinds(offset):
         return False
-    found = await gaps.first_message_at(servers, topic, partition, source.last_offset)
+    found = await gaps.first_message_at(kafka, topic, partition, source.last_offset)
     if not source.is_new_log(found):
         return False
     log.warning(

@@ -41,7 +41,7 @@ class RequesterStage:
             record = RequesterPartitionRecord(partition, wiring.partitions)
         topic = wiring.contacts.get_topic_name()
         first = min(offset for offset, _, _ in items)
-        if await is_new_log(record.log, wiring.servers, topic, partition, first):
+        if await is_new_log(record.log, wiring.kafka, topic, partition, first):
             record.log.restart()
             self.partitions.put(partition, key, record)  # kept first, as in source_logs
             await self.partitions.written()

@@ -34,6 +34,7 @@ from streams.core.stages import (
 )
 from streams.core.timeline import US_PER_SECOND, parse_duration
 from streams.core.topics import INPUT
+from streams.kafka import Kafka
 from streams.outputs.records import outgoing
 from streams.shell import tables
 from streams.shell.publish import kafka_producer, publish
@@ -53,7 +54,7 @@ class ScopeStage:
         self.held_back = wiring.table("held-back")
         self.scopes = wiring.table("scopes", on_load=self._restore_held_back)
         self.partitions = wiring.table("scope-partitions")
-        self.input_ends = EndOffsets(wiring.servers, INPUT, wiring.partitions)
+        self.input_ends = EndOffsets(wiring.kafka, INPUT, wiring.partitions)
         self.horizon_us = parse_duration(wiring.config.live_horizon) * US_PER_SECOND
         wiring.stage(wiring.deltas, "scopes", self._batch)
 
@@ -235,14 +236,14 @@ class ScopeStage:
 class EndOffsets:
     """The input's end offsets, asked for at the moment an idle partition would be skipped."""
 
-    def __init__(self, servers: str, topic: str, partitions: int) -> None:
-        self.bootstrap = servers
+    def __init__(self, kafka: Kafka, topic: str, partitions: int) -> None:
+        self.kafka = kafka
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.consumer: AIOKafkaConsumer | None = None
 
     async def fetch(self) -> dict[int, int]:
         if self.consumer is None:
-            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            self.consumer = self.kafka.consumer(group_id=None)
             await self.consumer.start()
         ends = await self.consumer.end_offsets(self.partitions)
         return {tp.partition: int(offset) for tp, offset in ends.items()}

@@ -64,7 +64,7 @@ class TicketStage:
             for e in batch
         ]
         read = [(m.partition, m.offset) for m in messages]
-        logs = await source_logs(self.input_logs, wiring.servers, INPUT, read)
+        logs = await source_logs(self.input_logs, wiring.kafka, INPUT, read)
         result = run_ticket_batch(
             messages,
             lambda key: self.tickets.get(key.encode()),

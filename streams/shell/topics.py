@@ -3,7 +3,6 @@ writes to, declared again after a broker loss (``streams.workarounds.redeclare``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -12,19 +11,14 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.config import FlowgaugeConfig
 from streams.core.timeline import parse_duration
 from streams.core.topics import INPUT, PUBLIC_TOPICS, public_topic_configs
+from streams.kafka import Kafka
 
 log = logging.getLogger(__name__)
-
-
-def bootstrap(config: FlowgaugeConfig) -> str:
-    if not config.broker:
-        raise SystemExit("no broker: set FLOWGAUGE_BROKER=kafka://host:port or pass --broker")
-    return config.broker.removeprefix("kafka://")
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class Layout:
         return public_topic_configs(self.min_insync, self.derived_retention_ms)
 
 
-async def ensure_topics(config: FlowgaugeConfig, attempts: int = 30) -> Layout:
+async def ensure_topics(config: FlowgaugeConfig, kafka: Kafka) -> Layout:
     """Create the public topics that are missing (or, with ``create_topics`` off, refuse to
     start without them), warn about those whose layout differs from the configuration, and
     say how every topic is laid out: replication ``min(3, brokers)`` unless configured.
@@ -54,15 +48,9 @@ async def ensure_topics(config: FlowgaugeConfig, attempts: int = 30) -> Layout:
     two workers auto-creating the same topic at once can leave the embedded broker without an
     answer to one of them, and a user's broker may not auto-create topics at all.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(config))
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.5)
+    await kafka.connect()
+    admin = kafka.admin()
+    await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         replication = config.replication or min(3, brokers)
@@ -130,12 +118,20 @@ def refuse_missing(missing: list[str]) -> None:
         )
 
 
-async def missing_topics(config: FlowgaugeConfig, topics: list[NewTopic]) -> list[str]:
-    """Which of ``topics`` the cluster does not have."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(config))
+async def missing_topics(kafka: Kafka, topics: list[NewTopic]) -> list[str]:
+    """Which of ``topics`` the cluster does not have; a warning for each of the others not
+    public (``ensure_topics`` checked those) whose layout differs from ``topics``."""
+    admin = kafka.admin()
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        found = [t for t in topics if t.name in existing and t.name not in PUBLIC_TOPICS]
+        if found:
+            partitions, replication = found[0].num_partitions, found[0].replication_factor
+            wanted = {topic.name: dict(topic.topic_configs) for topic in found}
+            names = [topic.name for topic in found]
+            for difference in await _differences(admin, names, partitions, replication, wanted):
+                log.warning("%s (left as it is)", difference)
     finally:
         await admin.close()
     return [topic.name for topic in topics if topic.name not in existing]

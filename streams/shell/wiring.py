@@ -15,10 +15,11 @@ from mode.supervisors import CrashingSupervisor
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Settings
 from streams.core.stages import Contacts, Progress, ScopeDelta, by_dimension, dimension_partition
+from streams.kafka import Kafka
 from streams.outputs.metrics import PipelineMetrics
 from streams.shell import codec
 from streams.shell.tables import PartitionedTable
-from streams.shell.topics import Layout, bootstrap
+from streams.shell.topics import Layout
 
 DELTAS = "scope-deltas"
 CONTACTS = "requester-contacts"
@@ -33,13 +34,13 @@ class Wiring:
     settings: Settings
     partitions: int  # of the input topic, and so of every internal topic and table
     topic_configs: dict[str, str]  # what every internal topic and changelog is created with
-    servers: str
+    kafka: Kafka
     metrics: PipelineMetrics
     deltas: Any  # the scope stage's input, keyed by scope (a faust TopicT)
     contacts: Any  # the requester stage's input, one value per requester partition
 
     @classmethod
-    def of(cls, app: faust.App, config: FlowgaugeConfig, layout: Layout) -> Wiring:
+    def of(cls, app: faust.App, config: FlowgaugeConfig, layout: Layout, kafka: Kafka) -> Wiring:
         def internal(name: str) -> Any:
             return app.topic(
                 f"{config.app_id}-{name}", partitions=layout.partitions, internal=True,
@@ -48,7 +49,7 @@ class Wiring:
             )  # fmt: skip
 
         return cls(
-            app, config, config.core(), layout.partitions, layout.configs, bootstrap(config),
+            app, config, config.core(), layout.partitions, layout.configs, kafka,
             PipelineMetrics(config.label_cap), internal(DELTAS), internal(CONTACTS),
         )  # fmt: skip
 

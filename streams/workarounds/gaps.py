@@ -39,13 +39,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.subscription_state import TopicPartitionState
 from aiokafka.structs import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.utils.queues import FlowControlEvent
 
+from streams.kafka import Kafka
 from streams.workarounds.restart import restart_worker
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,17 @@ _FENCE = "_flowgauge_fence"  # on aiokafka's partition state: (jump number, posi
 _BATCH = "_flowgauge_batch"  # on Faust's consumer: the batch being delivered
 _DELIVERED = "_flowgauge_delivered_fence"  # on Faust's consumer: per partition
 _jumps = itertools.count(1)
+_kafka: Kafka | None = None  # how this process's worker reaches its cluster
 Fence = tuple[int, int]
 
 
 async def first_message_at(
-    bootstrap: str, topic: str, partition: int, offset: int
+    kafka: Kafka, topic: str, partition: int, offset: int
 ) -> tuple[int, bytes] | None:
     """The offset and value of the first message at or after ``offset``; None only once
     the broker said the log ends at or before ``offset``. A slow broker is not taken for
     a short log: after 30 s without an answer this raises TimeoutError."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    probe = kafka.consumer(group_id=None, enable_auto_commit=False)
     try:
         await probe.start()  # within: a start given up on (wait_for) still closes the client
         tp = TopicPartition(topic, partition)
@@ -166,8 +167,8 @@ async def _perform_seek(self: Any) -> None:
 
 
 async def _checked_add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-    bootstrap = ",".join(str(url).removeprefix("kafka://") for url in self.app.conf.broker)
-    message = await first_message_at(bootstrap, tp.topic, tp.partition, offset_from)
+    assert _kafka is not None, "installed with the cluster's address"
+    message = await first_message_at(_kafka, tp.topic, tp.partition, offset_from)
     found = message[0] if message else None
     if found is not None and found < offset_to:
         log.error(
@@ -218,7 +219,10 @@ def describe_partitions(faust_consumer: Any) -> str:
     return "\n".join(lines)
 
 
-def install_gap_check() -> None:
+def install_gap_check(kafka: Kafka) -> None:
+    """``kafka``: how this process's worker reaches its cluster, for the probes."""
+    global _kafka
+    _kafka = kafka
     setattr(FlowControlEvent, "resume", resume_keeping_fresh_messages)  # noqa: B010
     setattr(TopicPartitionState, "seek", _fenced_seek)  # noqa: B010
     setattr(TopicPartitionState, "reset_to", _fenced_reset_to)  # noqa: B010

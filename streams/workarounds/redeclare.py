@@ -25,10 +25,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import client as aiokafka_client
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.conn import CloseReason
 from aiokafka.errors import KafkaConnectionError, RequestTimedOutError, TopicAlreadyExistsError
 from aiokafka.producer import sender as aiokafka_sender
+
+from streams.kafka import Kafka
 
 log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
@@ -41,8 +43,8 @@ _original_produce = aiokafka_sender.Sender._send_produce_req
 class Declarer:
     """The worker's topics, created where missing, at most one attempt at a time."""
 
-    def __init__(self, bootstrap: str, topics: Iterable[NewTopic]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: Kafka, topics: Iterable[NewTopic]) -> None:
+        self.kafka = kafka
         self.topics = list(topics)
         self.lock = asyncio.Lock()
 
@@ -60,7 +62,7 @@ class Declarer:
                     await asyncio.sleep(0.5)
 
     async def _declare(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        admin = self.kafka.admin(request_timeout_ms=10_000)
         await admin.start()
         try:
             response = await admin.create_topics(self.topics)

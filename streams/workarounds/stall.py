@@ -80,6 +80,15 @@ class IntakeWatch:
             if s.waiting and now - s.since >= limit
         }
 
+    def alive(self, now: float, margin: float) -> bool:
+        """For a liveness probe: False once the watch, which restarts a stalled worker past
+        the limit, has itself not run for the limit plus ``margin`` (the worker is stuck
+        where its own restart cannot reach). A broker that cannot be reached never makes it
+        False: the watch goes on running meanwhile. Always True with no limit."""
+        if self.limit is None or self.last_beat is None:
+            return True
+        return now - self.last_beat <= self.limit + margin
+
     def asked(self, now: float) -> None:
         """The broker answered, or gave up, at ``now``."""
         self.asked_at = self.last_beat = now

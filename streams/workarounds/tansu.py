@@ -27,9 +27,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.kafka import Kafka
+
 
 async def true_highwaters(
-    bootstrap: Any,
+    kafka: Kafka,
     partitions: Iterable[TopicPartition],
     reported: Mapping[Any, int | None],
     timeout: float = 10.0,
@@ -41,8 +43,7 @@ async def true_highwaters(
     todo = [tp for tp, end in result.items() if end > 0]
     if not todo:
         return result
-    probe = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    probe = kafka.consumer(
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=64 * 1024,
@@ -66,16 +67,16 @@ async def true_highwaters(
     return result
 
 
-async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
-    consumer = self._ensure_consumer()
-    reported = await consumer.end_offsets(partitions)
-    return await true_highwaters(consumer._client._bootstrap_servers, partitions, reported)
-
-
 FETCH_MAX_WAIT_MS = 100
 
 
-def install_recovery_fix() -> None:
+def install_recovery_fix(kafka: Kafka) -> None:
+    """``kafka``: how this process's worker reaches its cluster, for the probe."""
+
+    async def _highwaters(self: Any, partitions: list[Any]) -> Mapping[Any, int]:
+        reported = await self._ensure_consumer().end_offsets(partitions)
+        return await true_highwaters(kafka, partitions, reported)
+
     setattr(faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", _highwaters)  # noqa: B010
 
 
