@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -26,16 +26,19 @@ class Link:
     frozen: bool = False
 
 
-class FreezingProxy:
+class ServedInThread:
+    """A server on 127.0.0.1:``port`` for the broker on ``upstream_port``, run by an event
+    loop in a thread of its own, so that a test drives it from its own thread. A subclass
+    answers each connection (``_accept``) and says which writers are open (``_writers``)."""
+
     def __init__(self, port: int, upstream_port: int) -> None:
         self.port = port
         self.upstream_port = upstream_port
-        self.links: set[Link] = set()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
 
-    def __enter__(self) -> FreezingProxy:
+    def __enter__(self) -> Self:
         self.thread.start()
         self.server = self._call(asyncio.start_server(self._accept, "127.0.0.1", self.port))
         return self
@@ -44,6 +47,38 @@ class FreezingProxy:
         self._call(self._close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    async def _accept(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+    def _writers(self) -> list[asyncio.StreamWriter]:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self._writers():
+            writer.close()
+        # Cancelled here, the connections' tasks end quietly, as asyncio's server expects.
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+class FreezingProxy(ServedInThread):
+    def __init__(self, port: int, upstream_port: int) -> None:
+        super().__init__(port, upstream_port)
+        self.links: set[Link] = set()
 
     def freeze_open(self) -> int:
         """Freeze every connection open now; how many there were."""
@@ -55,8 +90,8 @@ class FreezingProxy:
 
         return self._call(freeze())
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+    def _writers(self) -> list[asyncio.StreamWriter]:
+        return [writer for link in self.links for writer in link.writers]
 
     async def _accept(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
@@ -88,14 +123,3 @@ class FreezingProxy:
             sink.write(data)
             await sink.drain()
         sink.close()
-
-    async def _close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for link in list(self.links):
-            for writer in link.writers:
-                writer.close()
-        pumps = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
