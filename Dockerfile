@@ -21,7 +21,7 @@ ENV FLOWGAUGE_WEB_HOST=0.0.0.0 \
 EXPOSE 6066
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('FLOWGAUGE_WEB_PORT', '6066'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('FLOWGAUGE_WEB_PORT', '6066'), timeout=4)"]
 
 ENTRYPOINT ["flowgauge"]
 CMD ["worker"]

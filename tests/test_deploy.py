@@ -3,6 +3,7 @@ and docker-compose.yml checked against the code it runs (topics, config fields, 
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 from pathlib import Path
@@ -14,13 +15,15 @@ import yaml
 from streams.config import FlowgaugeConfig
 from streams.core.timeline import parse_duration
 from streams.core.topics import PUBLIC_TOPICS, public_topic_configs
+from streams.kafka import Kafka
 from tests.conftest import ROOT, need_program
 
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 COMPOSE = ROOT / "docker-compose.yml"
-SERVICES = {"kafka", "kafka-init", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+SERVICES = {*BROKERS, "kafka-init", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
 # ${NAME}, ${NAME:-default} and ${NAME-default}: compose's interpolation.
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
@@ -212,7 +215,7 @@ def test_simulator_arguments_are_ones_the_cli_accepts(compose: dict[str, Any]) -
 
 def test_every_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:
     images = {name: service["image"] for name, service in compose["services"].items()}
-    assert images["kafka"].startswith("apache/kafka:")
+    assert all(images[name].startswith("apache/kafka:") for name in BROKERS)
     for name, image in images.items():
         repository, _, tag = image.rpartition(":")
         assert repository, f"{name}: {image} has no tag"
@@ -232,7 +235,7 @@ def test_published_ports(compose: dict[str, Any]) -> None:
         name: sorted(str(port) for port in service.get("ports", []))
         for name, service in services.items()
     }
-    assert published["kafka"] == ["9094:9094"]
+    assert [published[name] for name in BROKERS] == [["9094:9094"], ["9095:9094"], ["9096:9094"]]
     assert published["prometheus"] == ["9090:9090"]
     assert published["alertmanager"] == ["9093:9093"]
     assert published["grafana"] == ["3000:3000"]
@@ -240,9 +243,27 @@ def test_published_ports(compose: dict[str, Any]) -> None:
     assert [str(port) for port in services["worker"]["expose"]] == [
         environment(services["worker"])["FLOWGAUGE_WEB_PORT"]
     ]
-    kafka = environment(services["kafka"])
-    assert "EXTERNAL://localhost:9094" in kafka["KAFKA_ADVERTISED_LISTENERS"]
-    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller", "KRaft, single node"
+    for number, name in enumerate(BROKERS, 1):
+        kafka = environment(services[name])
+        assert f"EXTERNAL://localhost:{9093 + number}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+        assert f"PLAINTEXT://{name}:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+        assert kafka["KAFKA_NODE_ID"] == str(number)
+
+
+def test_kafka_is_a_three_node_kraft_cluster_that_survives_losing_one(
+    compose: dict[str, Any],
+) -> None:
+    nodes = [environment(compose["services"][name]) for name in BROKERS]
+    voters = {f"{number}@{name}:9093" for number, name in enumerate(BROKERS, 1)}
+    for node in nodes:
+        assert node["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert set(node["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+        assert len(base64.urlsafe_b64decode(node["CLUSTER_ID"] + "==")) == 16
+        assert node["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert node["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    assert len({node["CLUSTER_ID"] for node in nodes}) == 1
+    servers = environment(compose["services"]["worker"])["FLOWGAUGE_BROKER"]
+    assert servers.split(",") == [f"kafka://{name}:9092" for name in BROKERS]
 
 
 def test_every_bind_mounted_host_path_exists(compose: dict[str, Any]) -> None:
@@ -284,14 +305,19 @@ def test_topic_creation_matches_the_topics_the_workers_use(compose: dict[str, An
     created = re.findall(r"^\s*create ([\w.-]+)", script, re.MULTILINE)
     assert sorted(created) == sorted(PUBLIC_TOPICS)
     retention = parse_duration(FlowgaugeConfig.model_fields["derived_retention"].default)
-    wanted = public_topic_configs(1, retention * 1000)
+    # What a worker creates on three brokers: replication min(3, 3), min.insync 3 - 1.
+    wanted = public_topic_configs(2, retention * 1000)
+    shared = dict(re.findall(r"--config ([\w.]+)=(\S+)", script.split("}")[0]))
+    assert re.search(r"--replication-factor 3\b", script.split("}")[0])
     for name, options in re.findall(r"^\s*create ([\w.-]+)(.*)$", script, re.MULTILINE):
         configs = dict(re.findall(r"--config ([\w.]+)=(\S+)", options))
-        assert configs == {k: v for k, v in wanted[name].items() if k != "min.insync.replicas"}
+        assert {**shared, **configs} == wanted[name]
     partitions = environment(init)["PARTITIONS"]
     assert partitions == environment(compose["services"]["worker"])["FLOWGAUGE_PARTITIONS"]
     assert int(partitions) == FlowgaugeConfig.model_fields["partitions"].default
-    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert {name: init["depends_on"][name]["condition"] for name in BROKERS} == dict.fromkeys(
+        BROKERS, "service_healthy"
+    )
     for name in ("worker", "simulator"):
         condition = compose["services"][name]["depends_on"]["kafka-init"]["condition"]
         assert condition == "service_completed_successfully", name
@@ -328,6 +354,6 @@ def test_the_worker_environment_is_a_valid_config(
         monkeypatch.setenv(name, value)
     config = FlowgaugeConfig()
     config.core()
-    assert config.broker == "kafka://kafka:9092"
+    assert Kafka.of(config).servers == tuple(f"{name}:9092" for name in BROKERS)
     assert config.web_host == "0.0.0.0"
     assert config.web_port == 6066
