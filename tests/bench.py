@@ -34,6 +34,7 @@ from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
+from tests.bench_recovery import bench_recovery
 from tests.bench_render import bench_render
 from tests.bench_support import Target, busy_team
 from tests.bench_throughput import bench_throughput
@@ -116,10 +117,11 @@ class Sizes:
     million: int
     latency_seconds: float
     render_days: float
+    recovery: tuple[int, ...]  # open tickets a worker's tables hold when a second recovers them
 
 
-FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0)
-QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0)
+FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0, (10_000, 100_000))
+QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0, (10_000,))
 
 
 def run_aging(sizes: Sizes) -> list[Target]:
@@ -193,12 +195,39 @@ def run_render(sizes: Sizes) -> list[Target]:
     return []
 
 
+def run_recovery(sizes: Sizes) -> list[Target]:
+    for one in bench_recovery(sizes.recovery):
+        mib = one.changelog_bytes / 1024**2
+        print(
+            f"recovery, {one.open_tickets:,} open tickets ({one.events:,} events): first worker"
+            f" caught up in {one.catch_up_seconds:.1f}s (sending {one.produce_seconds:.1f}s),"
+            f" peak RSS {one.first_peak_rss_mib:,.0f} MiB"
+        )
+        print(
+            f"  changelogs: {one.changelog_records:,} records, {mib:,.1f} MiB"
+            f" (a raw read {one.changelog_read_seconds:.1f}s)"
+        )
+        print(
+            f"  second worker, from its start: web up {one.web_seconds:.1f}s, joined the group"
+            f" {one.joined_seconds:.1f}s, /readyz 200 {one.ready_seconds:.1f}s,"
+            f" 'Worker ready' {one.worker_ready_seconds:.1f}s (changelogs read in"
+            f" {one.restore_seconds:.1f}s of it)"
+        )
+        print(
+            f"  then its first /metrics {one.first_metrics_seconds:.1f}s, showing"
+            f" {one.recovered_open:,} open; peak RSS {one.peak_rss_mib:,.0f} MiB;"
+            f" restarts {one.restarts}"
+        )
+    return []
+
+
 PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "report": run_report,  # first: its peak RSS is this process's
     "million": run_million,
     "throughput": run_throughput,
     "latency": run_latency,
     "render": run_render,
+    "recovery": run_recovery,
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }
 

@@ -61,6 +61,13 @@ class Worker:
 
 
 def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -> Worker:
+    worker = spawn_worker(broker, workdir, name, **env)
+    _wait_ready(worker)
+    return worker
+
+
+def spawn_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -> Worker:
+    """A worker process, not waited for."""
     port = free_port()
     log = workdir / f"{name}.log"
     environment = {
@@ -79,9 +86,7 @@ def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    worker = Worker(process, port, log)
-    _wait_ready(worker)
-    return worker
+    return Worker(process, port, log)
 
 
 def _wait_ready(worker: Worker, timeout: float = 60) -> None:
