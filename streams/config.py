@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from datetime import time
+from datetime import datetime, time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from streams.core.alerts import CrossingPolicy, RulesPolicy
+from streams.core.alerts import INDICATOR_RULES, INFLOW_ABOVE_OUTFLOW, CrossingPolicy, RulesPolicy
 from streams.core.flow import Windows
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
@@ -70,6 +72,24 @@ def _read_secret(path: Path, name: str) -> SecretStr:
         raise ValueError(f"{name}_file {path} is not UTF-8 text") from None
 
 
+ALL_RULES = (INFLOW_ABOVE_OUTFLOW, *INDICATOR_RULES)
+
+
+def _scope_pattern(pattern: str) -> str:
+    if pattern not in ("*", "all") and not pattern.startswith(("queue:", "priority:", "channel:")):
+        raise ValueError(f"{pattern!r} is no scope: all, queue:NAME, priority:NAME, channel:NAME")
+    return pattern
+
+
+def _rule_pattern(pattern: str) -> str:
+    if not any(fnmatchcase(rule, pattern) for rule in ALL_RULES):
+        raise ValueError(f"{pattern!r} matches no rule of {list(ALL_RULES)}")
+    return pattern
+
+
+ScopePattern = Annotated[str, AfterValidator(_scope_pattern)]
+RulePattern = Annotated[str, AfterValidator(_rule_pattern)]
+
 Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhook"]
 
 
@@ -90,6 +110,36 @@ class ChatDestination(BaseModel):
     per_minute: float = Field(20.0, gt=0, description="sustained posts per minute")
     burst: int = Field(3, ge=1, description="posts allowed back to back before the rate applies")
     timeout_seconds: float = Field(10.0, gt=0, description="one attempt, connect to response")
+    scopes: list[ScopePattern] = Field(
+        default_factory=lambda: ["*"],
+        description="the scopes whose alerts go here: all, queue:billing, queue:*, ...",
+    )
+    rules: list[RulePattern] = Field(
+        default_factory=lambda: ["*"], description="the rules whose alerts go here"
+    )
+
+    def wants(self, rule: str, scope: str) -> bool:
+        """Whether an alert of ``rule`` for ``scope`` is posted here."""
+        return _matches(self.rules, rule) and _matches(self.scopes, scope)
+
+
+class Silence(BaseModel):
+    """Alerts of the matching rules and scopes are not posted to chat until ``until`` (by the
+    wall clock when the alert is handed to chat); they stay on ``backlog.alerts``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: ScopePattern = "*"
+    rule: RulePattern = "*"
+    until: AwareDatetime
+    reason: str = ""
+
+    def mutes(self, rule: str, scope: str, now: datetime) -> bool:
+        return now < self.until and _matches([self.rule], rule) and _matches([self.scope], scope)
+
+
+def _matches(patterns: list[str], name: str) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
 class CrossingConfig(BaseModel):
@@ -242,6 +292,7 @@ class FlowgaugeConfig(BaseSettings):
     sla: SlaConfig = SlaConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
     chat: list[ChatDestination] = Field(default_factory=list)
+    silences: list[Silence] = Field(default_factory=list)
 
     @field_validator("windows", mode="before")
     @classmethod

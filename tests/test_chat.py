@@ -9,6 +9,7 @@ import logging
 import re
 import time
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streams.config import ChatDestination, Kind
+from streams.config import ChatDestination, Kind, Silence
 from streams.outputs.chat import (
     ZERO_WIDTH_SPACE,
     break_mentions,
@@ -357,6 +358,93 @@ def test_an_alert_is_finished_once_every_destination_is_done_with_it() -> None:
         assert len(down.delivered) == 1
 
     run(scenario())
+
+
+def test_each_destination_gets_the_rules_and_scopes_it_asked_for() -> None:
+    """Billing's channel hears about billing, the ops channel only the whole backlog's
+    headline, and a destination that names nothing gets everything."""
+    alerts = [
+        alert("all"),
+        alert("queue:billing"),
+        alert("queue:tech"),
+        alert("queue:billing").model_copy(
+            update={"rule": "reopen_rate_high", "alert_id": "reopen_rate_high:queue:billing:x"}
+        ),
+    ]
+
+    async def scenario() -> None:
+        async with Receiver() as billing, Receiver() as ops, Receiver() as everything:
+            destinations = [
+                destination("billing", "webhook", billing.url, scopes=["queue:billing"]),
+                destination("ops", "webhook", ops.url, scopes=["all"], rules=["inflow_above_*"]),
+                destination("everything", "webhook", everything.url),
+            ]
+            async with Notifier(destinations, retry=FAST) as notifier:
+                await asyncio.wait_for(asyncio.gather(*map(notifier.submit, alerts)), 5)
+            posted = {
+                name: [(body["rule"], body["scope"]) for body in receiver.delivered]
+                for name, receiver in (("billing", billing), ("ops", ops), ("all", everything))
+            }
+        assert posted == {
+            "billing": [
+                ("inflow_above_outflow", "queue:billing"),
+                ("reopen_rate_high", "queue:billing"),
+            ],
+            "ops": [("inflow_above_outflow", "all")],
+            "all": [(a.rule, a.scope) for a in alerts],
+        }
+
+    run(scenario())
+
+
+def test_a_silence_mutes_its_rule_and_scope_until_its_end() -> None:
+    now = [datetime(2026, 3, 2, 9, tzinfo=UTC)]
+    silence = Silence(scope="queue:tech", until=datetime(2026, 3, 2, 12, tzinfo=UTC))
+    outcomes: list[tuple[str, Outcome]] = []
+
+    async def scenario() -> None:
+        async with Receiver() as receiver:
+            notifier = Notifier(
+                [destination("team", "webhook", receiver.url)],
+                retry=FAST,
+                silences=[silence],
+                clock=lambda: now[0],
+                on_outcome=lambda name, outcome: outcomes.append((name, outcome)),
+            )
+            async with notifier:
+                muted = notifier.submit(alert("queue:tech", fired="2026-03-02T08:00:00Z"))
+                assert muted.done()  # finished at once: its offset may be committed
+                await asyncio.wait_for(notifier.submit(alert("queue:billing")), 5)
+                now[0] = silence.until
+                await asyncio.wait_for(notifier.submit(alert("queue:tech")), 5)
+            assert [body["scope"] for body in receiver.delivered] == [
+                "queue:billing",
+                "queue:tech",
+            ]
+        assert outcomes == [("team", "silenced"), ("team", "delivered"), ("team", "delivered")]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"scopes": ["billing"]}, "is no scope"),
+        ({"rules": ["inflow_above"]}, "matches no rule"),
+    ],
+)
+def test_routing_names_only_scopes_and_rules_that_exist(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        destination("team", "slack", "https://hooks.example/x", **settings)
+    with pytest.raises(ValidationError, match=message):
+        Silence.model_validate(
+            {"scope": settings.get("scopes", ["*"])[0], "rule": settings.get("rules", ["*"])[0],
+             "until": "2026-03-02T12:00:00Z"}
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="timezone"):
+        Silence.model_validate({"until": "2026-03-02T12:00:00"})
 
 
 def test_a_drop_finishes_the_alert_and_wait_for_room_prevents_it() -> None:

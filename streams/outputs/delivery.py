@@ -67,7 +67,9 @@ def deliver_alerts_to_chat(
 ) -> None:
     """Post every ``backlog.alerts`` record the worker owns to each chat destination; its
     offset is committed once the alert is finished for every destination."""
-    notifier = Notifier(config.chat, config.dashboard_url, on_outcome=metrics.count_chat)
+    notifier = Notifier(
+        config.chat, config.dashboard_url, on_outcome=metrics.count_chat, silences=config.silences
+    )
     acks = InOrderAcks()
 
     @app.service

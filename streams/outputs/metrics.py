@@ -280,7 +280,8 @@ class PipelineMetrics:
             self.sla_breaches.labels(target.value)
         self.chat = Counter(
             "flowgauge_chat_messages",
-            "Chat posts per destination and outcome (delivered, retried, rejected, dropped)",
+            "Chat posts per destination and outcome"
+            " (delivered, retried, rejected, dropped, silenced)",
             ["destination", "outcome"],
             registry=r,
         )

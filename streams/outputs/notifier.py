@@ -19,17 +19,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 import aiohttp
 
-from streams.config import ChatDestination
+from streams.config import ChatDestination, Silence
 from streams.outputs.chat import Payload, render
 from streams.outputs.records import AlertRecord
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["delivered", "retried", "rejected", "dropped"]
+Outcome = Literal["delivered", "retried", "rejected", "dropped", "silenced"]
 OutcomeHook = Callable[[str, Outcome], None]
 
 # A replayed alert (Kafka redelivery after a rebalance) is not posted twice by this process.
@@ -138,6 +139,8 @@ class Notifier:
         retry: RetryPolicy | None = None,
         queue_size: int = 1000,
         on_outcome: OutcomeHook | None = None,
+        silences: Sequence[Silence] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         names = [destination.name for destination in destinations]
         if len(set(names)) != len(names):
@@ -145,6 +148,8 @@ class Notifier:
         self._dashboard_url = dashboard_url
         self._retry = retry or RetryPolicy()
         self._on_outcome = on_outcome
+        self._silences = silences
+        self._clock = clock
         self._queue_size = queue_size
         self._lanes = [
             _Lane(d, asyncio.Queue(queue_size), TokenBucket(d.per_minute, d.burst))
@@ -187,7 +192,8 @@ class Notifier:
             self._session = None
 
     def submit(self, record: AlertRecord) -> asyncio.Future[None]:
-        """Queue ``record`` for every destination; a full queue drops it for that one only.
+        """Queue ``record`` for every destination that wants its rule and scope, unless a
+        silence mutes it now; a full queue drops it for that destination only.
 
         The future is done once the alert is finished for every destination: delivered,
         rejected (a 4xx other than 429, which no retry can fix) or dropped (its queue was full,
@@ -198,9 +204,15 @@ class Notifier:
         known = self._seen.get(record.alert_id)
         if known is not None:
             return known
-        alert = _Alert(record, asyncio.get_running_loop().create_future(), len(self._lanes))
+        lanes = [lane for lane in self._lanes if lane.destination.wants(record.rule, record.scope)]
+        now = self._clock()
+        if any(silence.mutes(record.rule, record.scope, now) for silence in self._silences):
+            for lane in lanes:
+                self._report(lane, "silenced")
+            lanes = []
+        alert = _Alert(record, asyncio.get_running_loop().create_future(), len(lanes))
         self._remember(record.alert_id, alert.finished)
-        for lane in self._lanes:
+        for lane in lanes:
             try:
                 lane.queue.put_nowait(alert)
             except asyncio.QueueFull:
@@ -209,7 +221,7 @@ class Notifier:
                 alert.finish_one()
             else:
                 lane.pending += 1
-        if not self._lanes:
+        if not lanes:
             alert.finished.set_result(None)
         return alert.finished
 
