@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--indicators", type=Path, help="also write leading indicators as CSV here")
     report.set_defaults(run=_report)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score the alert rules of a JSONL file against ground truth",
+        description="Run the alert rules over EVENTS as report --alerts does, and score each "
+        "rule and scope against TRUTH (flowgauge simulate --truth): true imbalances "
+        "detected and the delays, false alarms, flaps, notifications per week, firings in "
+        "the cold start.",
+    )
+    evaluate.add_argument("events", type=Path)
+    evaluate.add_argument("truth", type=Path)
+    evaluate.add_argument("--config", type=Path, help="TOML settings file, as FLOWGAUGE_CONFIG")
+    evaluate.add_argument("--step", help="boundary step (default FLOWGAUGE_STEP or 5m)")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.set_defaults(run=_evaluate)
+
     schemas = commands.add_parser("schemas", help="write schemas/ from the record models")
     schemas.add_argument("--dir", type=Path, default=Path("schemas"))
     schemas.set_defaults(run=_schemas)
@@ -65,13 +80,37 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--web-port", type=int, help="metrics port (env FLOWGAUGE_WEB_PORT)")
     worker.set_defaults(run=_worker)
 
-    simulate = commands.add_parser("simulate", help="produce a realistic support stream")
+    from streams.commands.scenarios import SCENARIOS
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="produce a realistic support stream",
+        description="Produce a realistic support stream. With --scenario, one of the named "
+        "scenarios, and its ground truth as JSON: to --truth, by default OUTPUT.truth.json "
+        "next to --output; without --output (to the broker) --scenario needs --truth.",
+    )
     _broker_option(simulate)
     simulate.add_argument("--speed", type=float, default=3600.0, help="simulated s per real s")
-    simulate.add_argument("--days", type=float, default=28.0, help="simulated days to produce")
+    simulate.add_argument(
+        "--days", type=float, help="simulated days to produce (default 28, or the scenario's)"
+    )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--flat-out", action="store_true", help="ignore --speed, produce at once")
     simulate.add_argument("--output", type=Path, help="write JSONL here instead of the broker")
+    simulate.add_argument(
+        "--scenario", choices=list(SCENARIOS), help="a named scenario with ground truth"
+    )
+    simulate.add_argument(
+        "--truth",
+        type=Path,
+        metavar="PATH",
+        help="write the scenario's truth here (default OUTPUT.truth.json; needed without --output)",
+    )
+    simulate.add_argument(
+        "--imbalance",
+        type=float,
+        help="truth: arrivals at least 1 + this times capacity (default 0.10)",
+    )
     simulate.set_defaults(run=_simulate)
 
     replay = commands.add_parser("replay", help="publish a JSONL file to the input topic")
@@ -150,6 +189,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from streams.commands.evaluate import configured, evaluate_file
+
+    if args.config is not None and not args.config.is_file():
+        print(f"flowgauge evaluate: no settings file {args.config}", file=sys.stderr)
+        return 2
+    with configured(args.config):  # read as FLOWGAUGE_CONFIG is, only while read
+        config = _config(step=args.step)
+    _fewer_collections()
+    return evaluate_file(config, args.events, args.truth, args.json)
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from streams.outputs.records import write_schemas
 
@@ -188,10 +239,35 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from streams.commands.scenarios import DEFAULT_IMBALANCE, named, truth, write_truth
     from streams.commands.simulate import Scenario, run_simulator
 
-    scenario = Scenario(days=args.days, seed=args.seed)
     speed = None if args.flat_out else args.speed
+    if args.scenario is None:
+        if args.truth is not None or args.imbalance is not None:
+            print("flowgauge simulate: --truth and --imbalance need --scenario", file=sys.stderr)
+            return 2
+        scenario = Scenario(days=28.0 if args.days is None else args.days, seed=args.seed)
+        return run_simulator(_config(broker=args.broker), scenario, speed, args.output)
+    path: Path | None = args.truth
+    if path is None and args.output is not None:
+        path = args.output.with_name(f"{args.output.name}.truth.json")
+    if path is None:
+        print("flowgauge simulate: --scenario without --output needs --truth PATH", file=sys.stderr)
+        return 2
+    imbalance = DEFAULT_IMBALANCE if args.imbalance is None else args.imbalance
+    if imbalance < 0:
+        print("flowgauge simulate: --imbalance must not be negative", file=sys.stderr)
+        return 2
+    scenario = named(args.scenario, seed=args.seed, days=args.days)
+    found = truth(args.scenario, scenario, imbalance)
+    write_truth(path, found)
+    intervals = sum(len(spans) for spans in found.scopes.values())
+    print(
+        f"wrote the truth of {args.scenario} ({intervals} intervals in {len(found.scopes)}"
+        f" scopes) to {path}",
+        file=sys.stderr,
+    )
     return run_simulator(_config(broker=args.broker), scenario, speed, args.output)
 
 

@@ -19,6 +19,14 @@ The simulation is a small discrete-event model driven by one ``random.Random(see
   the weekend. Resolved tickets are later closed by the system, some are
   reopened within days.
 
+With ``per_queue_capacity`` (the named scenarios of ``streams/commands/scenarios.py``)
+the team is modelled: each queue has its own resolve queue and its share of the team's
+resolve capacity (a transfer at triage sends the ticket to its new queue's), the rates
+come from a ``TeamModel`` (arrivals and capacity as parameters, what a ticket asks of the
+team worked out from the shares), and ``Effect`` factors change the arrivals (some or all
+queues) or the capacity over a span, on top of a weekly growth of the arrivals. Without
+it the stream is exactly what it always was for the same scenario and seed.
+
 Every event is emitted at the simulated time its handler runs (or shortly
 after, for a bundle of one ticket), through an output heap, so the stream is in
 non-decreasing ``occurred_at`` order.
@@ -71,6 +79,33 @@ _PRIORITY_ORDER = ("P0", "P1", "P2", "P3")
 _TRIAGE_HEAD_START = {"P0": 2 * DAY, "P1": 6 * HOUR, "P2": 1 * HOUR, "P3": 0.0}
 _RESOLVE_HEAD_START = {"P0": 7 * DAY, "P1": 2 * DAY, "P2": 12 * HOUR, "P3": 0.0}
 _TIER_HEAD_START = {"enterprise": 8 * HOUR, "business": 3 * HOUR}
+# A ticket replied to this often has stopped waiting on its customer (the model's tail).
+_MAX_TURNS = 40
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A factor on the arrivals or on the team's capacity over a span of the run.
+
+    ``start`` and ``end`` are days since the scenario's start (``end`` excluded), taken at
+    the hour: an hour is in the span when it begins in it. ``queues`` empty: every queue.
+    ``tag`` (arrivals only): the extra tickets carry this tag instead of their own drivers.
+    """
+
+    start: float
+    end: float
+    factor: float
+    queues: tuple[str, ...] = ()
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError("an effect needs 0 <= start < end (days)")
+        if self.factor < 0:
+            raise ValueError("an effect's factor must not be negative")
+
+    def applies(self, day: float, queue: str) -> bool:
+        return self.start <= day < self.end and (not self.queues or queue in self.queues)
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,20 @@ class Scenario:
     duplicate_share: float = 0.03
     close_share: float = 0.55  # of resolutions closed by the system 72 h later
     sentiment_mean: float = 0.05
+    # The modelled team (``TeamModel``): a resolve queue per ticket queue, each with its
+    # share of the team's capacity, and what changes over the run. Off (the default): one
+    # resolve queue for the whole team, sized by arrivals_per_day and closures_per_day.
+    per_queue_capacity: bool = False
+    # Arrivals per day (weekly average) the team keeps up with: its resolve capacity is the
+    # work that many tickets bring. None: closures_per_day less the automatic closures.
+    capacity_per_day: float | None = None
+    # Shares of the team's resolve capacity per queue; empty: the queues' arrival shares.
+    capacity_shares: Weights = ()
+    arrival_effects: tuple[Effect, ...] = ()
+    # On the resolve capacity of the queues named; triage follows the team's total.
+    capacity_effects: tuple[Effect, ...] = ()
+    # Compounded: arrivals times (1 + growth) ** weeks since the start.
+    arrival_growth_per_week: float = 0.0
 
     def __post_init__(self) -> None:
         if self.days <= 0:
@@ -144,6 +193,201 @@ class Scenario:
                 raise ValueError(f"{name} needs positive weights")
         if any(p not in _PRIORITY_ORDER for p, _ in self.priorities):
             raise ValueError("priorities must be P0..P3")
+        self._check_team()
+
+    def _check_team(self) -> None:
+        changes = self.arrival_effects or self.capacity_effects or self.arrival_growth_per_week
+        modelled = self.capacity_per_day is not None or self.capacity_shares or changes
+        if modelled and not self.per_queue_capacity:
+            raise ValueError(
+                "capacity_per_day, capacity_shares, effects and growth need per_queue_capacity"
+            )
+        if self.capacity_per_day is not None and self.capacity_per_day <= 0:
+            raise ValueError("capacity_per_day must be positive")
+        if self.arrival_growth_per_week <= -1:
+            raise ValueError("arrival_growth_per_week must be above -1")
+        names = {name for name, _ in self.queues}
+        shares = self.capacity_shares
+        if shares and (
+            {name for name, _ in shares} != names
+            or len(shares) != len(names)
+            or any(w < 0 for _, w in shares)
+            or sum(w for _, w in shares) <= 0
+        ):
+            raise ValueError("capacity_shares needs a non-negative weight for each queue")
+        for effect in (*self.arrival_effects, *self.capacity_effects):
+            if not set(effect.queues) <= names:
+                raise ValueError(f"an effect names unknown queues: {effect.queues}")
+        if any(effect.tag for effect in self.capacity_effects):
+            raise ValueError("only arrival effects tag tickets")
+
+
+Matrix = tuple[tuple[float, ...], ...]
+
+
+def _normalised(weights: Weights) -> tuple[float, ...]:
+    total = sum(w for _, w in weights)
+    return tuple(w / total for _, w in weights)
+
+
+def _transfer_matrix(s: Scenario) -> Matrix:
+    """Where a triaged ticket goes: row = its queue, column = the queue it is worked in."""
+    names, shares = [n for n, _ in s.queues], _normalised(s.queues)
+    rows = []
+    for a, share in enumerate(shares):
+        row = [0.0] * len(names)
+        if len(names) == 1:
+            row[a] = 1.0
+            rows.append(tuple(row))
+            continue
+        row[a] = 1.0 - s.transfer_share
+        # ``other_queue``: up to 8 weighted picks for another queue, then the first other.
+        missed = share**8
+        for b, other in enumerate(shares):
+            if b != a and share < 1.0:
+                row[b] += s.transfer_share * (1.0 - missed) * other / (1.0 - share)
+        row[next(b for b in range(len(names)) if b != a)] += s.transfer_share * missed
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _paths(s: Scenario) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Per arriving ticket, in expectation: (resolutions the team's resolve queue does,
+    resolutions that may bring the requester back), on the path that never meets triage
+    (P0 on call, AI answers) and on the path through triage (where it may be transferred).
+
+    It follows the handlers below: ``agent_reply`` waits on the customer (``pending_share``
+    / turns, of which ``stale_share`` never come back), holds (``on_hold_share``, first two
+    turns) or makes the ticket ready; ``solve`` marks ``duplicate_share`` of first
+    resolutions and reopens ``reopen_share`` of the rest (at most twice).
+    """
+    replies: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def reply(turns: int, reopens: int) -> tuple[float, float]:
+        if (turns, reopens) not in replies:
+            now = turns + 1
+            pending = s.pending_share / now if now < _MAX_TURNS else 0.0
+            hold = min(s.on_hold_share, 1.0 - pending) if now <= 2 else 0.0
+            again = pending * (1.0 - s.stale_share) + hold
+            back = reply(now, reopens) if again else (0.0, 0.0)
+            ready = 1.0 - pending - hold
+            work, ends = solve(now, reopens)
+            replies[turns, reopens] = (
+                again * back[0] + ready * (1.0 + work),
+                again * back[1] + ready * ends,
+            )
+        return replies[turns, reopens]
+
+    def solve(turns: int, reopens: int) -> tuple[float, float]:
+        duplicate = s.duplicate_share if reopens == 0 else 0.0
+        reopen = (1.0 - duplicate) * s.reopen_share if reopens < 2 else 0.0
+        work, ends = reply(turns, reopens + 1) if reopen else (0.0, 0.0)
+        return reopen * work, reopen * ends + 1.0 - duplicate - reopen
+
+    p0 = dict(s.priorities).get("P0", 0.0) / sum(w for _, w in s.priorities)
+    ai = (1.0 - p0) * s.ai_resolved_share
+    human = (1.0 - p0) * (1.0 - s.ai_resolved_share) * (1.0 - s.spam_share)
+    on_call, returned, fresh = solve(0, 0), reply(0, 1), reply(0, 0)
+    untriaged = (p0 * on_call[0], p0 * on_call[1] + ai * (1.0 - s.ai_return_share))
+    triaged = tuple(ai * s.ai_return_share * returned[i] + human * fresh[i] for i in (0, 1))
+    return untriaged, (triaged[0], triaged[1])
+
+
+class TeamModel:
+    """The expected rates of a ``per_queue_capacity`` scenario, from its parameters alone.
+
+    Per day, as a weekly average (without the weekday and hour factors), at a moment
+    ``day`` days into the run; lists follow ``Scenario.queues``:
+
+    - ``arrivals``: tickets created per queue, recontacts included (taken at their level
+      for the present arrivals; in the run they echo resolutions 3-7 days back);
+    - ``fresh``: the part that is not a recontact, what the simulation draws;
+    - ``work``: resolutions the team's resolve queue of each queue has to do for them, after
+      transfers, reopens included;
+    - ``capacity``: resolutions that queue's share of the team can do.
+
+    The team's resolve capacity is the work of ``capacity_per_day`` arrivals: a team
+    whose arrivals equal ``capacity_per_day`` keeps up exactly, on the weekly average.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        s = self.scenario = scenario
+        self.names = tuple(name for name, _ in s.queues)
+        self.shares = _normalised(s.queues)
+        self.capacity_shares = _normalised(s.capacity_shares) if s.capacity_shares else self.shares
+        (own_work, own_ends), (moved_work, moved_ends) = _paths(s)
+        moves = _transfer_matrix(s)
+        n = range(len(self.names))
+        self.work_of: Matrix = tuple(
+            tuple(own_work * (a == b) + moved_work * moves[a][b] for b in n) for a in n
+        )
+        self.recontacts_of: Matrix = tuple(
+            tuple(s.recontact_share * (own_ends * (a == b) + moved_ends * moves[a][b]) for b in n)
+            for a in n
+        )
+        self.work_per_ticket = own_work + moved_work
+        if s.capacity_per_day is not None:
+            self.team = s.capacity_per_day * self.work_per_ticket
+        else:
+            self.team = _team_per_day(s)
+
+    def arrivals(self, day: float) -> list[float]:
+        s = self.scenario
+        level = s.arrivals_per_day * (1.0 + s.arrival_growth_per_week) ** (day / 7.0)
+        rates = []
+        for name, share in zip(self.names, self.shares, strict=True):
+            rate = level * share
+            for effect in s.arrival_effects:
+                if effect.applies(day, name):
+                    rate *= effect.factor
+            rates.append(rate)
+        return rates
+
+    def fresh(self, day: float) -> list[float]:
+        arrivals, echo = self.arrivals(day), self.recontacts_of
+        return [
+            max(arrivals[b] - sum(arrivals[a] * echo[a][b] for a in range(len(arrivals))), 0.0)
+            for b in range(len(arrivals))
+        ]
+
+    def work(self, day: float) -> list[float]:
+        arrivals, work = self.arrivals(day), self.work_of
+        return [
+            sum(arrivals[a] * work[a][b] for a in range(len(arrivals)))
+            for b in range(len(arrivals))
+        ]
+
+    def capacity(self, day: float) -> list[float]:
+        rates = []
+        for name, share in zip(self.names, self.capacity_shares, strict=True):
+            rate = self.team * share
+            for effect in self.scenario.capacity_effects:
+                if effect.applies(day, name):
+                    rate *= effect.factor
+            rates.append(rate)
+        return rates
+
+    def tagged(self, day: float, queue: str) -> tuple[float, str]:
+        """The share of a queue's fresh arrivals that an effect adds, and the tag it gives."""
+        factor, tag = 1.0, ""
+        for effect in self.scenario.arrival_effects:
+            if effect.tag and effect.factor > 1.0 and effect.applies(day, queue):
+                factor *= effect.factor
+                tag = tag or effect.tag
+        return 1.0 - 1.0 / factor, tag
+
+
+def _team_per_day(s: Scenario) -> float:
+    """The pooled team's resolve capacity: closures less what closes without it."""
+    p0 = dict(s.priorities).get("P0", 0.0) / sum(w for _, w in s.priorities)
+    human = 1.0 - p0 - s.ai_resolved_share
+    automatic = s.arrivals_per_day * (
+        p0
+        + s.ai_resolved_share
+        + human * s.spam_share
+        + human * s.pending_share * s.stale_share * 0.8
+    )
+    return max(s.closures_per_day - automatic, 0.0)
 
 
 @dataclass(slots=True, eq=False)
@@ -189,7 +433,8 @@ class _Picker:
         return self.names[min(index, len(self.names) - 1)]
 
 
-def _stamp(seconds: float) -> str:
+def stamp(seconds: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC, to the second: ``2026-03-02T08:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(seconds)))
 
 
@@ -225,16 +470,19 @@ class _Simulation:
         recontacts = s.recontact_share * s.closures_per_day
         self.arrival_per_day = max(s.arrivals_per_day - recontacts, 0.0)
         # Outflow the team does not spend capacity on: on-call P0, AI, spam, stale.
-        p0 = dict(s.priorities).get("P0", 0.0) / sum(w for _, w in s.priorities)
-        human = 1.0 - p0 - s.ai_resolved_share
-        automatic = s.arrivals_per_day * (
-            p0
-            + s.ai_resolved_share
-            + human * s.spam_share
-            + human * s.pending_share * s.stale_share * 0.8
-        )
-        team_per_day = max(s.closures_per_day - automatic, 0.0)
+        team_per_day = _team_per_day(s)
         self.resolve_per_weekday = 7 * team_per_day / (5 + 2 * s.weekend_capacity)
+        # The modelled team: a resolve queue per ticket queue, rates from a TeamModel.
+        self.model: TeamModel | None = None
+        self.pools: dict[str, list[tuple[float, int, _Ticket, int]]] = {}
+        self._arrive_in: list[Handler] = []
+        self._resolve_in: list[Handler] = []
+        if s.per_queue_capacity:
+            self.model = TeamModel(s)
+            self.pools = {name: [] for name in self.model.names}
+            self._arrive_in = [self._arriver(name) for name in self.model.names]
+            self._resolve_in = [self._resolver(self.pools[name]) for name in self.model.names]
+            self.resolve_per_weekday = 7 * self.model.team / (5 + 2 * s.weekend_capacity)
 
     # -- agenda and output ---------------------------------------------------
 
@@ -256,7 +504,7 @@ class _Simulation:
         heapq.heappush(self.out, (when, self.seq, event))
 
     def run(self) -> Iterator[Event]:
-        self.at(self.t0, self.hour)
+        self.at(self.t0, self.hour if self.model is None else self.hour_by_queue)
         agenda, out = self.agenda, self.out
         while agenda:
             when, _, handler, ticket, gen = heapq.heappop(agenda)
@@ -272,7 +520,7 @@ class _Simulation:
     @staticmethod
     def _stamped(item: tuple[float, int, Event]) -> Event:
         event = item[2]
-        event["occurred_at"] = _stamp(item[0])
+        event["occurred_at"] = stamp(item[0])
         return event
 
     # -- calendar --------------------------------------------------------------
@@ -335,6 +583,52 @@ class _Simulation:
         if when + HOUR < self.end:
             self.at(when + HOUR, self.hour)
 
+    def hour_by_queue(self, when: float, _: _Ticket) -> None:
+        """``hour`` for the modelled team: arrivals and resolve capacity per queue."""
+        model, s = self.model, self.scenario
+        assert model is not None
+        day, hour = self.weekday_hour(when)
+        since = self.run_day(when)
+        season = self._day_factor[day] * self._arrival_hour[hour] / 24
+        for handler, rate in zip(self._arrive_in, model.fresh(since), strict=True):
+            for moment in self.poisson_times(when, rate * season):
+                self.at(moment, handler)
+        if day < 5:
+            share = self._work_hour.get(hour, 0.0)
+        else:
+            share = self._weekend_hour.get(hour, 0.0) * s.weekend_capacity
+        capacity = model.capacity(since)
+        staffing = sum(capacity) / model.team if model.team > 0 else 1.0
+        for moment in self.poisson_times(when, s.triage_per_weekday * share * staffing):
+            self.at(moment, self.triage)
+        to_weekday = 7 / (5 + 2 * s.weekend_capacity)
+        for handler, rate in zip(self._resolve_in, capacity, strict=True):
+            for moment in self.poisson_times(when, rate * to_weekday * share):
+                self.at(moment, handler)
+        if when + HOUR < self.end:
+            self.at(when + HOUR, self.hour_by_queue)
+
+    def run_day(self, when: float) -> float:
+        """Days since the start to the beginning of the run's hour ``when`` is in."""
+        return math.floor((when - self.t0) / HOUR) / 24
+
+    def _arriver(self, queue: str) -> Handler:
+        def arrive_in(when: float, _: _Ticket) -> None:
+            assert self.model is not None
+            share, tag = self.model.tagged(self.run_day(when), queue)
+            extra = share > 0 and self.rng.random() < share
+            self.open_ticket(when, _NOBODY, queue, tag if extra else "")
+
+        return arrive_in
+
+    def _resolver(self, pool: list[tuple[float, int, _Ticket, int]]) -> Handler:
+        def resolve_in(when: float, _: _Ticket) -> None:
+            ticket = self.take(pool, WORK)
+            if ticket is not None:
+                self.solve(when, ticket)
+
+        return resolve_in
+
     def new_requester(self) -> tuple[str, str]:
         rng = self.rng
         if self.requesters and rng.random() < self.scenario.repeat_requester_share:
@@ -344,13 +638,19 @@ class _Simulation:
         return requester
 
     def arrive(self, when: float, source: _Ticket) -> None:
+        self.open_ticket(when, source, None, "")
+
+    def open_ticket(self, when: float, source: _Ticket, queue: str | None, tag: str) -> None:
+        """A new ticket: fresh (in ``queue``, or one picked, tagged ``tag`` if given), or
+        a recontact of ``source``."""
         rng, s = self.rng, self.scenario
         self.tickets += 1
         ticket_id = f"T{self.tickets:06d}"
         if source is _NOBODY:
             requester, tier = self.new_requester()
-            queue = self._queues.pick(rng)
-            tags = self.pick_tags(queue)
+            if queue is None:
+                queue = self._queues.pick(rng)
+            tags = [tag] if tag else self.pick_tags(queue)
             priority = self._priorities.pick(rng)
             if tier == "enterprise" and priority in ("P2", "P3") and rng.random() < 0.4:
                 priority = "P1" if priority == "P2" else "P2"
@@ -417,7 +717,8 @@ class _Simulation:
         ticket.gen += 1
         key = when - _RESOLVE_HEAD_START[ticket.priority] - _TIER_HEAD_START.get(ticket.tier, 0.0)
         self.seq += 1
-        heapq.heappush(self.ready, (key, self.seq, ticket, ticket.gen))
+        pool = self.pools[ticket.queue] if self.pools else self.ready
+        heapq.heappush(pool, (key, self.seq, ticket, ticket.gen))
         if self.rng.random() < self.scenario.chase_share:
             self.at(when + self.rng.uniform(20, 60) * HOUR, self.chase, ticket)
 

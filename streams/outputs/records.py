@@ -29,6 +29,7 @@ from streams.core.scope import Emitted
 from streams.core.sla import SlaChange
 from streams.core.timeline import iso
 from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.outputs.truth import EXAMPLE as TRUTH_EXAMPLE
 
 
 class Record(BaseModel):
@@ -339,6 +340,7 @@ EXAMPLES: dict[str, BaseModel] = {
     "dead-letter": DeadLetter.of(
         b"{not json", "not JSON: key must be a string", "ticket-events", 2, 17
     ),
+    "truth": TRUTH_EXAMPLE,  # the simulator's ground truth (flowgauge simulate --scenario)
 }
 
 
