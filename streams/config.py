@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from streams.core.alerts import INDICATOR_RULES, INFLOW_ABOVE_OUTFLOW, CrossingPolicy, RulesPolicy
+from streams.core.crossing import CrossingRule
 from streams.core.flow import Windows
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
@@ -142,13 +143,85 @@ def _matches(patterns: list[str], name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
+_RULE = CrossingRule()
+
+
 class CrossingConfig(BaseModel):
-    """The ``inflow_above_outflow`` rule: see docs/semantics.md, "Indicators and alert rules"."""
+    """The ``inflow_above_outflow`` rule: see docs/semantics.md, "Indicators and alert rules".
+
+    Setting ``sustain`` or ``clear`` runs the rule of earlier versions, exactly, with its
+    keys (``window``, ``min_volume``, ``sustain``, ``clear``); the other keys are the rule's
+    of streams/core/crossing.py."""
+
+    model_config = ConfigDict(extra="forbid")
 
     window: str = "24h"
     min_volume: int = Field(default=10, ge=0)
     sustain: int = Field(default=3, ge=1)
     clear: int = Field(default=3, ge=1)
+    span: Duration = _RULE.span
+    capacity_window: Duration = _RULE.capacity_window
+    history: Duration = f"{_RULE.history_weeks * 7}d"
+    spans: int = Field(default=_RULE.spans, ge=1)
+    fire_share: float = Field(default=_RULE.fire_share, ge=0)
+    fire_z: float = Field(default=_RULE.fire_z, ge=0)
+    week_share: float = Field(default=_RULE.week_share, ge=0)
+    week_z: float = Field(default=_RULE.week_z, ge=0)
+    clear_share: float = _RULE.clear_share
+    confirm: Duration = f"{_RULE.confirm_hours}h"
+    clear_after: Duration = f"{_RULE.clear_hours}h"
+    warm_up: Duration = f"{_RULE.warm_up_hours}h"
+    min_moved: int = Field(default=_RULE.min_volume, ge=0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> CrossingConfig:
+        old = {"window", "min_volume", "sustain", "clear"} & self.model_fields_set
+        new = self.model_fields_set - {"window", "min_volume", "sustain", "clear"}
+        if old and not self.legacy:
+            raise ValueError(
+                f"{sorted(old)} belong to the earlier rule: set sustain or clear to run it"
+            )
+        if self.legacy and new:
+            raise ValueError(f"{sorted(new)} do not apply to the earlier rule (sustain, clear)")
+        return self
+
+    @property
+    def legacy(self) -> bool:
+        return bool({"sustain", "clear"} & self.model_fields_set)
+
+    def policy(self, windows: Windows) -> CrossingPolicy | CrossingRule:
+        """The rule as the core runs it, its windows checked against the configured ones."""
+        if self.legacy:
+            if self.window not in windows.steps:
+                raise ValueError(f"alert window {self.window} is not one of {list(windows.steps)}")
+            return CrossingPolicy(self.window, self.min_volume, self.sustain, self.clear)
+        for window in (self.span, self.capacity_window):
+            if window not in windows.steps:
+                raise ValueError(f"alert window {window} is not one of {list(windows.steps)}")
+        return CrossingRule(
+            span=self.span,
+            capacity_window=self.capacity_window,
+            span_hours=_hours(self.span),
+            capacity_hours=_hours(self.capacity_window),
+            history_weeks=max(1, _hours(self.history) // (7 * 24)),
+            spans=self.spans,
+            fire_share=self.fire_share,
+            fire_z=self.fire_z,
+            week_share=self.week_share,
+            week_z=self.week_z,
+            clear_share=self.clear_share,
+            confirm_hours=max(1, _hours(self.confirm)),
+            clear_hours=max(1, _hours(self.clear_after)),
+            warm_up_hours=_hours(self.warm_up),
+            min_volume=self.min_moved,
+        )
+
+
+def _hours(duration: str) -> int:
+    seconds = parse_duration(duration)
+    if seconds % 3600:
+        raise ValueError(f"{duration}: the crossing rule counts whole hours")
+    return seconds // 3600
 
 
 class TargetsConfig(BaseModel):
@@ -378,12 +451,7 @@ class FlowgaugeConfig(BaseSettings):
 
     def core(self, track_aging: bool = True) -> Settings:
         windows = Windows.of(self.step_seconds, {w: parse_duration(w) for w in self.windows})
-        crossing = self.alerts.inflow_above_outflow
-        if crossing.window not in windows.steps:
-            raise ValueError(f"alert window {crossing.window} is not one of {list(windows.steps)}")
-        policy = CrossingPolicy(
-            crossing.window, crossing.min_volume, crossing.sustain, crossing.clear
-        )
+        policy = self.alerts.inflow_above_outflow.policy(windows)
         indicator_seconds = (
             parse_duration(self.indicators.window),
             parse_duration(self.indicators.recent),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     need_path(EVENTS, "the shared fixtures sit beside the checkout")
     out = tmp_path_factory.mktemp("report")
     rows, alerts = out / "rows.csv", out / "alerts.csv"
+    # The expected alerts were made with the earlier headline rule's defaults: setting its
+    # sustain and clear runs that rule, exactly.
+    config = out / "earlier-rule.toml"
+    config.write_text("[alerts.inflow_above_outflow]\nsustain = 3\nclear = 3\n")
     done = subprocess.run(
         [
             sys.executable,
@@ -36,6 +41,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "FLOWGAUGE_CONFIG": str(config)},
     )
     return rows, alerts, done.stderr
 

@@ -228,24 +228,41 @@ def test_reopens_and_recontacts(events: list[Event]) -> None:
     assert recontacts > 0.02 * len(requester)
 
 
-def test_the_crossing_rule_fires_for_all_in_the_first_week(events: list[Event]) -> None:
-    end = START + timedelta(days=7)
+def test_the_crossing_rule_keeps_firing_for_the_drowning_team_after_its_warm_up(
+    events: list[Event],
+) -> None:
+    """210 arrivals against 190 closures a day: the backlog grows every week. The headline
+    fires after its week of warm-up, never flaps, and fires most of the time from then on
+    through the weekly rhythm (the earlier rule followed Mondays and weekends in and out).
+    Not once only: at this team's 13% overload the readings hover near their levels."""
+    end = START + timedelta(days=21)
     lines = [encode(e) for e in events if _at(e) < end]
     settings = Settings(Windows.of(300, {"1h": 3600, "24h": 86400, "7d": 604800}))
     emitted, counters = run(lines, settings, 600 * 1_000_000)
     assert counters.invalid == []
     assert counters.late == 0
     assert counters.duplicates == 0
-    firings = [
+    headline = [
         item.alert
         for item in emitted
         if item.alert is not None
         and item.alert.rule == INFLOW_ABOVE_OUTFLOW
         and item.alert.scope == "all"
-        and item.alert.state is AlertState.FIRING
     ]
-    assert firings
-    assert firings[0].at_us < to_us(end)
+    assert headline[0].state is AlertState.FIRING
+    first = headline[0].at_us
+    assert first >= to_us(START + timedelta(days=7))
+    firing_us, since = 0, None
+    for alert in headline:
+        if alert.state is AlertState.FIRING:
+            since = alert.at_us
+        else:
+            assert since is not None
+            assert alert.at_us - since > 2 * 3600 * 1_000_000  # no flap
+            firing_us, since = firing_us + alert.at_us - since, None
+    if since is not None:
+        firing_us += to_us(end) - since
+    assert firing_us > 0.5 * (to_us(end) - first)  # most of the time
 
 
 def test_four_weeks_generate_quickly() -> None:

@@ -121,15 +121,35 @@ def describe(
     snapshot: FlowSnapshot,
     dashboard_url: str | None,
     indicators: IndicatorSnapshot | None = None,
+    earlier_rule: bool = False,
 ) -> str:
-    """The alert in the team's terms, as the chat message and the topic carry it."""
+    """The alert in the team's terms, as the chat message and the topic carry it, with why
+    it fired; ``earlier_rule``: the headline is the rule of earlier versions."""
     name = "Whole backlog" if alert.scope == "all" else alert.scope.split(":", 1)[1]
-    if alert.rule == INFLOW_ABOVE_OUTFLOW:
+    if alert.rule == INFLOW_ABOVE_OUTFLOW and earlier_rule:
         text = _crossing_text(alert, snapshot, name)
+    elif alert.rule == INFLOW_ABOVE_OUTFLOW:
+        text = _imbalance_text(alert, snapshot, name)
     else:
         text = f"{name}: {_rule_text(alert, indicators)}"
     link = f" ({dashboard_url})" if dashboard_url else ""
     return f"{text}; {snapshot.open} open as of {iso(snapshot.as_of_us)}{link}"
+
+
+def _imbalance_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -> str:
+    """The headline of streams/core/crossing.py: its value is the net inflow beyond the
+    usual week, per day, and its threshold the level it fired or resolved at."""
+    weekly_out = snapshot.outflow.get("7d")
+    closing = f"; the team closes {weekly_out / 7:.0f}/day" if weekly_out else ""
+    if alert.state is AlertState.FIRING:
+        return (
+            f"{name}: {alert.value:.0f} more tickets a day arrive than are closed, beyond the"
+            f" usual week (fires at {alert.threshold:.0f}){closing}; the backlog keeps growing"
+        )
+    return (
+        f"{name}: arrivals are back within what the team closes ({alert.value:+.0f} a day"
+        f" beyond the usual week, at most {alert.threshold:.0f}){closing}"
+    )
 
 
 def _crossing_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -> str:

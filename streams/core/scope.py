@@ -14,6 +14,7 @@ from streams.core.alerts import (
     RulesPolicy,
     crossing_applies,
 )
+from streams.core.crossing import Crossing, CrossingRule
 from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
 from streams.core.indicators import (
     DEFLECTION_HORIZON_US,
@@ -32,7 +33,7 @@ class Settings:
     """What the scope stage needs to know of the configuration."""
 
     windows: Windows
-    crossing: CrossingPolicy = field(default_factory=CrossingPolicy)
+    crossing: CrossingPolicy | CrossingRule = field(default_factory=CrossingRule)
     track_aging: bool = True
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     rules: RulesPolicy = field(default_factory=RulesPolicy)
@@ -69,7 +70,7 @@ class ScopeState:
     scope: str
     flow: ScopeFlow = field(init=False)
     aging: ScopeAging | None = None
-    crossing: InflowAboveOutflow | None = None
+    crossing: Crossing | InflowAboveOutflow | None = None
     indicators: ScopeIndicators = field(init=False)
     rules: IndicatorRules | None = None
 
@@ -86,7 +87,7 @@ class ScopeState:
         if settings.track_aging:
             state.aging = ScopeAging(scope)
         if crossing_applies(scope):
-            state.crossing = InflowAboveOutflow(scope)
+            state.crossing = _headline(scope, settings.crossing)
             state.rules = IndicatorRules(scope)
         return state
 
@@ -116,12 +117,25 @@ class ScopeState:
         elif transition.kind is Kind.UNDEFLECTED:
             self.indicators.undeflected(at, step, windows)
 
+    def _crossing(
+        self, snapshot: FlowSnapshot, policy: CrossingPolicy | CrossingRule
+    ) -> AlertTransition | None:
+        if self.crossing is None:
+            return None
+        if isinstance(policy, CrossingRule):
+            if not isinstance(self.crossing, Crossing):  # kept by a version with the old rule
+                self.crossing = Crossing(self.scope)
+            return self.crossing.evaluate(snapshot, policy)
+        if not isinstance(self.crossing, InflowAboveOutflow):
+            self.crossing = InflowAboveOutflow(self.scope)
+        return self.crossing.evaluate(snapshot, policy)
+
     def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
         step = settings.windows.step_us
         for snapshot in self.flow.emit_through(limit, settings.windows):
             as_of = snapshot.as_of_us
             aging = self.aging.settle(as_of, settings.sla) if self.aging is not None else None
-            alert = self.crossing.evaluate(snapshot, settings.crossing) if self.crossing else None
+            alert = self._crossing(snapshot, settings.crossing)
             indicators = self.indicators.snapshot(as_of // step, step, settings.indicator_windows)
             rule_alerts: tuple[AlertTransition, ...] = ()
             if self.rules is not None:
@@ -132,6 +146,10 @@ class ScopeState:
                     )
                 )
             yield Emitted(snapshot, aging, alert, indicators, rule_alerts)
+
+
+def _headline(scope: str, policy: CrossingPolicy | CrossingRule) -> Crossing | InflowAboveOutflow:
+    return Crossing(scope) if isinstance(policy, CrossingRule) else InflowAboveOutflow(scope)
 
 
 def scope_order(scope: str) -> tuple[bool, str]:

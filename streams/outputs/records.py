@@ -239,9 +239,14 @@ class DeadLetter(Record):
 
 
 def outgoing(
-    item: Emitted, dashboard_url: str | None, indicator_window: str, capacity_window: str
+    item: Emitted,
+    dashboard_url: str | None,
+    indicator_window: str,
+    capacity_window: str,
+    earlier_rule: bool = False,
 ) -> Iterator[tuple[str, bytes, bytes]]:
-    """Every record one emitted boundary of one scope publishes: (topic, key, value)."""
+    """Every record one emitted boundary of one scope publishes: (topic, key, value);
+    ``earlier_rule``: the headline is the rule of earlier versions."""
     key = item.flow.scope.encode()
     yield FLOW, key, to_json(FlowRecord.fields_of(item.flow))
     if item.aging is not None:
@@ -253,7 +258,7 @@ def outgoing(
         fields = IndicatorRecord.fields_of(item.indicators, indicator_window, capacity)
         yield INDICATORS, key, to_json(fields)
     for alert in item.alerts:
-        summary = describe(alert, item.flow, dashboard_url, item.indicators)
+        summary = describe(alert, item.flow, dashboard_url, item.indicators, earlier_rule)
         yield ALERTS, alert.incident_id.encode(), AlertRecord.of(alert, summary).to_bytes()
 
 

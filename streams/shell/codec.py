@@ -30,6 +30,7 @@ from streams.core.alerts import (
     InflowAboveOutflow,
 )
 from streams.core.catalog import Catalog, Undecided
+from streams.core.crossing import Crossing
 from streams.core.flow import FlowSnapshot, ScopeFlow
 from streams.core.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.core.positions import SourceLog
@@ -66,6 +67,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     AlertState,
     AlertTransition,
     InflowAboveOutflow,
+    Crossing,
     FlowSnapshot,
     ScopeFlow,
     Emitted,

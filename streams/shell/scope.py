@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from streams.core.alerts import CrossingPolicy
 from streams.core.catalog import dimension_of, other_scope
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import (
@@ -215,10 +216,11 @@ class ScopeStage:
                 )  # fmt: skip
 
     def _records(self, emitted: Iterable[Emitted]) -> Iterator[tuple[str, bytes, bytes]]:
-        config = self.wiring.config
-        window, capacity = config.indicators.window, self.wiring.settings.rules.capacity_window
+        config, settings = self.wiring.config, self.wiring.settings
+        window, capacity = config.indicators.window, settings.rules.capacity_window
+        earlier = isinstance(settings.crossing, CrossingPolicy)
         for item in emitted:
-            yield from outgoing(item, config.dashboard_url, window, capacity)
+            yield from outgoing(item, config.dashboard_url, window, capacity, earlier)
 
     def _restore_held_back(self, record: Any) -> None:
         """Put back a recovered scope's held-back transitions, and delete the segments of it

@@ -1,0 +1,221 @@
+"""The headline rule, ``inflow_above_outflow``: it fires once per structural imbalance, when
+arrivals outrun what the team closes, and not with the weekly rhythm of a team that keeps up.
+
+Two readings, taken at whole hours of event time from the flow snapshots (the same at any
+step), both in tickets per ``span`` (24 h by default):
+
+- **now**: the net inflow of the last ``span`` (inflow minus outflow, transfers counted)
+  against the same hours of the week in up to ``history`` earlier weeks. Each earlier week
+  has its own mean daily net removed first, so what it contributes is the shape of a
+  balanced week (Mondays heavy, weekends unworked); the median over the weeks leaves out one
+  that was itself disturbed. What remains is the imbalance of the last ``span``.
+- **week**: the net inflow of the capacity window (7 d) scaled to ``span``: slow, but it
+  sees a small imbalance that lasts (one percent more a week adds up).
+
+Each fires at the larger of an effect size (a share of the team's capacity: its outflow
+over the capacity window) and a multiple of its own Poisson noise (the square root of the
+tickets that came and went), so a small queue needs a clearer signal than the whole
+backlog. The rule fires once either has fired at ``confirm`` whole hours in a row, and
+resolves once the imbalance now has stayed at or below ``clear_share`` of capacity for
+``clear_for``. It decides nothing until ``warm_up`` after the scope's first hour.
+
+Every decision is a function of the emitted snapshots: ``report`` and the stream agree.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from streams.core.alerts import INFLOW_ABOVE_OUTFLOW, AlertState, AlertTransition
+from streams.core.flow import FlowSnapshot
+
+HOUR_US = 3_600_000_000
+DAY_HOURS = 24
+WEEK_HOURS = 7 * DAY_HOURS
+
+
+@dataclass(frozen=True, slots=True)
+class CrossingRule:
+    """The settings of the rule; durations in hours."""
+
+    span: str = "24h"  # a configured window: the imbalance now
+    capacity_window: str = "7d"  # a configured window: capacity and the imbalance of the week
+    span_hours: int = 24
+    capacity_hours: int = WEEK_HOURS
+    history_weeks: int = 3
+    spans: int = 3  # the imbalance now is read over the last one, two and three spans
+    fire_share: float = 0.25  # of capacity per span, the least imbalance now that fires
+    fire_z: float = 3.0
+    week_share: float = 0.10  # of capacity, the least imbalance over the week that fires
+    week_z: float = 3.0
+    clear_share: float = 0.05  # of capacity: at or below, the imbalance is over
+    confirm_hours: int = 2
+    clear_hours: int = 3
+    warm_up_hours: int = WEEK_HOURS
+    min_volume: int = 10  # tickets per span, in and out, below which nothing is decided
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the rule sees at one whole hour, in tickets per span."""
+
+    now: float | None  # None until a week of history
+    week: float
+    capacity: float
+    fires_now: bool
+    fires_week: bool
+
+
+@dataclass(slots=True)
+class Crossing:
+    """The rule's state for one scope: what it remembers of each past hour, and where the
+    alert stands."""
+
+    scope: str
+    first_hour: int | None = None
+    # hour: the net inflow of the span and of the week, and the tickets that came and went
+    nets: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    firing: bool = False
+    fired_at_us: int = 0
+    fire_streak: int = 0
+    clear_streak: int = 0
+    # Which reading fired: the one that says when it is over. After an imbalance of the
+    # last day is over, the week still holds it for days: the week may fire again only once
+    # its reading has been below its level.
+    slow: bool = False
+    week_armed: bool = True
+    resolved_hour: int | None = None  # the imbalance now is read over spans since then
+
+    def evaluate(self, snapshot: FlowSnapshot, rule: CrossingRule) -> AlertTransition | None:
+        if snapshot.as_of_us % HOUR_US:
+            return None
+        hour = snapshot.as_of_us // HOUR_US
+        if self.first_hour is None:
+            self.first_hour = hour
+        reading = self.read(hour, snapshot, rule)
+        if hour - self.first_hour < rule.warm_up_hours:
+            return None
+        return self._decide(snapshot.as_of_us, reading, rule)
+
+    def read(self, hour: int, snapshot: FlowSnapshot, rule: CrossingRule) -> Reading:
+        """Remember this hour's nets; the reading they give with the earlier weeks."""
+        span, week = _net(snapshot, rule.span), _net(snapshot, rule.capacity_window)
+        moved = snapshot.inflow[rule.span] + snapshot.outflow[rule.span]
+        self.nets[hour] = (span, week, moved)
+        oldest = hour - rule.history_weeks * WEEK_HOURS
+        for old in [h for h in self.nets if h < oldest]:
+            del self.nets[old]
+        scale = rule.span_hours / rule.capacity_hours
+        capacity = snapshot.outflow[rule.capacity_window] * scale
+        week_moved = snapshot.inflow[rule.capacity_window] + snapshot.outflow[rule.capacity_window]
+        enough = moved >= rule.min_volume
+        excesses = self._excesses(hour, rule)
+        now = excesses[0][0] if excesses else None
+        # The last span, the last two, the last three: an imbalance that lasts stands out of
+        # the noise over more of them; one that is over (the last span calm) does not.
+        fires_now = (
+            enough
+            and now is not None
+            and now > rule.clear_share * capacity
+            and any(
+                excess >= max(rule.fire_share * capacity * spans, rule.fire_z * math.sqrt(variance))
+                for spans, (excess, variance) in enumerate(excesses, 1)
+            )
+        )
+        week_net = week * scale
+        # A first week shows arrivals without the closures of tickets opened before the
+        # first event: the week reading waits until its window has passed it.
+        seen = hour - (hour if self.first_hour is None else self.first_hour)
+        level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
+        fires_week = enough and seen >= 2 * rule.capacity_hours and week_net >= level
+        return Reading(now, week_net, capacity, fires_now, fires_week)
+
+    def _excesses(self, hour: int, rule: CrossingRule) -> list[tuple[float, float]]:
+        """The net inflow of the last one, two and three spans beyond their balanced shape,
+        each with its variance (Poisson: the tickets that came and went, once for now and
+        once over the number of weeks the shape is the median of)."""
+        excesses: list[tuple[float, float]] = []
+        excess = variance = 0.0
+        for back in range(rule.spans):
+            then = hour - back * rule.span_hours
+            if (
+                back
+                and self.resolved_hour is not None
+                and then - rule.span_hours < self.resolved_hour
+            ):
+                break  # what was over stays over
+            known, shapes = self.nets.get(then), self._shapes(then, rule)
+            if known is None or not shapes:
+                break
+            excess += known[0] - statistics.median(shapes)
+            variance += known[2] * (1 + 1 / len(shapes))
+            excesses.append((excess, variance))
+        return excesses
+
+    def _shapes(self, hour: int, rule: CrossingRule) -> list[float]:
+        """The net of the same hours of the week in earlier weeks, each week's mean removed:
+        only where a whole span had been seen, the mean over what had been seen of the week
+        centred there (known half a week later)."""
+        first = hour if self.first_hour is None else self.first_hour
+        shapes = []
+        for weeks in range(1, rule.history_weeks + 1):
+            then_hour = hour - weeks * WEEK_HOURS
+            then = self.nets.get(then_hour)
+            around = self.nets.get(then_hour + WEEK_HOURS // 2)
+            if then is None or around is None or then_hour - first < rule.span_hours:
+                continue
+            seen = min(rule.capacity_hours, then_hour + WEEK_HOURS // 2 - first)
+            shapes.append(then[0] - around[1] * rule.span_hours / seen)
+        return shapes
+
+    def _decide(self, at_us: int, reading: Reading, rule: CrossingRule) -> AlertTransition | None:
+        if not reading.fires_week:
+            self.week_armed = True
+        if not self.firing:
+            week = reading.fires_week and self.week_armed
+            self.fire_streak = self.fire_streak + 1 if reading.fires_now or week else 0
+            if self.fire_streak < rule.confirm_hours:
+                return None
+            self.firing, self.fired_at_us, self.fire_streak = True, at_us, 0
+            self.slow = not reading.fires_now
+            value = reading.week if self.slow else (reading.now or 0.0)
+            return self._transition(AlertState.FIRING, at_us, value, reading, rule)
+        now = reading.now if reading.now is not None and not self.slow else reading.week
+        # While the week still grows past its level, a burst is over only once the backlog
+        # drains: a lasting imbalance hovers around its level and would resolve and fire
+        # again with the noise.
+        ceiling = 0.0 if reading.fires_week and not self.slow else rule.clear_share
+        calm = now <= ceiling * reading.capacity
+        self.clear_streak = self.clear_streak + 1 if calm else 0
+        if self.clear_streak < rule.clear_hours:
+            return None
+        self.firing, self.clear_streak = False, 0
+        self.week_armed = not reading.fires_week
+        self.resolved_hour = at_us // HOUR_US
+        return self._transition(AlertState.RESOLVED, at_us, now, reading, rule)
+
+    def _transition(
+        self, state: AlertState, at_us: int, value: float, reading: Reading, rule: CrossingRule
+    ) -> AlertTransition:
+        share = rule.fire_share if state is AlertState.FIRING else rule.clear_share
+        per_day = DAY_HOURS / rule.span_hours  # what the message and the topic say
+        return AlertTransition(
+            INFLOW_ABOVE_OUTFLOW,
+            self.scope,
+            state,
+            at_us,
+            value * per_day,
+            share * reading.capacity * per_day,
+            self.fired_at_us,
+        )
+
+
+def _net(snapshot: FlowSnapshot, window: str) -> int:
+    return (
+        snapshot.inflow[window]
+        - snapshot.outflow[window]
+        + snapshot.transfers_in.get(window, 0)
+        - snapshot.transfers_out.get(window, 0)
+    )

@@ -1,0 +1,195 @@
+"""The headline rule (streams/core/crossing.py) on hand-made flows with a weekly rhythm, its
+configuration, and scored on a simulated surge against the scenario's ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from streams.config import FlowgaugeConfig
+from streams.core.alerts import (
+    INFLOW_ABOVE_OUTFLOW,
+    AlertState,
+    AlertTransition,
+    CrossingPolicy,
+    describe,
+)
+from streams.core.crossing import HOUR_US, Crossing, CrossingRule
+from streams.core.flow import FlowSnapshot
+from streams.core.timeline import iso
+
+DAY_HOURS = 24
+# Arrivals and closures per hour of the week: weekdays heavy, weekends barely worked, and
+# each week balanced (as many closed as arrived).
+ARRIVALS = [120 if day < 5 else 60 for day in range(7) for _ in range(DAY_HOURS)]
+CLOSURES = [(120 * 5 + 60 * 2) / 5 if day < 5 else 0 for day in range(7) for _ in range(DAY_HOURS)]
+Factor = Callable[[int], float]
+
+
+def _one(_: int) -> float:
+    return 1.0
+
+
+def flows(
+    weeks: int, arrivals: Factor = _one, closures: Factor = _one, every_minutes: int = 60
+) -> Iterator[FlowSnapshot]:
+    """Snapshots of one scope from hour 0, with the windows' counts exact; ``arrivals`` and
+    ``closures`` scale the hour's rates by the hour since the start."""
+    came: list[float] = []
+    went: list[float] = []
+    for hour in range(weeks * 7 * DAY_HOURS):
+        came.append(ARRIVALS[hour % len(ARRIVALS)] * arrivals(hour))
+        went.append(CLOSURES[hour % len(CLOSURES)] * closures(hour))
+        for minute in range(0, 60, every_minutes):
+            if minute:  # between whole hours: what the rule must not read
+                yield _snapshot((hour * 60 + minute) * 60_000_000, [999.0], [0.0])
+        yield _snapshot((hour + 1) * HOUR_US, came, went)
+
+
+def _snapshot(at_us: int, came: list[float], went: list[float]) -> FlowSnapshot:
+    def window(series: list[float], hours: int) -> int:
+        return round(sum(series[-hours:]))
+
+    counts = {"24h": DAY_HOURS, "7d": 7 * DAY_HOURS}
+    return FlowSnapshot(
+        at_us,
+        "all",
+        round(sum(came) - sum(went)),
+        {name: window(came, hours) for name, hours in counts.items()},
+        {name: window(went, hours) for name, hours in counts.items()},
+        {},
+        {},
+    )
+
+
+def transitions(snapshots: Iterator[FlowSnapshot]) -> list[AlertTransition]:
+    rule, crossing = CrossingRule(), Crossing("all")
+    return [a for s in snapshots if (a := crossing.evaluate(s, rule)) is not None]
+
+
+def hours_of(alerts: list[AlertTransition]) -> list[tuple[AlertState, float]]:
+    return [(a.state, a.at_us / HOUR_US) for a in alerts]
+
+
+def test_a_balanced_weekly_rhythm_never_fires() -> None:
+    assert transitions(flows(weeks=8)) == []
+
+
+def test_fewer_closures_fire_within_a_day_and_resolve_once_they_are_back() -> None:
+    """For a working week from day 21 the team closes 40% less: the backlog grows beyond its
+    rhythm."""
+    start, end = 21 * DAY_HOURS, 26 * DAY_HOURS
+    alerts = transitions(flows(weeks=6, closures=lambda h: 0.6 if start <= h < end else 1.0))
+    (firing, fired_hour), (resolved, resolved_hour) = hours_of(alerts)
+    assert (firing, resolved) == (AlertState.FIRING, AlertState.RESOLVED)
+    assert start < fired_hour <= start + DAY_HOURS
+    assert end < resolved_hour <= end + DAY_HOURS + CrossingRule().clear_hours
+    assert resolved_hour - fired_hour > 2  # no flap: at least clear_hours after firing
+
+
+def test_a_small_imbalance_that_lasts_fires_from_the_week() -> None:
+    """12% more arrivals from day 21 on: too small for a day, clear over the week."""
+    alerts = transitions(flows(weeks=6, arrivals=lambda h: 1.12 if h >= 21 * DAY_HOURS else 1.0))
+    assert [state for state, _ in hours_of(alerts)] == [AlertState.FIRING]
+    assert alerts[0].at_us / HOUR_US <= 28 * DAY_HOURS
+
+
+def test_nothing_is_decided_during_the_warm_up() -> None:
+    alerts = transitions(flows(weeks=1, closures=lambda h: 0.2))
+    assert alerts == []
+    later = transitions(flows(weeks=3, closures=lambda h: 0.2 if h < 9 * DAY_HOURS else 1.0))
+    assert later
+    assert later[0].at_us >= CrossingRule().warm_up_hours * HOUR_US
+
+
+def test_the_rule_decides_the_same_at_any_step() -> None:
+    """Decisions are taken at whole hours: 5-minute snapshots in between change nothing."""
+
+    def closures(h: int) -> float:
+        return 0.5 if 14 * DAY_HOURS <= h < 17 * DAY_HOURS else 1.0
+
+    hourly = transitions(flows(weeks=4, closures=closures))
+    five_minutes = transitions(flows(weeks=4, closures=closures, every_minutes=5))
+    assert hourly
+    assert five_minutes == hourly
+
+
+def test_the_earlier_rule_runs_when_its_sustain_or_clear_is_set() -> None:
+    def crossing(settings: dict[str, object]) -> object:
+        config = FlowgaugeConfig.model_validate({"alerts": {"inflow_above_outflow": settings}})
+        return config.core().crossing
+
+    assert crossing({}) == CrossingRule()
+    assert crossing({"sustain": 3, "clear": 3}) == CrossingPolicy("24h", 10, 3, 3)
+    assert crossing({"clear": 5, "window": "1h"}) == CrossingPolicy("1h", 10, 3, 5)
+    assert crossing({"fire_z": 2.5, "confirm": "3h"}) == CrossingRule(fire_z=2.5, confirm_hours=3)
+    with pytest.raises(ValidationError, match="belong to the earlier rule"):
+        crossing({"window": "1h"})
+    with pytest.raises(ValidationError, match="do not apply to the earlier rule"):
+        crossing({"sustain": 3, "fire_z": 2.5})
+    with pytest.raises(ValueError, match="whole hours"):
+        crossing({"confirm": "90m"})
+
+
+def test_a_simulated_surge_is_detected_once_resolved_within_a_day_without_flaps(
+    tmp_path: Path,
+) -> None:
+    """Three weeks, seed 1: arrivals +60% for three days from day 8 in every queue.
+
+    Asserted: the whole backlog's imbalance is detected and resolved within 24 hours of its
+    end; no firing flaps or comes at cold start, in any scope. Not asserted, because it is
+    not met (BENCHMARKS.md, "Alert quality"): detection within 12 hours. This run fires 25
+    hours after the start: at 210 tickets a day, 12 hours of a 60% surge are 2.6 standard
+    deviations of the day's noise, too few to fire on without firing in steady weeks too.
+    """
+    events = tmp_path / "surge.jsonl"
+    cli = [sys.executable, "-m", "streams.commands.cli"]
+    simulate = ["simulate", "--scenario", "surge", "--seed", "1", "--flat-out"]
+    subprocess.run([*cli, *simulate, "--output", str(events)], check=True, capture_output=True)
+    truth = Path(f"{events}.truth.json")
+    done = subprocess.run(
+        [*cli, "evaluate", str(events), str(truth), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    scores = {
+        s["scope"]: s
+        for s in json.loads(done.stdout)["scores"]
+        if s["rule"] == "inflow_above_outflow"
+    }
+    (surge,) = scores["all"]["intervals"]
+    assert surge["detected"]
+    assert surge["fire_delay_hours"] >= 0
+    assert surge["resolve_delay_hours"] is not None
+    assert 0 <= surge["resolve_delay_hours"] <= 24
+    assert {
+        scope: (s["flaps"], s["cold_start_firings"]) for scope, s in scores.items()
+    } == dict.fromkeys(scores, (0, 0))
+
+
+def test_the_message_says_why_it_fired_in_a_day_s_tickets() -> None:
+    at = 30 * DAY_HOURS * HOUR_US
+    snapshot = FlowSnapshot(at, "queue:billing", 412, {"7d": 1400}, {"7d": 1330}, {}, {})
+    firing = AlertTransition(
+        INFLOW_ABOVE_OUTFLOW, "queue:billing", AlertState.FIRING, at, 57.4, 47.5, at
+    )
+    resolved = replace(firing, state=AlertState.RESOLVED, value=-3.2, threshold=9.5)
+    when = iso(at)
+    assert describe(firing, snapshot, None) == (
+        "billing: 57 more tickets a day arrive than are closed, beyond the usual week (fires at"
+        f" 48); the team closes 190/day; the backlog keeps growing; 412 open as of {when}"
+    )
+    assert describe(resolved, snapshot, None) == (
+        "billing: arrivals are back within what the team closes (-3 a day beyond the usual"
+        f" week, at most 10); the team closes 190/day; 412 open as of {when}"
+    )
+    earlier = describe(firing, snapshot, None, earlier_rule=True)
+    assert "/day now exceeds outflow" in earlier  # the earlier rule keeps its words
