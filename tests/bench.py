@@ -32,6 +32,7 @@ from streams.core.aging import ScopeAging
 from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
+from tests.bench_alerts import run_alerts
 from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
 from tests.bench_recovery import bench_recovery
@@ -221,6 +222,11 @@ def run_recovery(sizes: Sizes) -> list[Target]:
     return []
 
 
+def run_alert_quality(_: Sizes) -> list[Target]:
+    run_alerts()
+    return []
+
+
 PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "report": run_report,  # first: its peak RSS is this process's
     "million": run_million,
@@ -228,6 +234,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "latency": run_latency,
     "render": run_render,
     "recovery": run_recovery,
+    "alerts": run_alert_quality,  # the scenarios: about half an hour
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }
 
