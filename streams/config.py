@@ -189,15 +189,10 @@ class CrossingConfig(BaseModel):
     def legacy(self) -> bool:
         return bool({"sustain", "clear"} & self.model_fields_set)
 
-    def policy(self, windows: Windows) -> CrossingPolicy | CrossingRule:
-        """The rule as the core runs it, its windows checked against the configured ones."""
+    def policy(self) -> CrossingPolicy | CrossingRule:
+        """The rule as the core runs it (``Settings`` checks its windows are configured)."""
         if self.legacy:
-            if self.window not in windows.steps:
-                raise ValueError(f"alert window {self.window} is not one of {list(windows.steps)}")
             return CrossingPolicy(self.window, self.min_volume, self.sustain, self.clear)
-        for window in (self.span, self.capacity_window):
-            if window not in windows.steps:
-                raise ValueError(f"alert window {window} is not one of {list(windows.steps)}")
         return CrossingRule(
             span=self.span,
             capacity_window=self.capacity_window,
@@ -451,7 +446,7 @@ class FlowgaugeConfig(BaseSettings):
 
     def core(self, track_aging: bool = True) -> Settings:
         windows = Windows.of(self.step_seconds, {w: parse_duration(w) for w in self.windows})
-        policy = self.alerts.inflow_above_outflow.policy(windows)
+        policy = self.alerts.inflow_above_outflow.policy()
         indicator_seconds = (
             parse_duration(self.indicators.window),
             parse_duration(self.indicators.recent),

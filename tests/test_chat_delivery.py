@@ -16,7 +16,9 @@ from aiokafka.structs import TopicPartition
 
 from streams.commands.broker import EmbeddedBroker
 from streams.core.topics import ALERTS
+from streams.kafka import Kafka
 from streams.outputs.delivery import InOrderAcks
+from streams.workarounds import tansu
 from tests.chat_servers import Receiver, Reply
 from tests.cluster import read_topic, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path
@@ -147,7 +149,11 @@ def committed_offsets(
             await consumer.topics()
             partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
             committed = {tp.partition: await consumer.committed(tp) for tp in partitions}
-            ends = await consumer.end_offsets(partitions)
+            reported = await consumer.end_offsets(partitions)
+            # Tansu's ListOffsets can lag the log (docs/embedded-broker.md): read the true
+            # ends as the worker's recovery does.
+            kafka = Kafka((broker.url.removeprefix("kafka://"),))
+            ends = await tansu.true_highwaters(kafka, partitions, reported)
         finally:
             await consumer.stop()
         return committed, {tp.partition: offset for tp, offset in ends.items()}

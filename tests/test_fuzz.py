@@ -44,8 +44,9 @@ from tests.inprocess import GRACE_US, CoreRun
 
 BASE = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 BASE_US = to_us(BASE)
-# The step is a window too, so open(B) - open(previous B) = inflow - outflow of that step.
-SETTINGS = Settings(Windows.of(300, {"5m": 300, "1h": 3600, "24h": 86400}))
+# The step is a window too, so open(B) - open(previous B) = inflow - outflow of that step;
+# 24h and 7d are the headline rule's.
+SETTINGS = Settings(Windows.of(300, {"5m": 300, "1h": 3600, "24h": 86400, "7d": 604800}))
 TYPES = [t.value for t in EventType]
 # Apache Kafka's default message.max.bytes (and so every topic's max.message.bytes):
 # the size of the largest input message a production broker accepts.

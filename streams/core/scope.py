@@ -44,6 +44,14 @@ class Settings:
     rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        wanted = (
+            (self.crossing.span, self.crossing.capacity_window)
+            if isinstance(self.crossing, CrossingRule)
+            else (self.crossing.window,)
+        )
+        for window in wanted:
+            if window not in self.windows.steps:
+                raise ValueError(f"alert window {window} is not one of {list(self.windows.steps)}")
         step = self.windows.step_us
         baseline, recent = (s * US_PER_SECOND // step for s in self.indicator_seconds)
         windows = IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
