@@ -298,6 +298,17 @@ class RulesConfig(BaseModel):
     min_volume: int = Field(default=10, ge=0)
     sustain: int = Field(default=6, ge=1)
     clear: int = Field(default=12, ge=1)
+    warm_up: Duration = "7d"  # nothing decided this long after a scope's first boundary
+    hold: Duration = "3h"  # a firing stands at least this long: never a flap
+
+    def policy(self, capacity_window: str) -> RulesPolicy:
+        thresholds = self.model_dump(exclude={"warm_up", "hold"})
+        return RulesPolicy(
+            **thresholds,
+            capacity_window=capacity_window,
+            warm_up_seconds=parse_duration(self.warm_up),
+            hold_seconds=parse_duration(self.hold),
+        )
 
 
 class AlertsConfig(BaseModel):
@@ -458,7 +469,7 @@ class FlowgaugeConfig(BaseSettings):
         capacity = (
             "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
         )
-        rules = RulesPolicy(**self.alerts.rules.model_dump(), capacity_window=capacity)
+        rules = self.alerts.rules.policy(capacity)
         return Settings(
             windows, policy, track_aging, self.sla.policy(), rules, indicator_seconds,
             self.scope_cap,

@@ -22,7 +22,8 @@ from streams.core.alerts import (
     describe,
 )
 from streams.core.crossing import HOUR_US, Crossing, CrossingRule
-from streams.core.flow import FlowSnapshot
+from streams.core.flow import FlowSnapshot, Windows
+from streams.core.scope import ScopeState, Settings
 from streams.core.timeline import iso
 
 DAY_HOURS = 24
@@ -193,3 +194,20 @@ def test_the_message_says_why_it_fired_in_a_day_s_tickets() -> None:
     )
     earlier = describe(firing, snapshot, None, earlier_rule=True)
     assert "/day now exceeds outflow" in earlier  # the earlier rule keeps its words
+
+
+def test_an_incident_of_the_earlier_rule_is_closed_when_the_rule_changes() -> None:
+    """State kept with the earlier rule firing, read under this version's rule: the open
+    incident is resolved at the next boundary, and the new rule starts its warm-up."""
+    windows = Windows.of(3600, {"24h": 86400, "7d": 604800})
+    earlier = Settings(windows, crossing=CrossingPolicy(sustain=1, clear=1))
+    state = ScopeState.new("all", earlier)
+    snapshots = list(flows(weeks=1, closures=lambda h: 0.0))
+    fired = [a for s in snapshots[:30] if (a := state._crossing(s, earlier.crossing))]
+    assert [a.state for a in fired] == [AlertState.FIRING]
+    now = Settings(windows)
+    closed = state._crossing(snapshots[30], now.crossing)
+    assert closed is not None
+    assert (closed.state, closed.incident_id) == (AlertState.RESOLVED, fired[0].incident_id)
+    assert isinstance(state.crossing, Crossing)
+    assert [s for s in snapshots[31:] if state._crossing(s, now.crossing)] == []

@@ -8,7 +8,7 @@ from itertools import count
 
 from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.core.alerts import DRIVER_SPIKE, capacity_days
+from streams.core.alerts import DRIVER_SPIKE, SLA_BREACH_WAVE, Hysteresis, capacity_days
 from streams.core.flow import FlowSnapshot
 from streams.core.indicators import IndicatorSnapshot
 from streams.core.scope import Emitted
@@ -28,9 +28,9 @@ def event(kind: str, hours: float, ticket: str, **fields: object) -> bytes:
     return json.dumps(body | {"occurred_at": at(hours)} | fields).encode()
 
 
-def emitted(lines: list[bytes]) -> list[Emitted]:
-    settings = FlowgaugeConfig.model_validate({"step": "1h"}).core()
-    result, _ = run(lines, settings, GRACE_US)
+def emitted(lines: list[bytes], **rules: object) -> list[Emitted]:
+    config = {"step": "1h", "alerts": {"rules": rules}}
+    result, _ = run(lines, FlowgaugeConfig.model_validate(config).core(), GRACE_US)
     return result
 
 
@@ -115,14 +115,22 @@ def test_a_tag_taking_three_times_its_usual_share_is_a_spike() -> None:
     assert not misc.spike  # under three times its usual share
 
 
-def test_the_driver_spike_rule_fires_after_six_boundaries() -> None:
-    alerts = [
+def spike_alerts(**rules: object) -> list[tuple[str, str]]:
+    return [
         (iso(alert.at_us), alert.state.value)
-        for item in emitted(spike_log())
+        for item in emitted(spike_log(), **rules)
         for alert in item.alerts
         if alert.rule == DRIVER_SPIKE and alert.scope == "all"
     ]
-    assert alerts == [(at(6 * 24 + 6), "firing")]
+
+
+def test_the_driver_spike_rule_fires_after_six_boundaries() -> None:
+    assert spike_alerts(warm_up="1d") == [(at(6 * 24 + 6), "firing")]
+
+
+def test_no_indicator_rule_decides_in_a_scope_s_first_week() -> None:
+    """The spike comes on day 6: within the week the windows take to fill, by default."""
+    assert spike_alerts() == []
 
 
 def test_days_of_capacity_is_open_over_daily_outflow() -> None:
@@ -130,3 +138,17 @@ def test_days_of_capacity_is_open_over_daily_outflow() -> None:
     assert capacity_days(flow, "7d") == 3.0
     idle = FlowSnapshot(0, "all", 30, {"7d": 0}, {"7d": 0}, {"7d": 0}, {"7d": 0})
     assert capacity_days(idle, "7d") is None
+
+
+def test_a_firing_stands_for_its_hold_so_it_never_flaps() -> None:
+    hour = 3600 * 1_000_000
+    machine = Hysteresis(SLA_BREACH_WAVE, "all")
+
+    def step(hours: int, fires: bool) -> str | None:
+        alert = machine.evaluate(fires, not fires, hours * hour, 0.0, 0.0, 1, 1, 3 * hour)
+        return None if alert is None else alert.state.value
+
+    assert step(0, True) == "firing"
+    assert [step(h, False) for h in (1, 2, 3)] == [None, None, None]  # calm, but held
+    assert step(4, False) == "resolved"
+    assert step(5, True) == "firing"

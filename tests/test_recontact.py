@@ -197,7 +197,11 @@ def test_recontact_rate_high_fires_and_is_configurable() -> None:
 
     def fired(threshold: float) -> list[str]:
         config = FlowgaugeConfig.model_validate(
-            {"step": "1h", "alerts": {"rules": {"recontact_rate": threshold, "sustain": 2}}}
+            # Within the rules' warm-up otherwise: the log is under two days long.
+            {
+                "step": "1h",
+                "alerts": {"rules": {"recontact_rate": threshold, "sustain": 2, "warm_up": "1h"}},
+            }
         )
         result, _ = run(lines, config.core(), GRACE_US)
         return [

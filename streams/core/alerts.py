@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.core.flow import FlowSnapshot
 from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
-from streams.core.timeline import iso, parse_duration
+from streams.core.timeline import US_PER_SECOND, iso, parse_duration
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
 
@@ -67,8 +67,12 @@ class Hysteresis:
         threshold: float,
         sustain: int,
         clear: int,
+        hold_us: int = 0,
     ) -> AlertTransition | None:
+        """``hold_us``: a firing does not resolve within this long, so it never flaps."""
         holds = clears if self.firing else fires
+        if self.firing and at_us - self.fired_at_us <= hold_us:
+            holds = False
         self.streak = self.streak + 1 if holds else 0
         if self.streak < (clear if self.firing else sustain):
             return None
@@ -95,6 +99,10 @@ class InflowAboveOutflow:
     @property
     def firing(self) -> bool:
         return self.machine.firing
+
+    @property
+    def fired_at_us(self) -> int:
+        return self.machine.fired_at_us
 
     def evaluate(self, snapshot: FlowSnapshot, policy: CrossingPolicy) -> AlertTransition | None:
         inflow = snapshot.inflow[policy.window]
@@ -246,6 +254,10 @@ class RulesPolicy:
     clear: int = 12
     wave_seconds: int = 3600
     capacity_window: str = "7d"  # the flow window whose outflow measures capacity
+    # Nothing decided while the scope's first week fills the windows; a firing stands for
+    # longer than a flap (2 hours).
+    warm_up_seconds: int = 7 * 86400
+    hold_seconds: int = 3 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +277,7 @@ class IndicatorRules:
     machines: dict[str, Hysteresis] = field(default_factory=dict)
     p90_history: deque[float] = field(default_factory=deque)
     breached_history: deque[int] = field(default_factory=deque)
+    first_us: int | None = None  # the scope's first boundary evaluated
 
     def __post_init__(self) -> None:
         self.machines = {rule: Hysteresis(rule, self.scope) for rule in INDICATOR_RULES}
@@ -324,6 +337,10 @@ class IndicatorRules:
             readings[SLA_BREACH_WAVE] = Reading(
                 rise >= policy.breach_wave, float(rise), float(policy.breach_wave)
             )
+        if self.first_us is None:
+            self.first_us = flow.as_of_us
+        if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
+            return []
         return self._step(readings, flow.as_of_us, policy)
 
     def _step(
@@ -340,6 +357,7 @@ class IndicatorRules:
                 reading.threshold,
                 policy.sustain,
                 policy.clear,
+                policy.hold_seconds * US_PER_SECOND,
             )
             if alert is not None:
                 alerts.append(alert)

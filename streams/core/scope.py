@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from streams.core.aging import AgingSnapshot, ScopeAging
 from streams.core.alerts import (
+    INFLOW_ABOVE_OUTFLOW,
+    AlertState,
     AlertTransition,
     CrossingPolicy,
     IndicatorRules,
@@ -128,15 +130,22 @@ class ScopeState:
     def _crossing(
         self, snapshot: FlowSnapshot, policy: CrossingPolicy | CrossingRule
     ) -> AlertTransition | None:
-        if self.crossing is None:
+        match self.crossing, policy:
+            case None, _:
+                return None
+            case Crossing() as state, CrossingRule() as rule:
+                return state.evaluate(snapshot, rule)
+            case InflowAboveOutflow() as state, CrossingPolicy() as earlier:
+                return state.evaluate(snapshot, earlier)
+        # The other rule's state (an earlier version's, or the settings changed): it starts
+        # afresh, and an incident it had firing is closed, not left open.
+        ended, self.crossing = self.crossing, _headline(self.scope, policy)
+        if ended is None or not ended.firing:
             return None
-        if isinstance(policy, CrossingRule):
-            if not isinstance(self.crossing, Crossing):  # kept by a version with the old rule
-                self.crossing = Crossing(self.scope)
-            return self.crossing.evaluate(snapshot, policy)
-        if not isinstance(self.crossing, InflowAboveOutflow):
-            self.crossing = InflowAboveOutflow(self.scope)
-        return self.crossing.evaluate(snapshot, policy)
+        return AlertTransition(
+            INFLOW_ABOVE_OUTFLOW, self.scope, AlertState.RESOLVED, snapshot.as_of_us, 0.0, 0.0,
+            ended.fired_at_us,
+        )  # fmt: skip
 
     def emit_through(self, limit: int, settings: Settings) -> Iterator[Emitted]:
         step = settings.windows.step_us
