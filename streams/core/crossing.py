@@ -104,7 +104,8 @@ class Crossing:
         span, week = _net(snapshot, rule.span), _net(snapshot, rule.capacity_window)
         moved = snapshot.inflow[rule.span] + snapshot.outflow[rule.span]
         self.nets[hour] = (span, week, moved)
-        oldest = hour - rule.history_weeks * WEEK_HOURS
+        # The oldest span read (spans back) needs its weeks too.
+        oldest = hour - rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
         for old in [h for h in self.nets if h < oldest]:
             del self.nets[old]
         scale = rule.span_hours / rule.capacity_hours
