@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from streams.connectors.base import Connector, Source
+from streams.connectors.kinds import connectors
 from streams.core.alerts import INDICATOR_RULES, INFLOW_ABOVE_OUTFLOW, CrossingPolicy, RulesPolicy
 from streams.core.crossing import CrossingRule
 from streams.core.flow import Windows
@@ -321,6 +323,72 @@ class IndicatorsConfig(BaseModel):
     recent: Duration = "24h"  # the drivers' recent window
 
 
+KINDS = connectors()
+
+
+class GatewaySource(BaseModel):
+    """One helpdesk account posting to ``/webhooks/{name}`` (docs/connectors.md). The secret
+    is masked in repr, dumps and validation errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    kind: str = Field(description=f"one of {', '.join(KINDS)}")
+    account: str = Field(
+        min_length=1, max_length=128, description="namespaces ids: kind:account:vendor-id"
+    )
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    insecure: bool = False  # accept deliveries unsigned: only where nothing else can reach it
+    tolerance: Duration = "5m"  # a signed timestamp older than this is a replay
+    link: str | None = Field(default=None, description="a ticket's URL in the helpdesk, with {id}")
+    mapping: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_file(cls, values: object) -> object:
+        if isinstance(values, dict) and values.get("secret_file") is not None:
+            if values.get("secret") is not None:
+                raise ValueError("set secret or secret_file, not both")
+            values = {**values, "secret": _read_secret(Path(values["secret_file"]), "secret")}
+        return values
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> GatewaySource:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is none of {list(KINDS)}")
+        KINDS[self.kind].options_model.model_validate(self.mapping)
+        return self
+
+    def connector(self) -> Connector:
+        kind = KINDS[self.kind]
+        secret = None if self.secret is None else self.secret.get_secret_value().encode()
+        source = Source(
+            self.name, self.kind, self.account, secret, parse_duration(self.tolerance), self.link
+        )
+        return kind(source, kind.options_model.model_validate(self.mapping))
+
+
+class GatewayConfig(BaseModel):
+    """``flowgauge gateway``: where it listens and the sources it takes deliveries from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ack_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    sources: list[GatewaySource] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[GatewaySource]) -> list[GatewaySource]:
+        names = [source.name for source in sources]
+        if len(set(names)) != len(names):
+            raise ValueError("two gateway sources have the same name")
+        return sources
+
+
 class FlowgaugeConfig(BaseSettings):
     """Every setting, its default, and where it comes from (docs/configuration.md)."""
 
@@ -371,6 +439,7 @@ class FlowgaugeConfig(BaseSettings):
     sla: SlaConfig = SlaConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
     chat: list[ChatDestination] = Field(default_factory=list)
+    gateway: GatewayConfig = GatewayConfig()
     silences: list[Silence] = Field(default_factory=list)
 
     @field_validator("windows", mode="before")

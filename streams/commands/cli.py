@@ -113,6 +113,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(run=_simulate)
 
+    from streams.config import KINDS
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="take helpdesk webhooks, publish ticket events",
+        description="Serve POST /webhooks/NAME for each [[gateway.sources]] of the settings "
+        "file (FLOWGAUGE_CONFIG), /healthz and /metrics (docs/connectors.md).",
+    )
+    _broker_option(gateway)
+    gateway.add_argument("--host", help="address to listen on (default gateway.host, 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="port (default gateway.port, 8090)")
+    gateway.set_defaults(run=_gateway)
+
+    convert = commands.add_parser(
+        "convert",
+        help="helpdesk payloads and history exports to events (JSONL)",
+        description="Map saved webhook bodies and history exports of KIND to our events, "
+        "sorted by occurred_at. Name the instance as the gateway does: --source NAME of the "
+        "settings file, or --account ACCOUNT (ids are namespaced KIND:ACCOUNT:ID). Exit 0: "
+        "all converted; 1: some items skipped (listed on standard error); 2: unreadable.",
+    )
+    convert.add_argument("kind", choices=list(KINDS))
+    convert.add_argument("files", type=Path, nargs="+")
+    convert.add_argument("--output", type=Path, help="JSONL file (default: standard output)")
+    named = convert.add_mutually_exclusive_group(required=True)
+    named.add_argument("--source", help="a [[gateway.sources]] name of FLOWGAUGE_CONFIG")
+    named.add_argument("--account", help="the account that namespaces the ids")
+    convert.add_argument(
+        "--event", help="the event of bodies saved without their header (GitHub's X-GitHub-Event)"
+    )
+    convert.set_defaults(run=_convert)
+
     replay = commands.add_parser("replay", help="publish a JSONL file to the input topic")
     _broker_option(replay)
     replay.add_argument("events", type=Path)
@@ -269,6 +301,28 @@ def _simulate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return run_simulator(_config(broker=args.broker), scenario, speed, args.output)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from streams.shell.gateway import run_gateway
+
+    return run_gateway(_config(broker=args.broker), args.host, args.port)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from streams.commands.convert import run_convert
+    from streams.config import GatewaySource
+
+    config = _config()
+    if args.source is not None:
+        found = [source for source in config.gateway.sources if source.name == args.source]
+        if not found or found[0].kind != args.kind:
+            print(f"flowgauge convert: no {args.kind} source {args.source!r}", file=sys.stderr)
+            return 2
+        source = found[0]
+    else:
+        source = GatewaySource(name="convert", kind=args.kind, account=args.account, insecure=True)
+    return run_convert(source.connector(), args.files, args.event, args.output)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from streams.core.topics import (
     INDICATORS,
     INPUT,
     PUBLIC_TOPICS,
+    REJECTED,
     SLA,
 )
 from streams.outputs.metrics import PipelineMetrics
@@ -41,6 +42,7 @@ from streams.outputs.records import (
     DeadLetter,
     FlowRecord,
     IndicatorRecord,
+    Rejected,
     SlaRecord,
 )
 
@@ -67,6 +69,7 @@ PUBLIC = {
     ALERTS: PublicTopic("incident_id", AlertRecord),
     SLA: PublicTopic("ticket_id", SlaRecord),
     INDICATORS: PublicTopic("scope", IndicatorRecord),
+    REJECTED: PublicTopic("the source instance's name", Rejected),
 }
 # Internal topics by name without the app id: key, pickled value.
 INTERNAL = {

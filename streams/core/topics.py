@@ -9,11 +9,18 @@ AGING = "backlog.aging"
 ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
 INDICATORS = "backlog.indicators"
-PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS)
+# Connector deliveries that verified but could not be mapped (they may hold personal data).
+REJECTED = "ticket-events.rejected"
+PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, REJECTED)
 DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS)
+# Kept for a time, not compacted: history, not tables.
+RETAINED_TOPICS = (*DERIVED_TOPICS, REJECTED)
 # A dead letter holds its input in base64 (4/3 of the size) and a reason: room for an
 # input at the broker's default limit of about 1 MiB.
-TOPIC_CONFIGS = {DEAD_LETTERS: {"max.message.bytes": str(8 * 1024 * 1024)}}
+TOPIC_CONFIGS = {
+    DEAD_LETTERS: {"max.message.bytes": str(8 * 1024 * 1024)},
+    REJECTED: {"max.message.bytes": str(8 * 1024 * 1024)},
+}
 
 
 def public_topic_configs(min_insync: int, derived_retention_ms: int) -> dict[str, dict[str, str]]:
@@ -24,7 +31,7 @@ def public_topic_configs(min_insync: int, derived_retention_ms: int) -> dict[str
         name: {
             "min.insync.replicas": str(min_insync),
             **TOPIC_CONFIGS.get(name, {}),
-            **(derived if name in DERIVED_TOPICS else {}),
+            **(derived if name in RETAINED_TOPICS else {}),
         }
         for name in PUBLIC_TOPICS
     }

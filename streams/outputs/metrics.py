@@ -387,3 +387,52 @@ def drop_created_series() -> None:
     dashboards) reads them.
     """
     disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class GatewayMetrics:
+    """``flowgauge gateway``'s own registry. ``source`` is a configured instance's name (a
+    bounded set) or ``unknown`` for a path naming none."""
+
+    OUTCOMES = (
+        "published", "ignored", "rejected", "refused", "not_json", "too_large",
+        "unsupported_media_type", "unknown_source", "unavailable",
+    )  # fmt: skip
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, sources: Sequence[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.deliveries = Counter(
+            "flowgauge_gateway_deliveries",
+            "Webhook deliveries answered, by source and outcome",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.published = Counter(
+            "flowgauge_gateway_events_published",
+            "Events the broker acknowledged on ticket-events",
+            ["source"],
+            registry=r,
+        )
+        self.signature_failures = Counter(
+            "flowgauge_gateway_signature_failures",
+            "Deliveries refused for a missing, stale or wrong signature or token",
+            ["source"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "flowgauge_gateway_delivery_seconds",
+            "From a delivery's arrival to its answer",
+            ["source"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        for source in sources:  # every series present from the start, at zero
+            self.published.labels(source)
+            self.signature_failures.labels(source)
+            for outcome in self.OUTCOMES:
+                self.deliveries.labels(source, outcome)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

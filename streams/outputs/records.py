@@ -238,6 +238,33 @@ class DeadLetter(Record):
         )
 
 
+class Rejected(Record):
+    """``ticket-events.rejected``, key = the source instance's name: a connector delivery that
+    verified but could not be mapped, kept whole. It may hold personal data (names, emails,
+    ticket text): the topic keeps it for its retention only."""
+
+    source: str = Field(description="the configured source instance ([[gateway.sources]] name)")
+    kind: str
+    reason: str
+    received_at: str = Field(description="when the gateway received it (wall clock, UTC)")
+    event: str | None = Field(None, description="the event named in a header, if any")
+    original_base64: str = Field(description="the body exactly as received")
+
+    @classmethod
+    def of(
+        cls, source: str, kind: str, reason: str, received_at: str, event: str | None, raw: bytes
+    ) -> Rejected:
+        encoded = base64.b64encode(raw).decode("ascii")
+        return cls(
+            source=source,
+            kind=kind,
+            reason=reason,
+            received_at=received_at,
+            event=event,
+            original_base64=encoded,
+        )
+
+
 def outgoing(
     item: Emitted,
     dashboard_url: str | None,
@@ -344,6 +371,14 @@ EXAMPLES: dict[str, BaseModel] = {
     ),
     "dead-letter": DeadLetter.of(
         b"{not json", "not JSON: key must be a string", "ticket-events", 2, 17
+    ),
+    "rejected": Rejected.of(
+        "acme-zendesk",
+        "zendesk",
+        "detail.id: no ticket id",
+        "2026-03-02T09:14:03Z",
+        None,
+        b'{"type": "zen:event-type:ticket.created", "detail": {}}',
     ),
     "truth": TRUTH_EXAMPLE,  # the simulator's ground truth (flowgauge simulate --scenario)
 }

@@ -1,0 +1,159 @@
+"""Any helpdesk whose webhook posts JSON (Help Scout, Intercom, Front, an in-house desk):
+the mapping is configuration, JMESPath expressions over the body, and so is the
+authentication (an HMAC in a header, or a static token).
+
+    [gateway.sources.mapping]
+    events = "items"                     # optional: the body holds a list of changes
+    types = { "convo.created" = "created", "convo.agent.reply.created" = "agent_replied" }
+    [gateway.sources.mapping.fields]
+    event_id = "id"                      # the vendor's id of the change, not of the delivery
+    ticket_id = "conversation.id"
+    type = "event"
+    occurred_at = "createdAt"
+    [gateway.sources.mapping.auth]
+    header = "X-HelpScout-Signature"
+    algorithm = "sha1"
+    encoding = "base64"
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from streams.connectors.base import (
+    Connector,
+    Delivery,
+    Headers,
+    Ignored,
+    Options,
+    Source,
+    Unmappable,
+)
+from streams.connectors.signatures import Algorithm, Encoding, Hmac, Token
+from streams.core.events import EventType, TicketEvent
+
+REQUIRED_FIELDS = ("event_id", "ticket_id", "type", "occurred_at")
+OPTIONAL_FIELDS = (
+    "queue", "priority", "channel", "requester_id", "account_tier", "tags", "actor",
+    "meaningful", "status", "resolution",
+)  # fmt: skip
+OurType = EventType | Literal["ignore"]
+
+
+class GenericAuth(BaseModel):
+    """``hmac``: ``header`` = ``prefix`` + HMAC(secret, [timestamp + separator +] body);
+    ``token``: the secret as a bearer token or basic-auth password in ``header``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Literal["hmac", "token"] = "hmac"
+    header: str = "X-Signature"
+    algorithm: Algorithm = "sha256"
+    encoding: Encoding = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+    timestamp_separator: str = ""
+
+    def verifier(self) -> Hmac | Token:
+        if self.scheme == "token":
+            return Token(self.header)
+        return Hmac(
+            self.header, self.algorithm, self.encoding, self.prefix, self.timestamp_header,
+            self.timestamp_separator.encode(),
+        )  # fmt: skip
+
+
+class GenericOptions(Options):
+    auth: GenericAuth = GenericAuth()
+    events: str | None = Field(None, description="JMESPath to a list of changes in the body")
+    fields: dict[str, str] = Field(description="our field -> JMESPath over one change")
+    types: dict[str, OurType] = Field(
+        default_factory=dict, description="the vendor's value of `type` -> ours, or ignore"
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, fields: dict[str, str]) -> dict[str, str]:
+        missing = [name for name in REQUIRED_FIELDS if name not in fields]
+        unknown = sorted(set(fields) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+        if missing or unknown:
+            raise ValueError(f"fields: missing {missing}, unknown {unknown}")
+        return fields
+
+    @model_validator(mode="after")
+    def _expressions_compile(self) -> GenericOptions:
+        for name, expression in {**self.fields, "events": self.events or "@"}.items():
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as exc:
+                raise ValueError(
+                    f"{name}: {expression!r} is no JMESPath expression: {exc}"
+                ) from None
+        return self
+
+
+class Generic(Connector):
+    kind: ClassVar[str] = "generic"
+    options_model = GenericOptions
+
+    def __init__(self, source: Source, options: Options) -> None:
+        super().__init__(source, options)
+        assert isinstance(options, GenericOptions)
+        self.verifier = options.auth.verifier()
+        self.fields: dict[str, ParsedResult] = {
+            name: jmespath.compile(expression) for name, expression in options.fields.items()
+        }
+        self.items = jmespath.compile(options.events) if options.events else None
+        self.types = {key.casefold(): value for key, value in options.types.items()}
+
+    def verify(self, headers: Headers, body: bytes, now: float) -> None:
+        if isinstance(self.verifier, Token):
+            self.verifier.verify(headers, self.source.secret)
+        else:
+            self.verifier.verify(
+                headers, body, self.source.secret, now, self.source.tolerance_seconds
+            )
+
+    def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
+        changes = [delivery.payload] if self.items is None else self.items.search(delivery.payload)
+        if not isinstance(changes, list):
+            raise Unmappable("the events expression does not give a list")
+        events = [event for change in changes for event in self._change(change)]
+        return events or Ignored("every change is of an ignored type")
+
+    def _change(self, change: Any) -> list[TicketEvent]:
+        values = {name: expression.search(change) for name, expression in self.fields.items()}
+        for name in REQUIRED_FIELDS:
+            if values[name] is None or values[name] == "":
+                raise Unmappable(f"mapping.fields.{name} finds nothing in the body")
+        kind = self._type(values.pop("type"))
+        if kind == "ignore":
+            return []
+        ticket, change_id, when = (
+            values.pop("ticket_id"),
+            values.pop("event_id"),
+            values.pop("occurred_at"),
+        )
+        values["queue"] = self.queue(values.get("queue"))
+        values["priority"] = self.priority(values.get("priority"))
+        if values.get("requester_id") is not None:
+            values["requester_id"] = self.source.person_id(values["requester_id"])
+        if kind is EventType.STATUS_CHANGED and values.get("status") is not None:
+            target = self.status(values.pop("status")) or "open"
+            # The previous status is not known: out of done is a reopen.
+            return self.status_events(target, None, ticket, str(change_id), when, **values)
+        return [self.event(kind, ticket, str(change_id), when, **values)]
+
+    def _type(self, value: Any) -> OurType:
+        text = str(value).casefold()
+        if text in self.types:
+            return self.types[text]
+        try:
+            return EventType(text)
+        except ValueError:
+            raise Unmappable(f"type {str(value)[:64]!r} is not mapped (mapping.types)") from None
