@@ -90,6 +90,9 @@ class Delivery:
 
     payload: dict[str, Any]
     event: str | None = None
+    # When the gateway received it (epoch seconds): the time of a change for vendors whose
+    # payload carries none (Freshdesk); None for saved payloads.
+    received_at: float | None = None
 
 
 Headers = Mapping[str, str]  # names in lower case

@@ -13,6 +13,7 @@ Service Management keeps internal (``jsdPublic: false``) is a note, not a reply.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ from streams.core.events import EventType, TicketEvent
 
 _CATEGORIES: dict[str, Target] = {"new": "open", "indeterminate": "open", "done": "solved"}
 _HISTORY = "history"
+_ISSUE_URL = re.compile(r"/rest/api/\d+/issue/([^/?]+)")
 
 
 class Jira(Connector):
@@ -69,7 +71,8 @@ class Jira(Connector):
         if delivery.event == _HISTORY:
             return self._issue_history(payload)
         name = required(payload, "webhookEvent")
-        issue = required(payload, "issue")
+        # Jira Server's comment_created names its issue only in the comment's URL.
+        issue = payload.get("issue") or {"id": _issue_in(dig(payload, "comment", "self"))}
         if name == "jira:issue_created":
             return [self._created(issue)]
         if name == "jira:issue_updated":
@@ -184,6 +187,12 @@ class Jira(Connector):
                         "changelog": {"histories": _list(log, "changeHistories")},
                     }
                     yield Delivery(issue, _HISTORY)
+            elif "values" in item:  # GET /issue/{id}/changelog: the issue is in its URL
+                histories = _list(item, "values")
+                yield Delivery(
+                    {"id": _issue_in(item.get("self")), "changelog": {"histories": histories}},
+                    _HISTORY,
+                )
             elif "id" in item and ("changelog" in item or "fields" in item):
                 yield Delivery(item, _HISTORY)
             else:
@@ -199,6 +208,14 @@ class Jira(Connector):
             mapped = self._comment(issue, comment)
             events += mapped if isinstance(mapped, list) else []
         return events
+
+
+def _issue_in(url: Any) -> str:
+    """The issue's id (or key) in a REST URL such as ``.../rest/api/3/issue/10002/...``."""
+    match = _ISSUE_URL.search(url) if isinstance(url, str) else None
+    if match is None:
+        raise Unmappable("no issue, and no issue URL to name it")
+    return match.group(1)
 
 
 def _list(payload: Any, key: str) -> list[Any]:

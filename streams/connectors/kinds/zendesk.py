@@ -141,15 +141,14 @@ class Zendesk(Connector):
             if not isinstance(item, dict):
                 raise Unmappable("a Zendesk item is a JSON object")
             if "ticket_events" in item:
-                for audit in item["ticket_events"] or []:
-                    yield Delivery(audit, _AUDIT)
+                yield from _audits(item["ticket_events"] or [])
             elif "type" in item:
                 yield Delivery(item)
             else:
                 raise Unmappable("neither a webhook body nor a ticket events export page")
 
     def _audit(self, audit: dict[str, Any]) -> list[TicketEvent]:
-        ticket = {"id": required(audit, "ticket_id")}
+        ticket = {"id": required(audit, "ticket_id"), "requester_id": audit.get("requester_id")}
         when = required(audit, "created_at")
         events: list[TicketEvent] = []
         for child in audit.get("child_events") or []:
@@ -172,6 +171,19 @@ class Zendesk(Connector):
                 )
                 return mapped if isinstance(mapped, list) else []
         return []
+
+
+def _audits(audits: list[Any]) -> Iterator[Delivery]:
+    """Each audit, with its ticket's requester where an earlier audit created it: the export
+    names no comment author's role, and the requester is the customer."""
+    requesters: dict[Any, Any] = {}
+    for audit in audits:
+        if not isinstance(audit, dict):
+            raise Unmappable("an audit is a JSON object")
+        for child in audit.get("child_events") or []:
+            if isinstance(child, dict) and child.get("event_type") == "Create":
+                requesters[audit.get("ticket_id")] = child.get("requester_id")
+        yield Delivery({**audit, "requester_id": requesters.get(audit.get("ticket_id"))}, _AUDIT)
 
 
 def _id_or_value(value: Any) -> Any:
