@@ -122,3 +122,22 @@ def test_converted_history_feeds_report(
         dict(zip(columns, row.split(","), strict=False)) for row in body if ",all," in f",{row},"
     ][-1]
     assert last_all["open"] == "1"
+
+
+def test_a_per_issue_timeline_needs_its_issue_named(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    timeline = str(
+        GITHUB / "history.timeline.json"
+    )  # locked, labeled "beta", renamed, commented
+    status, events, err = run(capsysbinary, "github", timeline, "--account", "acme")
+    assert status == 1  # the comment names its issue; the other items do not
+    assert [e["event_id"] for e in events] == ["comment:1130876857"]
+    assert events[0]["ticket_id"] == "github:acme:github/roadmap:493"
+    assert err.count("give the issue of a per-issue history") == 3
+    status, events, err = run(
+        capsysbinary, "github", timeline, "--account", "acme", "--ticket", "github/roadmap#493"
+    )
+    assert status == 0
+    assert [e["event_id"] for e in events] == ["comment:1130876857"]
+    assert "1 events, 0 skipped, 3 ignored" in err

@@ -143,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--event", help="the event of bodies saved without their header (GitHub's X-GitHub-Event)"
     )
+    convert.add_argument(
+        "--ticket",
+        help="the vendor's ticket of a per-ticket history whose items do not name it "
+        "(GitHub: OWNER/REPO#NUMBER for an issue's events or timeline; Jira: the issue id)",
+    )
     convert.set_defaults(run=_convert)
 
     replay = commands.add_parser("replay", help="publish a JSONL file to the input topic")
@@ -322,7 +327,7 @@ def _convert(args: argparse.Namespace) -> int:
         source = found[0]
     else:
         source = GatewaySource(name="convert", kind=args.kind, account=args.account, insecure=True)
-    return run_convert(source.connector(), args.files, args.event, args.output)
+    return run_convert(source.connector(), args.files, args.event, args.ticket, args.output)
 
 
 def _replay(args: argparse.Namespace) -> int:

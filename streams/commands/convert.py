@@ -54,7 +54,9 @@ def documents(path: Path) -> Iterator[tuple[str, Any]]:
     yield from parsed
 
 
-def convert(connector: Connector, paths: list[Path], event: str | None) -> Conversion:
+def convert(
+    connector: Connector, paths: list[Path], event: str | None, ticket: str | None = None
+) -> Conversion:
     conversion = Conversion()
     for path in paths:
         for position, document in documents(path):
@@ -62,7 +64,7 @@ def convert(connector: Connector, paths: list[Path], event: str | None) -> Conve
             try:
                 if isinstance(document, Unmappable):
                     raise document
-                deliveries = list(connector.history(document))
+                deliveries = list(connector.history(document, ticket))
             except Unmappable as exc:
                 conversion.skipped.append(f"{where}: {exc}")
                 continue
@@ -97,10 +99,14 @@ def write(events: list[TicketEvent], out: IO[bytes]) -> None:
 
 
 def run_convert(
-    connector: Connector, paths: list[Path], event: str | None, output: Path | None
+    connector: Connector,
+    paths: list[Path],
+    event: str | None,
+    ticket: str | None,
+    output: Path | None,
 ) -> int:
     try:
-        conversion = convert(connector, paths, event)
+        conversion = convert(connector, paths, event, ticket)
     except Unreadable as exc:
         print(f"flowgauge convert: {exc}", file=sys.stderr)
         return 2

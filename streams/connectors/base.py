@@ -136,9 +136,10 @@ class Connector(ABC):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise Unmappable(f"not the shape of a {self.kind} payload: {exc!r}"[:300]) from None
 
-    def history(self, document: Any) -> Iterator[Delivery]:
+    def history(self, document: Any, ticket: str | None = None) -> Iterator[Delivery]:
         """The payloads a saved document holds: by default, the document is one webhook body
-        (or a list of them). Kinds whose exports differ read them here."""
+        (or a list of them). Kinds whose exports differ read them here; ``ticket`` names the
+        vendor's ticket of an export whose items do not name it."""
         for payload in document if isinstance(document, list) else [document]:
             if not isinstance(payload, dict):
                 raise Unmappable("a saved delivery is a JSON object")

@@ -1,12 +1,13 @@
 """GitHub Issues: ``issues`` and ``issue_comment`` webhooks, and the REST history (issues,
-the repository's issue events, issue comments).
+the repository's issue events, an issue's events or timeline, issue comments).
 
-A ticket is an issue (``github:owner/repo:42``; the queue is the repository). Its author is
-the requester; a commenter whose ``author_association`` is in ``agents`` (owner, member,
-collaborator) is an agent, anyone else the customer; a ``Bot`` user is an automation.
-GitHub gives webhook deliveries no id of the change except for comments, so the other ids
-are built from what the REST issue events carry too: the issue's id, the action and its
-instant (``closed_at``; ``updated_at`` for the rest, which a reopen or assignment sets).
+A ticket is an issue (``github:acme:owner/repo:42``; the queue is the repository). Its
+author is the requester; a commenter whose ``author_association`` is in ``agents`` (owner,
+member, collaborator) is an agent, anyone else the customer; a ``Bot`` user is an
+automation. A comment's id is the change's, in the webhook and in the REST history. For
+the rest GitHub's webhooks carry no id of the change, so the id is the action and its
+instant, which the REST issue events carry too (``closed_at`` for a close; ``updated_at``,
+which a reopen, an assignment or a label sets, for the others): ``closed:<instant>``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from streams.connectors.signatures import Hmac
 from streams.core.events import EventType, TicketEvent
 
 _PRIORITY_LABEL = re.compile(r"^(?:p([0-3])|priority\s*[:/=-]\s*(.+))$", re.IGNORECASE)
-_REPOSITORY_URL = re.compile(r"/repos/([^/]+/[^/]+)(?:/issues/(\d+))?")
+_ISSUE_URL = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)$")
+_REPOSITORY_URL = re.compile(r"/repos/([^/]+/[^/]+)$")
+_TICKET = re.compile(r"^([^/\s#]+/[^/\s#]+)#(\d+)$")
+_RESOLUTIONS = {"completed": "solved", "duplicate": "duplicate"}
 # What ``history`` calls each REST item, as the event name it hands to ``map``.
 HISTORY = "history:"
-_RESOLUTIONS = {"completed": "solved", "duplicate": "duplicate"}
 
 
 class GithubOptions(Options):
@@ -63,75 +66,70 @@ class Github(Connector):
         payload = delivery.payload
         name = delivery.event or _event_name(payload)
         if name is not None and name.startswith(HISTORY):
-            return self._history_item(payload, name.removeprefix(HISTORY))
+            return self._rest_item(payload, name.removeprefix(HISTORY))
         if name not in ("issues", "issue_comment"):
             return Ignored(f"GitHub {name or 'delivery'} events are not tickets")
         issue = required(payload, "issue")
         if "pull_request" in issue:
             return Ignored("a pull request is not a ticket")
-        repository = required(payload, "repository", "full_name")
+        ticket = f"{required(payload, 'repository', 'full_name')}:{required(issue, 'number')}"
         action = required(payload, "action")
         if name == "issue_comment":
             if action != "created":
                 return Ignored(f"issue_comment {action}")
-            return [self._comment(repository, issue, required(payload, "comment"))]
-        when = issue.get("closed_at") if action == "closed" else issue.get("updated_at")
-        return self._issue_action(repository, issue, action, when, payload)
-
-    def _issue_action(
-        self,
-        repository: str,
-        issue: dict[str, Any],
-        action: str,
-        when: Any,
-        payload: dict[str, Any],
-    ) -> list[TicketEvent] | Ignored:
-        number = required(issue, "number")
-        ticket = f"{repository}:{number}"
-        change = f"{action}:{required(issue, 'id')}:{when}"
-        common = {"queue": self.queue(repository)}
+            return [self._comment(ticket, required(payload, "comment"))]
         if action == "opened":
-            return [self._created(repository, issue)]
+            return [self._created(ticket, issue)]
+        when = issue.get("closed_at") if action == "closed" else issue.get("updated_at")
+        item = {**payload, "state_reason": issue.get("state_reason")}
+        return self._issue_event(ticket, action, when, item)
+
+    def _issue_event(
+        self, ticket: str, action: str, when: Any, item: dict[str, Any]
+    ) -> list[TicketEvent] | Ignored:
+        """An action on an issue, as a webhook or the REST issue events give it: ``item``
+        holds its ``assignee``, ``label`` or ``state_reason``."""
+        queue = self.queue(ticket.rpartition(":")[0])
         if action == "closed":
-            resolution = _RESOLUTIONS.get(str(issue.get("state_reason")))
+            resolution = _RESOLUTIONS.get(str(item.get("state_reason")))
             kind = EventType.RESOLVED if resolution else EventType.CLOSED
-            return [self.event(kind, ticket, change, when, resolution=resolution, **common)]
+            change = f"closed:{when}"
+            return [self.event(kind, ticket, change, when, resolution=resolution, queue=queue)]
         if action in ("deleted", "transferred"):  # the ticket leaves this repository
-            return [self.event(EventType.CLOSED, ticket, f"{action}:{issue['id']}", when, **common)]
+            return [self.event(EventType.CLOSED, ticket, action, when, queue=queue)]
         if action == "reopened":
-            return [self.event(EventType.REOPENED, ticket, change, when, **common)]
+            return [self.event(EventType.REOPENED, ticket, f"reopened:{when}", when, queue=queue)]
         if action == "assigned":
-            login = required(payload, "assignee", "login")
-            return [self.event(EventType.ASSIGNED, ticket, f"{change}:{login}", when, **common)]
+            login = required(item, "assignee", "login")
+            change = f"assigned:{login}:{when}"
+            return [self.event(EventType.ASSIGNED, ticket, change, when, queue=queue)]
         if action == "labeled":
-            priority = self._label_priority(required(payload, "label", "name"))
+            name = required(item, "label", "name")
+            priority = self._label_priority(name)
             if priority is None:
                 return Ignored("a label that is no priority")
+            change = f"labeled:{name}:{when}"
             return [
                 self.event(
-                    EventType.PRIORITY_CHANGED, ticket, f"{change}:{payload['label']['name']}",
-                    when, priority=priority, **common,
+                    EventType.PRIORITY_CHANGED, ticket, change, when, priority=priority, queue=queue
                 )
-            ]  # fmt: skip
+            ]
         return Ignored(f"issues {action}")
 
-    def _created(self, repository: str, issue: dict[str, Any]) -> TicketEvent:
+    def _created(self, ticket: str, issue: dict[str, Any]) -> TicketEvent:
         author = required(issue, "user")
         return self.event(
             EventType.CREATED,
-            f"{repository}:{required(issue, 'number')}",
-            f"created:{required(issue, 'id')}",
+            ticket,
+            "created",
             required(issue, "created_at"),
-            queue=self.queue(repository),
+            queue=self.queue(ticket.rpartition(":")[0]),
             priority=self._issue_priority(issue),
             requester_id=self.source.person_id(required(author, "login")),
             actor="bot" if author.get("type") == "Bot" else "customer",
         )
 
-    def _comment(
-        self, repository: str, issue: dict[str, Any], comment: dict[str, Any]
-    ) -> TicketEvent:
-        ticket = f"{repository}:{required(issue, 'number')}"
+    def _comment(self, ticket: str, comment: dict[str, Any]) -> TicketEvent:
         user = comment.get("user") or {}
         bot = user.get("type") == "Bot"
         agent = bot or comment.get("author_association") in self.agents
@@ -140,7 +138,7 @@ class Github(Connector):
             ticket,
             f"comment:{required(comment, 'id')}",
             required(comment, "created_at"),
-            queue=self.queue(repository),
+            queue=self.queue(ticket.rpartition(":")[0]),
             actor="bot" if bot else ("agent" if agent else "customer"),
             meaningful=False if bot else None,
         )
@@ -162,29 +160,34 @@ class Github(Connector):
             return None
         return f"P{match.group(1)}" if match.group(1) else self.priority(match.group(2).strip())
 
-    def history(self, document: Any) -> Iterator[Delivery]:
+    def history(self, document: Any, ticket: str | None = None) -> Iterator[Delivery]:
         """Saved webhook bodies, or REST pages: issues (``/repos/o/r/issues?state=all``),
         the repository's issue events (``/repos/o/r/issues/events``), issue comments
-        (``/repos/o/r/issues/comments``)."""
+        (``/repos/o/r/issues/comments``), and one issue's events or timeline
+        (``/repos/o/r/issues/42/events``), whose items do not name their issue: ``ticket``
+        (``o/r#42``) does."""
         for item in document if isinstance(document, list) else [document]:
             if not isinstance(item, dict):
                 raise Unmappable("a GitHub item is a JSON object")
-            yield Delivery(item, _history_kind(item))
+            if "action" in item:
+                yield Delivery(item)
+                continue
+            named = item if ticket is None else {**item, "_ticket": ticket}
+            yield Delivery(named, HISTORY + _rest_shape(item))
 
-    def _history_item(self, item: dict[str, Any], shape: str) -> list[TicketEvent] | Ignored:
-        repository, number = _repository_of(item, shape)
+    def _rest_item(self, item: dict[str, Any], shape: str) -> list[TicketEvent] | Ignored:
+        ticket = _ticket_of(item, shape)
         if shape == "issue":
-            issue = {**item, "number": number}
-            created = self._created(repository, issue)
+            created = self._created(ticket, item)
             if item.get("state") != "closed" or not item.get("closed_at"):
                 return [created]
-            closed = self._issue_action(repository, issue, "closed", item["closed_at"], item)
+            closed = self._issue_event(ticket, "closed", item["closed_at"], item)
             return [created, *closed] if isinstance(closed, list) else [created]
         if shape == "comment":
-            return [self._comment(repository, {"number": number}, item)]
-        issue = {**required(item, "issue"), "number": number}
-        action = required(item, "event")
-        return self._issue_action(repository, issue, action, required(item, "created_at"), item)
+            return [self._comment(ticket, item)]
+        reason = {"state_reason": dig(item, "issue", "state_reason") or item.get("state_reason")}
+        when = required(item, "created_at")
+        return self._issue_event(ticket, required(item, "event"), when, {**item, **reason})
 
 
 def _event_name(payload: dict[str, Any]) -> str | None:
@@ -194,28 +197,27 @@ def _event_name(payload: dict[str, Any]) -> str | None:
     return "issue_comment" if "comment" in payload else "issues"
 
 
-def _history_kind(item: dict[str, Any]) -> str | None:
-    if "action" in item:
-        return None  # a saved webhook body
-    if "event" in item and "issue" in item:
-        return f"{HISTORY}event"
-    if "issue_url" in item and "body" in item:
-        return f"{HISTORY}comment"
+def _rest_shape(item: dict[str, Any]) -> str:
+    if "issue_url" in item and ("body" in item or item.get("event") == "commented"):
+        return "comment"
     if "number" in item and "repository_url" in item:
-        return f"{HISTORY}issue"
+        return "issue"
+    if "event" in item:
+        return "event"
     raise Unmappable("neither a webhook body, an issue, an issue event nor an issue comment")
 
 
-def _repository_of(item: dict[str, Any], shape: str) -> tuple[str, Any]:
-    url = item.get("issue_url") if shape == "comment" else None
-    if shape == "event":
-        url = dig(item, "issue", "repository_url")
-        number = dig(item, "issue", "number")
-    elif shape == "issue":
-        url, number = item.get("repository_url"), item.get("number")
-    else:
-        number = None
-    match = _REPOSITORY_URL.search(url) if isinstance(url, str) else None
-    if match is None:
-        raise Unmappable("no repository_url or issue_url to name the repository")
-    return match.group(1), number if number is not None else match.group(2)
+def _ticket_of(item: dict[str, Any], shape: str) -> str:
+    """``owner/repo:number`` of a REST item: from its URLs, or the ticket named beside it."""
+    if shape == "issue":
+        match = _REPOSITORY_URL.search(str(item.get("repository_url")))
+        if match is not None:
+            return f"{match.group(1)}:{required(item, 'number')}"
+    url = item.get("issue_url") if shape == "comment" else dig(item, "issue", "url")
+    match = _ISSUE_URL.search(url) if isinstance(url, str) else None
+    if match is not None:
+        return f"{match.group(1)}:{match.group(2)}"
+    named = _TICKET.match(str(item.get("_ticket")))
+    if named is not None:
+        return f"{named.group(1)}:{named.group(2)}"
+    raise Unmappable("no issue named: give the issue of a per-issue history (--ticket o/r#42)")

@@ -168,7 +168,7 @@ class Jira(Connector):
     def _person(self, account_id: Any) -> str | None:
         return None if account_id is None else self.source.person_id(account_id)
 
-    def history(self, document: Any) -> Iterator[Delivery]:
+    def history(self, document: Any, ticket: str | None = None) -> Iterator[Delivery]:
         """Saved webhook bodies; an issue with ``expand=changelog`` (and its comments, when
         its fields hold them); search results (``issues``); a bulk changelog fetch
         (``issueChangeLogs``: no issue fields, so no queue and no status category)."""
@@ -179,7 +179,7 @@ class Jira(Connector):
             if "webhookEvent" in item:
                 yield Delivery(item)
             elif "issues" in item:
-                yield from self.history(item["issues"])
+                yield from self.history(item["issues"], ticket)
             elif "issueChangeLogs" in item:
                 for log in item["issueChangeLogs"] or []:
                     issue = {
@@ -188,11 +188,9 @@ class Jira(Connector):
                     }
                     yield Delivery(issue, _HISTORY)
             elif "values" in item:  # GET /issue/{id}/changelog: the issue is in its URL
-                histories = _list(item, "values")
-                yield Delivery(
-                    {"id": _issue_in(item.get("self")), "changelog": {"histories": histories}},
-                    _HISTORY,
-                )
+                named = ticket or _issue_in(item.get("self"))
+                histories = {"histories": _list(item, "values")}
+                yield Delivery({"id": named, "changelog": histories}, _HISTORY)
             elif "id" in item and ("changelog" in item or "fields" in item):
                 yield Delivery(item, _HISTORY)
             else:

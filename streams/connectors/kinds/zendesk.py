@@ -133,7 +133,7 @@ class Zendesk(Connector):
             )
         ]
 
-    def history(self, document: Any) -> Iterator[Delivery]:
+    def history(self, document: Any, ticket: str | None = None) -> Iterator[Delivery]:
         """Saved webhook bodies, or pages of the incremental ticket events export: each audit
         in ``ticket_events`` with its ``child_events``."""
         items = document if isinstance(document, list) else [document]
