@@ -341,7 +341,11 @@ class GatewaySource(BaseModel):
     secret_file: Path | None = None
     insecure: bool = False  # accept deliveries unsigned: only where nothing else can reach it
     tolerance: Duration = "5m"  # a signed timestamp older than this is a replay
-    link: str | None = Field(default=None, description="a ticket's URL in the helpdesk, with {id}")
+    link: str | None = Field(
+        default=None,
+        description="a ticket's URL in the helpdesk: {id} is the vendor's ticket id, {path} and"
+        " {number} its parts before and after the last ':' (GitHub: owner/repo and 42)",
+    )
     mapping: dict[str, object] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -360,12 +364,31 @@ class GatewaySource(BaseModel):
         KINDS[self.kind].options_model.model_validate(self.mapping)
         return self
 
+    @field_validator("link")
+    @classmethod
+    def _link_fields(cls, link: str | None) -> str | None:
+        if link is not None:
+            try:
+                link.format(id="1", path="o/r", number="1")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"link may use {{id}}, {{path}} and {{number}} only: {exc}"
+                ) from None
+        return link
+
+    def link_of(self, ticket_id: str) -> str | None:
+        """The helpdesk's URL of one of this source's tickets (``kind:account:vendor-id``)."""
+        prefix = f"{self.kind}:{self.account}:"
+        if self.link is None or not ticket_id.startswith(prefix):
+            return None
+        vendor_id = ticket_id.removeprefix(prefix)
+        path, _, number = vendor_id.rpartition(":")
+        return self.link.format(id=vendor_id, path=path, number=number)
+
     def connector(self) -> Connector:
         kind = KINDS[self.kind]
         secret = None if self.secret is None else self.secret.get_secret_value().encode()
-        source = Source(
-            self.name, self.kind, self.account, secret, parse_duration(self.tolerance), self.link
-        )
+        source = Source(self.name, self.kind, self.account, secret, parse_duration(self.tolerance))
         return kind(source, kind.options_model.model_validate(self.mapping))
 
 
@@ -507,6 +530,15 @@ class FlowgaugeConfig(BaseSettings):
                 raise FileNotFoundError(f"FLOWGAUGE_CONFIG points at no file: {path}")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def ticket_link(self, ticket_id: str) -> str | None:
+        """A ticket's URL in its helpdesk, where a gateway source names the ticket's kind and
+        account and has a ``link``."""
+        for source in self.gateway.sources:
+            link = source.link_of(ticket_id)
+            if link is not None:
+                return link
+        return None
 
     @property
     def step_seconds(self) -> int:

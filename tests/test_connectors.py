@@ -717,3 +717,36 @@ def test_any_headers_and_bytes_are_refused_or_not_json(
         checked.parse(headers, body)
     except (Refused, NotJson):
         pass
+
+
+def test_a_ticket_id_turns_back_into_its_link() -> None:
+    config = FlowgaugeConfig(
+        gateway={
+            "sources": [
+                {
+                    "name": "gh",
+                    "kind": "github",
+                    "account": "acme",
+                    "link": "https://github.com/{path}/issues/{number}",
+                },
+                {
+                    "name": "zd",
+                    "kind": "zendesk",
+                    "account": "acme",
+                    "link": "https://acme.zendesk.com/agent/tickets/{id}",
+                },
+                {"name": "zd2", "kind": "zendesk", "account": "beta"},
+            ]
+        }
+    )
+    (opened,) = mapped("github", payload("github", "issues.opened.json"), "issues")
+    assert (
+        config.ticket_link(opened.ticket_id) == "https://github.com/Codertocat/Hello-World/issues/1"
+    )
+    assert (
+        config.ticket_link("zendesk:acme:35436") == "https://acme.zendesk.com/agent/tickets/35436"
+    )
+    assert config.ticket_link("zendesk:beta:35436") is None  # that source has no link
+    assert config.ticket_link("T1") is None
+    with pytest.raises(ValidationError, match="link may use"):
+        GatewaySource(name="x", kind="jira", account="a", link="https://j.example/{key}")

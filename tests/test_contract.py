@@ -119,9 +119,20 @@ def test_every_published_record_is_its_model_to_the_byte() -> None:
     lines = [encode(event) for event in generate_events(Scenario(days=10, seed=3))]
     emitted, _ = run(lines, core_settings(), 600 * US_PER_SECOND)
     seen: dict[str, int] = dict.fromkeys(MODELS, 0)
+    linked = 0
+
+    def links(ticket_id: str) -> str | None:  # the helpdesk links some tickets, not all
+        return f"https://desk.example/tickets/{ticket_id}" if ticket_id.endswith("1") else None
+
     for item in emitted:
-        for topic, _, value in outgoing(item, "http://grafana.example/d/x", "7d", "7d"):
+        for topic, _, value in outgoing(
+            item, "http://grafana.example/d/x", "7d", "7d", False, links
+        ):
             model = MODELS[topic].model_validate_json(value)
             assert model.to_bytes() == value
             seen[topic] += 1
+            if isinstance(model, SlaRecord) and model.link is not None:
+                assert model.link == links(model.ticket_id)
+                linked += 1
     assert all(seen.values()), seen  # every kind of record was checked
+    assert 0 < linked < seen[SLA]

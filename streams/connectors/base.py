@@ -71,16 +71,12 @@ class Source:
     account: str
     secret: bytes | None = field(default=None, repr=False)
     tolerance_seconds: int = 300
-    link: str | None = None  # a ticket's URL in the helpdesk, with {id}
 
     def ticket_id(self, vendor_id: object) -> str:
         return f"{self.kind}:{self.account}:{vendor_id}"
 
     def person_id(self, vendor_id: object) -> str:
         return f"{self.kind}:{self.account}:{vendor_id}"
-
-    def ticket_url(self, vendor_id: object) -> str | None:
-        return None if self.link is None else self.link.format(id=vendor_id)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,15 +107,19 @@ class SlaRecord(Record):
     state: Literal["at_risk", "breached", "met"]
     due_at: str = Field(description="when the target is (or was) used up, ISO 8601 UTC")
     as_of: str = Field(description="the instant the state changed, ISO 8601 UTC")
+    link: str | None = Field(
+        default=None, description="the ticket in its helpdesk, where a gateway source has a link"
+    )
 
     @staticmethod
-    def fields_of(change: SlaChange) -> dict[str, Any]:
+    def fields_of(change: SlaChange, link: str | None = None) -> dict[str, Any]:
         return {
             "ticket_id": change.ticket_id,
             "target": change.target.value,
             "state": change.state.value,
             "due_at": iso(change.due_us),
             "as_of": iso(change.as_of_us),
+            "link": link,
         }
 
 
@@ -271,15 +275,18 @@ def outgoing(
     indicator_window: str,
     capacity_window: str,
     earlier_rule: bool = False,
+    links: Callable[[str], str | None] = lambda ticket_id: None,
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """Every record one emitted boundary of one scope publishes: (topic, key, value);
-    ``earlier_rule``: the headline is the rule of earlier versions."""
+    ``earlier_rule``: the headline is the rule of earlier versions; ``links``: a ticket's
+    URL in its helpdesk."""
     key = item.flow.scope.encode()
     yield FLOW, key, to_json(FlowRecord.fields_of(item.flow))
     if item.aging is not None:
         yield AGING, key, to_json(AgingRecord.fields_of(item.aging))
         for change in item.aging.sla_changes:
-            yield SLA, change.ticket_id.encode(), to_json(SlaRecord.fields_of(change))
+            fields = SlaRecord.fields_of(change, links(change.ticket_id))
+            yield SLA, change.ticket_id.encode(), to_json(fields)
     if item.indicators is not None:
         capacity = capacity_days(item.flow, capacity_window)
         fields = IndicatorRecord.fields_of(item.indicators, indicator_window, capacity)

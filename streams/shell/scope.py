@@ -220,7 +220,9 @@ class ScopeStage:
         window, capacity = config.indicators.window, settings.rules.capacity_window
         earlier = isinstance(settings.crossing, CrossingPolicy)
         for item in emitted:
-            yield from outgoing(item, config.dashboard_url, window, capacity, earlier)
+            yield from outgoing(
+                item, config.dashboard_url, window, capacity, earlier, config.ticket_link
+            )
 
     def _restore_held_back(self, record: Any) -> None:
         """Put back a recovered scope's held-back transitions, and delete the segments of it
