@@ -750,3 +750,49 @@ def test_a_ticket_id_turns_back_into_its_link() -> None:
     assert config.ticket_link("T1") is None
     with pytest.raises(ValidationError, match="link may use"):
         GatewaySource(name="x", kind="jira", account="a", link="https://j.example/{key}")
+
+
+def test_zendesk_export_pages_share_what_they_know_of_requesters() -> None:
+    """The ticket's Create audit on one page, the customer's comment on the next."""
+    zendesk = connector("zendesk")
+    create = {"event_type": "Create", "requester_id": 55}
+    comment = {"event_type": "Comment", "id": 3, "author_id": 55, "public": True}
+    first = {"ticket_events": [{"ticket_id": 7, "created_at": "2025-01-08T10:00:00Z",
+                                "child_events": [create]}]}  # fmt: skip
+    second = {"ticket_events": [{"ticket_id": 7, "created_at": "2025-01-08T11:00:00Z",
+                                 "child_events": [comment]}]}  # fmt: skip
+    deliveries = [*zendesk.history(first), *zendesk.history(second)]
+    events = [e for d in deliveries for e in mapped("zendesk", d.payload, d.event)]
+    assert [e.type.value for e in events] == ["created", "customer_replied"]
+    alone = connector("zendesk").history(second)  # without the first page: an agent's
+    assert [e.type.value for d in alone for e in mapped("zendesk", d.payload, d.event)] == [
+        "agent_replied"
+    ]
+
+
+def test_generic_statuses_and_fields_beside_the_type() -> None:
+    fields = {**HELPSCOUT["fields"], "status": "state"}
+    generic = connector("generic", mapping={**HELPSCOUT, "fields": fields})
+    body = {"event": "status_changed", "threadId": 1, "id": 9, "modifiedAt": "2026-03-02T09:00:00Z"}
+    pending = generic.events(Delivery(body | {"state": "Pending"}))
+    assert isinstance(pending, list)
+    assert [(e.type.value, e.status) for e in pending] == [
+        ("reopened", None),
+        ("status_changed", "pending"),
+    ]
+    created = generic.events(Delivery(body | {"event": "convo.created", "state": "active"}))
+    assert isinstance(created, list)
+    assert [e.type.value for e in created] == [
+        "created"
+    ]  # a status beside another type is no error
+
+
+def test_zammad_group_and_priority_follow_the_ticket() -> None:
+    body = payload("zammad", "webhook.default.ticket-article.json")
+    body["ticket"] |= {
+        "group": "Billing",
+        "priority": {"name": "3 high"},
+        "updated_at": "2020-11-14T08:00:00Z",
+    }
+    status = [e for e in mapped("zammad", body) if e.type.value == "status_changed"]
+    assert [(e.queue, e.priority) for e in status] == [("Billing", "P1")]

@@ -127,9 +127,7 @@ def test_converted_history_feeds_report(
 def test_a_per_issue_timeline_needs_its_issue_named(
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    timeline = str(
-        GITHUB / "history.timeline.json"
-    )  # locked, labeled "beta", renamed, commented
+    timeline = str(GITHUB / "history.timeline.json")  # locked, labeled "beta", renamed, commented
     status, events, err = run(capsysbinary, "github", timeline, "--account", "acme")
     assert status == 1  # the comment names its issue; the other items do not
     assert [e["event_id"] for e in events] == ["comment:1130876857"]
@@ -141,3 +139,29 @@ def test_a_per_issue_timeline_needs_its_issue_named(
     assert status == 0
     assert [e["event_id"] for e in events] == ["comment:1130876857"]
     assert "1 events, 0 skipped, 3 ignored" in err
+
+
+def test_generic_needs_its_configured_mapping(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    status, _, err = run(
+        capsysbinary, "generic", str(GITHUB / "issues.opened.json"), "--account", "x"
+    )
+    assert status == 2
+    assert "name its [[gateway.sources]] with --source" in err
+
+
+def test_pull_requests_in_rest_lists_are_not_tickets(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    opened = json.loads((GITHUB / "issues.opened.json").read_text())["issue"]
+    rest = {**opened, "repository_url": "https://api.github.com/repos/Codertocat/Hello-World"}
+    pull = {
+        **rest,
+        "number": 2,
+        "pull_request": {"url": "https://api.github.com/repos/x/y/pulls/2"},
+    }
+    listed = tmp_path / "issues.json"
+    listed.write_text(json.dumps([rest, pull]))
+    status, events, err = run(capsysbinary, "github", str(listed), "--account", "acme")
+    assert status == 0
+    assert [e["ticket_id"] for e in events] == ["github:acme:Codertocat/Hello-World:1"]
+    assert "1 ignored" in err

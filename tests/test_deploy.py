@@ -23,7 +23,16 @@ PROMETHEUS = DEPLOY / "prometheus"
 ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 COMPOSE = ROOT / "docker-compose.yml"
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-SERVICES = {*BROKERS, "kafka-init", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
+SERVICES = {
+    *BROKERS,
+    "kafka-init",
+    "worker",
+    "simulator",
+    "gateway",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+}
 # ${NAME}, ${NAME:-default} and ${NAME-default}: compose's interpolation.
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
@@ -342,6 +351,8 @@ def test_every_flowgauge_variable_is_a_setting_the_config_reads(compose: dict[st
     assert used["Dockerfile"]
     for where, variables in used.items():
         for name in variables:
+            if name == "FLOWGAUGE_CONFIG":  # the settings file, which the config reads too
+                continue
             assert name.removeprefix("FLOWGAUGE_").lower() in fields, f"{where}: {name}"
 
 

@@ -315,6 +315,8 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from streams.commands.convert import run_convert
     from streams.config import GatewaySource
 
@@ -326,7 +328,15 @@ def _convert(args: argparse.Namespace) -> int:
             return 2
         source = found[0]
     else:
-        source = GatewaySource(name="convert", kind=args.kind, account=args.account, insecure=True)
+        try:
+            source = GatewaySource(name="convert", kind=args.kind, account=args.account)
+        except ValidationError:  # generic: its mapping is configuration
+            print(
+                f"flowgauge convert: {args.kind} maps as its settings say: name its"
+                " [[gateway.sources]] with --source",
+                file=sys.stderr,
+            )
+            return 2
     return run_convert(source.connector(), args.files, args.event, args.ticket, args.output)
 
 

@@ -1,19 +1,21 @@
-"""Any helpdesk whose webhook posts JSON (Help Scout, Intercom, Front, an in-house desk):
-the mapping is configuration, JMESPath expressions over the body, and so is the
-authentication (an HMAC in a header, or a static token).
+"""Any helpdesk whose webhook posts one JSON change per delivery (or a list of them): the
+mapping is configuration, JMESPath expressions over the body, and so is the authentication
+(an HMAC in a header, or a static token). An in-house desk, say:
 
     [gateway.sources.mapping]
-    events = "items"                     # optional: the body holds a list of changes
-    types = { "convo.created" = "created", "convo.agent.reply.created" = "agent_replied" }
+    events = "changes"                   # optional: the body holds a list of changes
+    types = { "ticket.opened" = "created", "reply.agent" = "agent_replied", "tag" = "ignore" }
     [gateway.sources.mapping.fields]
-    event_id = "id"                      # the vendor's id of the change, not of the delivery
-    ticket_id = "conversation.id"
-    type = "event"
-    occurred_at = "createdAt"
+    event_id = "change_id"               # the desk's id of the change, not of the delivery
+    ticket_id = "ticket.id"
+    type = "kind"
+    occurred_at = "at"
+    queue = "ticket.team"
     [gateway.sources.mapping.auth]
-    header = "X-HelpScout-Signature"
-    algorithm = "sha1"
-    encoding = "base64"
+    header = "X-Desk-Signature"
+    algorithm = "sha256"
+    encoding = "hex"
+    prefix = "sha256="
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from streams.connectors.base import (
     Ignored,
     Options,
     Source,
+    Target,
     Unmappable,
 )
 from streams.connectors.signatures import Algorithm, Encoding, Hmac, Token
@@ -100,6 +103,20 @@ class GenericOptions(Options):
 class Generic(Connector):
     kind: ClassVar[str] = "generic"
     options_model = GenericOptions
+    default_statuses: ClassVar[dict[str, Target]] = {
+        "new": "open",
+        "open": "open",
+        "active": "open",
+        "pending": "pending",
+        "waiting": "pending",
+        "on_hold": "on_hold",
+        "on hold": "on_hold",
+        "hold": "on_hold",
+        "solved": "solved",
+        "resolved": "solved",
+        "closed": "closed",
+        "spam": "spam",
+    }
 
     def __init__(self, source: Source, options: Options) -> None:
         super().__init__(source, options)
@@ -143,8 +160,9 @@ class Generic(Connector):
         values["priority"] = self.priority(values.get("priority"))
         if values.get("requester_id") is not None:
             values["requester_id"] = self.source.person_id(values["requester_id"])
-        if kind is EventType.STATUS_CHANGED and values.get("status") is not None:
-            target = self.status(values.pop("status")) or "open"
+        status = values.pop("status", None)
+        if kind is EventType.STATUS_CHANGED and status is not None:
+            target = self.status(status) or "open"
             # The previous status is not known: out of done is a reopen.
             return self.status_events(target, None, ticket, str(change_id), when, **values)
         return [self.event(kind, ticket, str(change_id), when, **values)]

@@ -176,6 +176,8 @@ class Github(Connector):
             yield Delivery(named, HISTORY + _rest_shape(item))
 
     def _rest_item(self, item: dict[str, Any], shape: str) -> list[TicketEvent] | Ignored:
+        if "pull_request" in item or "pull_request" in (item.get("issue") or {}):
+            return Ignored("a pull request is not a ticket")  # REST lists hold them too
         ticket = _ticket_of(item, shape)
         if shape == "issue":
             created = self._created(ticket, item)

@@ -68,7 +68,8 @@ class Zammad(Connector):
         if target is not None:
             when = required(ticket, "updated_at")
             change = f"state:{number}:{state}:{when}"
-            events += self.status_events(target, None, number, change, when)
+            # The ticket's group and priority now: a change of them is a transfer.
+            events += self.status_events(target, None, number, change, when, **attributes)
         article = delivery.payload.get("article")
         if isinstance(article, dict) and article:
             events += self._article(ticket, article)

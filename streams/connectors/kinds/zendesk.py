@@ -20,6 +20,8 @@ from streams.connectors.base import (
     Delivery,
     Headers,
     Ignored,
+    Options,
+    Source,
     Target,
     Unmappable,
     dig,
@@ -49,6 +51,10 @@ class Zendesk(Connector):
         "X-Zendesk-Webhook-Signature", "sha256", "base64", "",
         "X-Zendesk-Webhook-Signature-Timestamp",
     )  # fmt: skip
+
+    def __init__(self, source: Source, options: Options) -> None:
+        super().__init__(source, options)
+        self.requesters: dict[Any, Any] = {}  # ticket -> requester, as the export's pages say
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
@@ -141,11 +147,24 @@ class Zendesk(Connector):
             if not isinstance(item, dict):
                 raise Unmappable("a Zendesk item is a JSON object")
             if "ticket_events" in item:
-                yield from _audits(item["ticket_events"] or [])
+                yield from self._audits(item["ticket_events"] or [])
             elif "type" in item:
                 yield Delivery(item)
             else:
                 raise Unmappable("neither a webhook body nor a ticket events export page")
+
+    def _audits(self, audits: list[Any]) -> Iterator[Delivery]:
+        """Each audit, with its ticket's requester where an earlier audit (on any page read
+        by this connector) created it: the export names no comment author's role, and the
+        requester is the customer."""
+        for audit in audits:
+            if not isinstance(audit, dict):
+                raise Unmappable("an audit is a JSON object")
+            for child in audit.get("child_events") or []:
+                if isinstance(child, dict) and child.get("event_type") == "Create":
+                    self.requesters[audit.get("ticket_id")] = child.get("requester_id")
+            requester = self.requesters.get(audit.get("ticket_id"))
+            yield Delivery({**audit, "requester_id": requester}, _AUDIT)
 
     def _audit(self, audit: dict[str, Any]) -> list[TicketEvent]:
         ticket = {"id": required(audit, "ticket_id"), "requester_id": audit.get("requester_id")}
@@ -171,19 +190,6 @@ class Zendesk(Connector):
                 )
                 return mapped if isinstance(mapped, list) else []
         return []
-
-
-def _audits(audits: list[Any]) -> Iterator[Delivery]:
-    """Each audit, with its ticket's requester where an earlier audit created it: the export
-    names no comment author's role, and the requester is the customer."""
-    requesters: dict[Any, Any] = {}
-    for audit in audits:
-        if not isinstance(audit, dict):
-            raise Unmappable("an audit is a JSON object")
-        for child in audit.get("child_events") or []:
-            if isinstance(child, dict) and child.get("event_type") == "Create":
-                requesters[audit.get("ticket_id")] = child.get("requester_id")
-        yield Delivery({**audit, "requester_id": requesters.get(audit.get("ticket_id"))}, _AUDIT)
 
 
 def _id_or_value(value: Any) -> Any:
