@@ -7,9 +7,10 @@ default team), million (``flowgauge report`` over 1,000,000 events, tests/bench_
 throughput (raw aiokafka consumer, bare Faust agent, one worker, two workers over the same
 events, and where one worker's CPU goes, tests/bench_throughput.py), latency (at 500
 events/s, tests/bench_latency.py), render (``/metrics`` at 50 queues x 4 priorities x 8
-channels, tests/bench_render.py), aging (as-of queries on a big aging index). ``--quick``
-runs smaller sizes of each. Each target of the issue is printed at the end as met or not
-met, with the measured ratio.
+channels, tests/bench_render.py), recovery, gateway (signed GitHub deliveries through
+``flowgauge gateway`` beside a bare aiohttp handler, tests/bench_gateway.py), alerts, aging
+(as-of queries on a big aging index). ``--quick`` runs smaller sizes of each. Each target
+of the issue is printed at the end as met or not met, with the measured ratio.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_alerts import run_alerts
+from tests.bench_gateway import bench_gateway
+from tests.bench_gateway import report as report_gateway
 from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
 from tests.bench_recovery import bench_recovery
@@ -119,10 +122,11 @@ class Sizes:
     latency_seconds: float
     render_days: float
     recovery: tuple[int, ...]  # open tickets a worker's tables hold when a second recovers them
+    gateway: int  # signed deliveries posted through the gateway, 16 at a time
 
 
-FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0, (10_000, 100_000))
-QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0, (10_000,))
+FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0, (10_000, 100_000), 10_000)
+QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0, (10_000,), 2_000)
 
 
 def run_aging(sizes: Sizes) -> list[Target]:
@@ -222,6 +226,11 @@ def run_recovery(sizes: Sizes) -> list[Target]:
     return []
 
 
+def run_gateway(sizes: Sizes) -> list[Target]:
+    report_gateway(bench_gateway(sizes.gateway, concurrency=16))
+    return []
+
+
 def run_alert_quality(_: Sizes) -> list[Target]:
     run_alerts()
     return []
@@ -234,6 +243,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "latency": run_latency,
     "render": run_render,
     "recovery": run_recovery,
+    "gateway": run_gateway,
     "alerts": run_alert_quality,  # the scenarios: about half an hour
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }

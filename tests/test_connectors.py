@@ -46,9 +46,13 @@ def connector(kind: str, account: str = "acme", **fields: Any) -> Connector:
 
 
 def mapped(
-    kind: str, body: dict[str, Any], event: str | None = None, **fields: Any
+    kind: str,
+    body: dict[str, Any],
+    event: str | None = None,
+    shape: str | None = None,
+    **fields: Any,
 ) -> list[TicketEvent]:
-    result = connector(kind, **fields).events(Delivery(body, event, received_at=NOW))
+    result = connector(kind, **fields).events(Delivery(body, event, shape, received_at=NOW))
     assert not isinstance(result, Ignored), result
     return result
 
@@ -155,7 +159,7 @@ def test_github_history_gives_the_webhook_ids() -> None:
     }
     github = connector("github")
     (history,) = list(github.history([rest_issue]))
-    (created,) = mapped("github", history.payload, history.event)
+    (created,) = mapped("github", history.payload, history.event, shape=history.shape)
     assert created.event_id == "created"
     reopened_event = {
         "id": 1,
@@ -167,7 +171,7 @@ def test_github_history_gives_the_webhook_ids() -> None:
         },
     }
     (item,) = list(github.history([reopened_event]))
-    (reopened,) = mapped("github", item.payload, item.event)
+    (reopened,) = mapped("github", item.payload, item.event, shape=item.shape)
     assert (
         reopened.event_id
         == mapped("github", payload("github", "issues.reopened.json"), "issues")[0].event_id
@@ -244,13 +248,13 @@ def test_jira_history_of_an_issue_gives_the_webhook_ids() -> None:
     }
     jira = connector("jira")
     (item,) = list(jira.history(issue))
-    events = mapped("jira", item.payload, item.event)
+    events = mapped("jira", item.payload, item.event, shape=item.shape)
     assert [e.event_id for e in events] == ["created:11442", "changelog:34911:status"]
     assert events[1] == mapped("jira", webhook)[0]
     # Bulk fetch: its example changes only the summary, which counts for nothing.
     bulk = list(jira.history(payload("jira", "history.changelog-bulkfetch.json")))
     assert [d.payload["id"] for d in bulk] == ["10100"]
-    assert mapped("jira", bulk[0].payload, bulk[0].event) == []
+    assert mapped("jira", bulk[0].payload, bulk[0].event, bulk[0].shape) == []
 
 
 # Zammad: the documentation's default webhook payload
@@ -366,7 +370,11 @@ def test_zendesk_comment_has_one_id_in_the_webhook_and_the_export() -> None:
         ]
     }
     zendesk = connector("zendesk")
-    events = [e for d in zendesk.history(page) for e in mapped("zendesk", d.payload, d.event)]
+    events = [
+        e
+        for d in zendesk.history(page)
+        for e in mapped("zendesk", d.payload, d.event, shape=d.shape)
+    ]
     assert [(e.type.value, e.event_id) for e in events] == [
         ("created", "created:5158"),
         ("customer_replied", "comment:901"),
@@ -762,12 +770,12 @@ def test_zendesk_export_pages_share_what_they_know_of_requesters() -> None:
     second = {"ticket_events": [{"ticket_id": 7, "created_at": "2025-01-08T11:00:00Z",
                                  "child_events": [comment]}]}  # fmt: skip
     deliveries = [*zendesk.history(first), *zendesk.history(second)]
-    events = [e for d in deliveries for e in mapped("zendesk", d.payload, d.event)]
+    events = [e for d in deliveries for e in mapped("zendesk", d.payload, d.event, shape=d.shape)]
     assert [e.type.value for e in events] == ["created", "customer_replied"]
     alone = connector("zendesk").history(second)  # without the first page: an agent's
-    assert [e.type.value for d in alone for e in mapped("zendesk", d.payload, d.event)] == [
-        "agent_replied"
-    ]
+    assert [
+        e.type.value for d in alone for e in mapped("zendesk", d.payload, d.event, shape=d.shape)
+    ] == ["agent_replied"]
 
 
 def test_generic_statuses_and_fields_beside_the_type() -> None:
@@ -796,3 +804,10 @@ def test_zammad_group_and_priority_follow_the_ticket() -> None:
     }
     status = [e for e in mapped("zammad", body) if e.type.value == "status_changed"]
     assert [(e.queue, e.priority) for e in status] == [("Billing", "P1")]
+
+
+def test_a_header_cannot_route_a_delivery_to_the_history_reader() -> None:
+    opened = payload("github", "issues.opened.json")["issue"]
+    rest = {**opened, "repository_url": "https://api.github.com/repos/Codertocat/Hello-World"}
+    for event in ("history:issue", "issue", None):
+        assert isinstance(connector("github").events(Delivery(rest, event)), Ignored)

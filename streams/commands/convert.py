@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,14 +40,14 @@ def documents(path: Path) -> Iterator[tuple[str, Any]]:
     try:
         yield "document", json.loads(text)
         return
-    except json.JSONDecodeError:
+    except ValueError:  # not one document; JSONL, perhaps
         pass
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     parsed = []
     for number, line in lines:
         try:
             parsed.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             if not parsed:
                 raise Unreadable(f"{path}: neither JSON nor JSONL ({exc})") from None
             parsed.append((f"line {number}", Unmappable(f"not JSON: {exc}")))
@@ -70,9 +70,7 @@ def convert(
                 continue
             for index, delivery in enumerate(deliveries):
                 named = (
-                    delivery
-                    if delivery.event or event is None
-                    else Delivery(delivery.payload, event)
+                    delivery if delivery.event or event is None else replace(delivery, event=event)
                 )
                 _convert_one(connector, named, f"{where}[{index}]", conversion)
     conversion.events.sort(key=lambda item: item.occurred_us)

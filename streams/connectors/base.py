@@ -86,6 +86,9 @@ class Delivery:
 
     payload: dict[str, Any]
     event: str | None = None
+    # What item of a history export this is, as ``history`` read it (a delivery has none):
+    # never from a header, which a sender chooses.
+    shape: str | None = None
     # When the gateway received it (epoch seconds): the time of a change for vendors whose
     # payload carries none (Freshdesk); None for saved payloads.
     received_at: float | None = None
@@ -238,8 +241,8 @@ def _folded(mapping: Mapping[str, Any]) -> dict[str, Any]:
 def json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise NotJson(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of 4,300 digits
+        raise NotJson(f"not JSON: {exc}"[:300]) from None
     if not isinstance(payload, dict):
         raise NotJson("not a JSON object")
     return payload

@@ -1,13 +1,14 @@
 """``flowgauge gateway``: helpdesk webhooks in, ticket events out on ``ticket-events``.
 
 ``POST /webhooks/{name}`` answers, in this order: 404 for no configured source of that
-name, 415 unless the body is JSON, 413 over the size limit, 401 unless the raw body is
-signed as the vendor signs it (or the instance is ``insecure``), 400 for signed bytes that
-are no JSON object. Then the mapping: a delivery about nothing flowgauge counts is 202;
-one that cannot be mapped is kept whole on ``ticket-events.rejected`` and is 202; the
-events of the rest are 200, once the broker acknowledged every one of them (acks=all)
-within the acknowledgement timeout, else 503: the vendor retries, and the same change
-carries the same event id, so the worker counts it once. Nothing refused is stored.
+name, 415 unless the body is JSON, 413 over the size limit, 400 for a body not in its
+Content-Encoding, 401 unless the raw body is signed as the vendor signs it (or the instance
+is ``insecure``), 400 for signed bytes that are no JSON object. Then the mapping: a
+delivery about nothing flowgauge counts is 202; one that cannot be mapped is kept whole on
+``ticket-events.rejected`` and is 202; the events of the rest are 200, once the broker
+acknowledged every one of them (acks=all) within the acknowledgement timeout, else 503: the
+vendor retries, and the same change carries the same event id, so the worker counts it
+once. Nothing refused is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -113,11 +114,13 @@ class Gateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except web.RequestPayloadError as exc:  # a Content-Encoding the bytes are not in
+            raise Answer(400, "not_json", f"the body cannot be read: {exc}") from None
         headers = {key.lower(): value for key, value in request.headers.items()}
         try:
             if source.name not in self.insecure:
                 connector.verify(headers, body, time.time())
-            delivery = connector.parse(headers, body)
+            delivery = replace(connector.parse(headers, body), received_at=time.time())
         except Refused as refusal:
             self.metrics.signature_failures.labels(source.name).inc()
             log.info("refused a delivery to %s: %s", source.name, refusal)
@@ -127,7 +130,16 @@ class Gateway:
         try:
             mapped = connector.events(delivery)
         except Unmappable as exc:
-            kept = Rejected.of(source.name, source.kind, str(exc), _now(), delivery.event, body)
+            # Header values come undecodable bytes and all (as lone surrogates): the record
+            # is JSON in UTF-8, so they are kept escaped.
+            kept = Rejected.of(
+                source.name,
+                source.kind,
+                _encodable(str(exc)),
+                _now(),
+                None if delivery.event is None else _encodable(delivery.event),
+                body,
+            )
             await self._acknowledged(deadline, [(REJECTED, source.name.encode(), kept.to_bytes())])
             raise Answer(202, "rejected", str(exc)) from None
         if isinstance(mapped, Ignored):
@@ -180,6 +192,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def keep_connected(producer: AIOKafkaProducer, every: float = 10.0) -> None:
+    """A metadata request every ``every`` s, so that the producer always holds a connection
+    to the cluster: a broker lost while no delivery comes then shows as a broken connection,
+    after which the producer declares its topics again before it writes
+    (streams/workarounds/redeclare.py). An idle connection is dropped after 9 minutes, and
+    without one the loss went unnoticed: an empty embedded broker took the next delivery's
+    events for a topic nobody created, acknowledged them, and no reader ever saw them."""
+    while True:
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), every)
+        await asyncio.sleep(every)
+
+
+def max_request_size(max_body_bytes: int) -> int:
+    """A producer request large enough for the biggest record the gateway writes: a
+    rejected body of ``max_body_bytes`` in base64 (4/3 of it), with its reason, its event
+    header (aiohttp takes header fields up to 8 KiB) and the record's other fields."""
+    return max(1024 * 1024, 4 * -(-max_body_bytes // 3) + 64 * 1024)
+
+
 async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
     kafka = Kafka.of(config)
     layout = await ensure_topics(config, kafka)
@@ -191,7 +228,10 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
             kafka,
             [
                 NewTopic(
-                    name, layout.partitions, layout.replication, {**layout.configs, **configs[name]}
+                    name,
+                    num_partitions=layout.partitions,
+                    replication_factor=layout.replication,
+                    topic_configs={**layout.configs, **configs[name]},
                 )
                 for name in (INPUT, REJECTED)
             ],
@@ -204,8 +244,11 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
             log.warning("source %s takes unsigned deliveries (insecure = true)", source.name)
         elif source.secret is None:
             log.warning("source %s has no secret: every delivery to it is refused", source.name)
-    producer = kafka.producer(linger_ms=0)
+    producer = kafka.producer(
+        linger_ms=0, max_request_size=max_request_size(config.gateway.max_body_bytes)
+    )
     await producer.start()
+    connected = asyncio.create_task(keep_connected(producer))
     gateway = Gateway(
         sources,
         insecure,
@@ -224,6 +267,7 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
     try:
         await asyncio.Event().wait()
     finally:
+        connected.cancel()
         await runner.cleanup()
         await producer.stop()
 

@@ -37,8 +37,6 @@ _ISSUE_URL = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)$")
 _REPOSITORY_URL = re.compile(r"/repos/([^/]+/[^/]+)$")
 _TICKET = re.compile(r"^([^/\s#]+/[^/\s#]+)#(\d+)$")
 _RESOLUTIONS = {"completed": "solved", "duplicate": "duplicate"}
-# What ``history`` calls each REST item, as the event name it hands to ``map``.
-HISTORY = "history:"
 
 
 class GithubOptions(Options):
@@ -64,9 +62,9 @@ class Github(Connector):
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         payload = delivery.payload
+        if delivery.shape is not None:
+            return self._rest_item(payload, delivery.shape)
         name = delivery.event or _event_name(payload)
-        if name is not None and name.startswith(HISTORY):
-            return self._rest_item(payload, name.removeprefix(HISTORY))
         if name not in ("issues", "issue_comment"):
             return Ignored(f"GitHub {name or 'delivery'} events are not tickets")
         issue = required(payload, "issue")
@@ -173,7 +171,7 @@ class Github(Connector):
                 yield Delivery(item)
                 continue
             named = item if ticket is None else {**item, "_ticket": ticket}
-            yield Delivery(named, HISTORY + _rest_shape(item))
+            yield Delivery(named, shape=_rest_shape(item))
 
     def _rest_item(self, item: dict[str, Any], shape: str) -> list[TicketEvent] | Ignored:
         if "pull_request" in item or "pull_request" in (item.get("issue") or {}):

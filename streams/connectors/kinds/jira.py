@@ -68,7 +68,7 @@ class Jira(Connector):
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         payload = delivery.payload
-        if delivery.event == _HISTORY:
+        if delivery.shape == _HISTORY:
             return self._issue_history(payload)
         name = required(payload, "webhookEvent")
         # Jira Server's comment_created names its issue only in the comment's URL.
@@ -186,13 +186,13 @@ class Jira(Connector):
                         "id": dig(log, "issueId"),
                         "changelog": {"histories": _list(log, "changeHistories")},
                     }
-                    yield Delivery(issue, _HISTORY)
+                    yield Delivery(issue, shape=_HISTORY)
             elif "values" in item:  # GET /issue/{id}/changelog: the issue is in its URL
                 named = ticket or _issue_in(item.get("self"))
                 histories = {"histories": _list(item, "values")}
-                yield Delivery({"id": named, "changelog": histories}, _HISTORY)
+                yield Delivery({"id": named, "changelog": histories}, shape=_HISTORY)
             elif "id" in item and ("changelog" in item or "fields" in item):
-                yield Delivery(item, _HISTORY)
+                yield Delivery(item, shape=_HISTORY)
             else:
                 raise Unmappable(
                     "neither a webhook body, an issue, search results nor a bulk changelog"

@@ -60,7 +60,7 @@ class Zendesk(Connector):
         self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
-        if delivery.event == _AUDIT:
+        if delivery.shape == _AUDIT:
             return self._audit(delivery.payload)
         payload = delivery.payload
         name = str(required(payload, "type"))
@@ -164,7 +164,7 @@ class Zendesk(Connector):
                 if isinstance(child, dict) and child.get("event_type") == "Create":
                     self.requesters[audit.get("ticket_id")] = child.get("requester_id")
             requester = self.requesters.get(audit.get("ticket_id"))
-            yield Delivery({**audit, "requester_id": requester}, _AUDIT)
+            yield Delivery({**audit, "requester_id": requester}, shape=_AUDIT)
 
     def _audit(self, audit: dict[str, Any]) -> list[TicketEvent]:
         ticket = {"id": required(audit, "ticket_id"), "requester_id": audit.get("requester_id")}
