@@ -51,13 +51,20 @@ class Worker:
                 time.sleep(0.5)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        end_process(self.process, sig)
+
+
+def end_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 20.0
+) -> None:
+    """Signal a process that still runs, and kill it if it has not ended within ``wait``."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 def start_worker(broker: EmbeddedBroker, workdir: Path, name: str, **env: str) -> Worker:

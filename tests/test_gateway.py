@@ -41,7 +41,7 @@ from streams.commands.broker import EmbeddedBroker
 from streams.core.topics import FLOW, INDICATORS, INPUT, REJECTED
 from streams.kafka import Kafka
 from streams.workarounds import tansu
-from tests.cluster import latest_by_key, read_topic, start_worker
+from tests.cluster import end_process, latest_by_key, read_topic, start_worker
 from tests.conftest import ROOT
 from tests.test_pipeline import STEP, assert_snapshots, expected_from_report
 
@@ -169,13 +169,7 @@ class Gateway:
         }
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        end_process(self.process, wait=10)
 
 
 def start_gateway(

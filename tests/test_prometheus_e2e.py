@@ -36,7 +36,7 @@ from streams.commands.report import run
 from streams.core.events import InvalidEvent, parse_event
 from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
 from streams.outputs.records import FlowRecord
-from tests.cluster import Worker, produce, stacks, workers
+from tests.cluster import Worker, end_process, produce, stacks, workers
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path, need_program
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -218,13 +218,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if len(result) == 1 else None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        end_process(self.process, wait=10)
 
 
 def prometheus_config(running: list[Worker]) -> dict[str, Any]:
