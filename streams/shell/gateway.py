@@ -96,14 +96,15 @@ class Gateway:
         try:
             if connector is None:
                 raise Answer(404, "unknown_source", "no source of that name is configured")
-            await self._deliver(connector, request, started + self.ack_timeout)
-        except Answer as answer:
-            self.metrics.deliveries.labels(label, answer.outcome).inc()
-            self.metrics.latency.labels(label).observe(time.monotonic() - started)
-            return answer.response()
-        raise AssertionError("every delivery ends in an Answer")
+            answer = await self._deliver(connector, request, started + self.ack_timeout)
+        except Answer as refusal:
+            answer = refusal
+        self.metrics.deliveries.labels(label, answer.outcome).inc()
+        self.metrics.latency.labels(label).observe(time.monotonic() - started)
+        return answer.response()
 
-    async def _deliver(self, connector: Connector, request: web.Request, deadline: float) -> None:
+    async def _deliver(self, connector: Connector, request: web.Request, deadline: float) -> Answer:
+        """How an accepted delivery is answered; a refused one raises its ``Answer``."""
         source = connector.source
         if request.content_type not in JSON_TYPES and not request.content_type.endswith("+json"):
             raise Answer(415, "unsupported_media_type", "the body must be application/json")
@@ -130,8 +131,8 @@ class Gateway:
         try:
             mapped = connector.events(delivery)
         except Unmappable as exc:
-            # Header values come undecodable bytes and all (as lone surrogates): the record
-            # is JSON in UTF-8, so they are kept escaped.
+            # A header's bytes that are no UTF-8 come as lone surrogates, and a JSON body
+            # may hold them escaped: the record is UTF-8, so they are kept escaped.
             kept = Rejected.of(
                 source.name,
                 source.kind,
@@ -141,14 +142,14 @@ class Gateway:
                 body,
             )
             await self._acknowledged(deadline, [(REJECTED, source.name.encode(), kept.to_bytes())])
-            raise Answer(202, "rejected", str(exc)) from None
+            return Answer(202, "rejected", str(exc))
         if isinstance(mapped, Ignored):
-            raise Answer(202, "ignored", mapped.reason)
+            return Answer(202, "ignored", mapped.reason)
         await self._acknowledged(
             deadline, [(INPUT, event.ticket_id.encode(), event_json(event)) for event in mapped]
         )
         self.metrics.published.labels(source.name).inc(len(mapped))
-        raise Answer(200, "published", [event.event_id for event in mapped])
+        return Answer(200, "published", [event.event_id for event in mapped])
 
     async def _acknowledged(self, deadline: float, messages: list[Message]) -> None:
         """Until the broker acknowledged every message, or 503 at the deadline."""
@@ -197,19 +198,6 @@ def _encodable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-async def keep_connected(producer: AIOKafkaProducer, every: float = 10.0) -> None:
-    """A metadata request every ``every`` s, so that the producer always holds a connection
-    to the cluster: a broker lost while no delivery comes then shows as a broken connection,
-    after which the producer declares its topics again before it writes
-    (streams/workarounds/redeclare.py). An idle connection is dropped after 9 minutes, and
-    without one the loss went unnoticed: an empty embedded broker took the next delivery's
-    events for a topic nobody created, acknowledged them, and no reader ever saw them."""
-    while True:
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), every)
-        await asyncio.sleep(every)
-
-
 def max_request_size(max_body_bytes: int) -> int:
     """A producer request large enough for the biggest record the gateway writes: a
     rejected body of ``max_body_bytes`` in base64 (4/3 of it), with its reason, its event
@@ -248,7 +236,7 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
         linger_ms=0, max_request_size=max_request_size(config.gateway.max_body_bytes)
     )
     await producer.start()
-    connected = asyncio.create_task(keep_connected(producer))
+    connected = asyncio.create_task(redeclare.keep_connection(producer))
     gateway = Gateway(
         sources,
         insecure,

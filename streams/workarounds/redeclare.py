@@ -20,14 +20,21 @@ to a missing topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka import client as aiokafka_client
 from aiokafka.admin import NewTopic
 from aiokafka.conn import CloseReason
-from aiokafka.errors import KafkaConnectionError, RequestTimedOutError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.producer import sender as aiokafka_sender
 
 from streams.kafka import Kafka
@@ -98,3 +105,16 @@ def install(declarer: Declarer) -> None:
     _declarer = declarer
     setattr(aiokafka_client.AIOKafkaClient, "_on_connection_closed", _on_connection_closed)  # noqa: B010
     setattr(aiokafka_sender.Sender, "_send_produce_req", _send_produce_req)  # noqa: B010
+
+
+async def keep_connection(producer: AIOKafkaProducer, every: float = 10.0) -> None:
+    """A metadata request every ``every`` s, so that a producer that may sit idle (the
+    webhook gateway's) always holds a connection to the cluster: a broker lost while nothing
+    is written then shows as a broken connection, after which the guard above declares the
+    topics again before the next write. An idle connection is dropped after 9 minutes, and
+    without one the loss went unnoticed: an empty embedded broker took the next delivery's
+    events for a topic nobody created, acknowledged them, and no reader ever saw them."""
+    while True:
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), every)
+        await asyncio.sleep(every)
