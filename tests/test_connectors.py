@@ -630,7 +630,7 @@ def test_gateway_settings(tmp_path: Path) -> None:
     assert first.source.secret == b"from-a-file"
     assert "from-a-file" not in repr(config)
     assert "from-a-file" not in repr(first.source)
-    assert first.source.ticket_id(1) != second.source.ticket_id(1)  # two accounts, two namespaces
+    assert first.source.namespaced(1) != second.source.namespaced(1)  # two accounts, two namespaces
     with pytest.raises(ValidationError, match="same name"):
         FlowgaugeConfig(gateway={"sources": [{"name": "a", "kind": "github", "account": "x"}] * 2})
     with pytest.raises(ValidationError, match="none of"):
@@ -701,7 +701,7 @@ def test_any_payload_maps_or_is_refused_as_unmappable(
     checked = connector(kind, **options(kind))
     try:
         result = checked.events(Delivery(body, event, received_at=NOW))
-        for document in checked.history(body):
+        for document in checked.saved(body):
             checked.events(document)
     except Unmappable:
         return

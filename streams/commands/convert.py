@@ -64,7 +64,7 @@ def convert(
             try:
                 if isinstance(document, Unmappable):
                     raise document
-                deliveries = list(connector.history(document, ticket))
+                deliveries = connector.saved(document, ticket)
             except Unmappable as exc:
                 conversion.skipped.append(f"{where}: {exc}")
                 continue

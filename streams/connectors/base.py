@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -21,7 +22,6 @@ from streams.core.events import EventType, TicketEvent
 # Where a vendor's status lands in our contract: a non-terminal status, or done.
 Target = Literal["open", "pending", "on_hold", "solved", "closed", "duplicate", "spam"]
 DONE_TARGETS = frozenset({"solved", "closed", "duplicate", "spam"})
-ActorRole = Literal["agent", "customer", "bot"]
 
 
 class Refused(Exception):
@@ -72,10 +72,8 @@ class Source:
     secret: bytes | None = field(default=None, repr=False)
     tolerance_seconds: int = 300
 
-    def ticket_id(self, vendor_id: object) -> str:
-        return f"{self.kind}:{self.account}:{vendor_id}"
-
-    def person_id(self, vendor_id: object) -> str:
+    def namespaced(self, vendor_id: object) -> str:
+        """A ticket's or a person's id: two accounts of one kind never share one."""
         return f"{self.kind}:{self.account}:{vendor_id}"
 
 
@@ -128,8 +126,18 @@ class Connector(ABC):
     def events(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         """``map``, where a payload of another shape than the vendor's (a field of the wrong
         type) is unmappable too, never an error of the service."""
-        try:
+        with self._shape_errors():
             return self.map(delivery)
+
+    def saved(self, document: Any, ticket: str | None = None) -> list[Delivery]:
+        """``history``, where a document of another shape is unmappable too."""
+        with self._shape_errors():
+            return list(self.history(document, ticket))
+
+    @contextmanager
+    def _shape_errors(self) -> Iterator[None]:
+        try:
+            yield
         except Unmappable:
             raise
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -158,6 +166,9 @@ class Connector(ABC):
         text = str(vendor_priority)
         return str(self.priorities.get(text.casefold(), text))
 
+    def requester(self, vendor_person: object) -> str | None:
+        return None if vendor_person is None else self.source.namespaced(vendor_person)
+
     def status(self, vendor_status: object) -> Target | None:
         if vendor_status is None:
             return None
@@ -180,7 +191,7 @@ class Connector(ABC):
             return TicketEvent.model_validate(
                 {
                     "event_id": change,
-                    "ticket_id": self.source.ticket_id(vendor_ticket),
+                    "ticket_id": self.source.namespaced(vendor_ticket),
                     "type": kind,
                     "occurred_at": instant(occurred_at),
                     **given,

@@ -70,7 +70,7 @@ class Chatwoot(Connector):
             EventType.CREATED, number, f"created:{number}", required(conversation, "created_at"),
             queue=self._queue(conversation),
             priority=self.priority(conversation.get("priority")),
-            requester_id=None if sender is None else self.source.person_id(sender),
+            requester_id=self.requester(sender),
         )  # fmt: skip
 
     def _status(self, conversation: dict[str, Any]) -> list[TicketEvent]:

@@ -80,7 +80,7 @@ class Freshdesk(Connector):
             return [
                 self.event(
                     EventType.CREATED, number, "created", when, **attributes,
-                    requester_id=None if requester is None else self.source.person_id(requester),
+                    requester_id=self.requester(requester),
                 )
             ]  # fmt: skip
         if field == "status":

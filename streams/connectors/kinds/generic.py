@@ -159,7 +159,7 @@ class Generic(Connector):
         values["queue"] = self.queue(values.get("queue"))
         values["priority"] = self.priority(values.get("priority"))
         if values.get("requester_id") is not None:
-            values["requester_id"] = self.source.person_id(values["requester_id"])
+            values["requester_id"] = self.requester(values["requester_id"])
         status = values.pop("status", None)
         if kind is EventType.STATUS_CHANGED and status is not None:
             target = self.status(status) or "open"

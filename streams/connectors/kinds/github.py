@@ -123,7 +123,7 @@ class Github(Connector):
             required(issue, "created_at"),
             queue=self.queue(ticket.rpartition(":")[0]),
             priority=self._issue_priority(issue),
-            requester_id=self.source.person_id(required(author, "login")),
+            requester_id=self.requester(required(author, "login")),
             actor="bot" if author.get("type") == "Bot" else "customer",
         )
 

@@ -92,7 +92,7 @@ class Jira(Connector):
             required(fields, "created"),
             queue=self.queue(dig(fields, "project", "key")),
             priority=self.priority(dig(fields, "priority", "name")),
-            requester_id=self._person(dig(fields, "reporter", "accountId")),
+            requester_id=self.requester(dig(fields, "reporter", "accountId")),
         )
 
     def _changes(
@@ -164,9 +164,6 @@ class Jira(Connector):
                 meaningful=False if bot else None,
             )
         ]
-
-    def _person(self, account_id: Any) -> str | None:
-        return None if account_id is None else self.source.person_id(account_id)
 
     def history(self, document: Any, ticket: str | None = None) -> Iterator[Delivery]:
         """Saved webhook bodies; an issue with ``expand=changelog`` (and its comments, when

@@ -59,7 +59,7 @@ class Zammad(Connector):
         events = [
             self.event(
                 EventType.CREATED, number, f"created:{number}", required(ticket, "created_at"),
-                requester_id=None if customer is None else self.source.person_id(customer),
+                requester_id=self.requester(customer),
                 **attributes,
             )
         ]  # fmt: skip

@@ -96,7 +96,7 @@ class Zendesk(Connector):
             EventType.CREATED, number, f"created:{number}", required(ticket, "created_at"),
             queue=self.queue(ticket.get("group_id")),
             priority=self.priority(ticket.get("priority")),
-            requester_id=None if requester is None else self.source.person_id(requester),
+            requester_id=self.requester(requester),
         )  # fmt: skip
 
     def _change(
