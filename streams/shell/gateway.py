@@ -227,6 +227,8 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
     )
     sources = {source.name: source.connector() for source in config.gateway.sources}
     insecure = frozenset(source.name for source in config.gateway.sources if source.insecure)
+    if not sources:
+        log.warning("no [[gateway.sources]] in the settings: every delivery is answered 404")
     for source in config.gateway.sources:
         if source.insecure:
             log.warning("source %s takes unsigned deliveries (insecure = true)", source.name)
