@@ -20,7 +20,7 @@ from streams.kafka import Kafka
 from streams.outputs.delivery import InOrderAcks
 from streams.workarounds import tansu
 from tests.chat_servers import Receiver, Reply
-from tests.cluster import read_topic, start_worker
+from tests.cluster import read_topic, stacks, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path
 from tests.test_pipeline import STEP, expected_from_report, publish, webhook_receiver
 
@@ -113,6 +113,8 @@ def test_alerts_outlive_worker_stops_while_the_destination_is_down(
         second = start_worker(broker, tmp_path, "second", **env)
         try:
             in_loop(loop, receiver.wait_requests(seen + 1, timeout=30))
+        except TimeoutError:  # an intermittent stall under load: say where it waits
+            raise AssertionError(f"the second worker posted nothing:\n{stacks([second])}") from None
         finally:
             second.stop(signal.SIGKILL)
 
