@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +22,8 @@ from streams.core.events import EventType, TicketEvent
 # Where a vendor's status lands in our contract: a non-terminal status, or done.
 Target = Literal["open", "pending", "on_hold", "solved", "closed", "duplicate", "spam"]
 DONE_TARGETS = frozenset({"solved", "closed", "duplicate", "spam"})
+# Priorities named urgent, high, medium and low (Chatwoot's, Freshdesk's).
+URGENT_TO_LOW = {"urgent": "P0", "high": "P1", "medium": "P2", "low": "P3"}
 
 
 class Refused(Exception):
@@ -95,6 +97,14 @@ class Delivery:
 Headers = Mapping[str, str]  # names in lower case
 
 
+class Verifier(Protocol):
+    """How a kind checks a delivery (streams/connectors/signatures.py)."""
+
+    def verify(
+        self, headers: Headers, body: bytes, secret: bytes | None, now: float, tolerance: int
+    ) -> None: ...
+
+
 class Connector(ABC):
     """One kind. Subclasses name themselves (``kind``), their options and their defaults."""
 
@@ -103,6 +113,7 @@ class Connector(ABC):
     default_statuses: ClassVar[dict[str, Target]] = {}
     default_priorities: ClassVar[dict[str, str]] = {}
     event_header: ClassVar[str | None] = None  # the header that names the event, if any
+    signature: Verifier  # the vendor's scheme; generic's comes from its settings
 
     def __init__(self, source: Source, options: Options) -> None:
         self.source = source
@@ -111,9 +122,9 @@ class Connector(ABC):
         self.priorities = _folded(self.default_priorities) | _folded(options.priorities)
         self.queues = _folded(options.queues)
 
-    @abstractmethod
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         """Raise ``Refused`` unless the raw body is the vendor's, signed within tolerance."""
+        self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def parse(self, headers: Headers, body: bytes) -> Delivery:
         event = headers.get(self.event_header) if self.event_header else None

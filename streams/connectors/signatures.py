@@ -57,7 +57,10 @@ class Token:
 
     header: str = "authorization"
 
-    def verify(self, headers: Headers, secret: bytes | None) -> None:
+    def verify(
+        self, headers: Headers, body: bytes, secret: bytes | None, now: float, tolerance: int
+    ) -> None:
+        """As ``Hmac.verify``; a token covers neither the body nor a time."""
         if secret is None:
             raise Refused("no secret is configured for this source")
         given = headers.get(self.header.lower(), "")

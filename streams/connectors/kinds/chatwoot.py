@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from streams.connectors.base import (
+    URGENT_TO_LOW,
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Target,
     dig,
@@ -37,18 +37,10 @@ class Chatwoot(Connector):
         "snoozed": "on_hold",
         "resolved": "solved",
     }
-    default_priorities: ClassVar[dict[str, str]] = {
-        "urgent": "P0",
-        "high": "P1",
-        "medium": "P2",
-        "low": "P3",
-    }
+    default_priorities: ClassVar[dict[str, str]] = URGENT_TO_LOW
     signature = Hmac(
         "X-Chatwoot-Signature", "sha256", "hex", "sha256=", "X-Chatwoot-Timestamp", b"."
     )
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         payload = delivery.payload

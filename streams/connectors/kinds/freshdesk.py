@@ -18,9 +18,9 @@ import re
 from typing import ClassVar
 
 from streams.connectors.base import (
+    URGENT_TO_LOW,
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Target,
     Unmappable,
@@ -48,16 +48,8 @@ class Freshdesk(Connector):
         "resolved": "solved",
         "closed": "closed",
     }
-    default_priorities: ClassVar[dict[str, str]] = {
-        "urgent": "P0",
-        "high": "P1",
-        "medium": "P2",
-        "low": "P3",
-    }
-    token = Token("Authorization")
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        self.token.verify(headers, self.source.secret)
+    default_priorities: ClassVar[dict[str, str]] = URGENT_TO_LOW
+    signature = Token("Authorization")
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         ticket = required(delivery.payload, "freshdesk_webhook")

@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from streams.connectors.base import (
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Options,
     Source,
@@ -121,20 +120,12 @@ class Generic(Connector):
     def __init__(self, source: Source, options: Options) -> None:
         super().__init__(source, options)
         assert isinstance(options, GenericOptions)
-        self.verifier = options.auth.verifier()
+        self.signature = options.auth.verifier()
         self.fields: dict[str, ParsedResult] = {
             name: jmespath.compile(expression) for name, expression in options.fields.items()
         }
         self.items = jmespath.compile(options.events) if options.events else None
         self.types = {key.casefold(): value for key, value in options.types.items()}
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        if isinstance(self.verifier, Token):
-            self.verifier.verify(headers, self.source.secret)
-        else:
-            self.verifier.verify(
-                headers, body, self.source.secret, now, self.source.tolerance_seconds
-            )
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         changes = [delivery.payload] if self.items is None else self.items.search(delivery.payload)

@@ -21,7 +21,6 @@ from pydantic import Field
 from streams.connectors.base import (
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Options,
     Source,
@@ -56,9 +55,6 @@ class Github(Connector):
         super().__init__(source, options)
         assert isinstance(options, GithubOptions)
         self.agents = frozenset(options.agents)
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         payload = delivery.payload

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 from streams.connectors.base import (
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Target,
     Unmappable,
@@ -62,9 +61,6 @@ class Jira(Connector):
         "trivial": "P3",
     }
     signature = Hmac("X-Hub-Signature", "sha256", "hex", "sha256=")
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         payload = delivery.payload

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from streams.connectors.base import (
     Connector,
     Delivery,
-    Headers,
     Ignored,
     Options,
     Source,
@@ -55,9 +54,6 @@ class Zendesk(Connector):
     def __init__(self, source: Source, options: Options) -> None:
         super().__init__(source, options)
         self.requesters: dict[Any, Any] = {}  # ticket -> requester, as the export's pages say
-
-    def verify(self, headers: Headers, body: bytes, now: float) -> None:
-        self.signature.verify(headers, body, self.source.secret, now, self.source.tolerance_seconds)
 
     def map(self, delivery: Delivery) -> list[TicketEvent] | Ignored:
         if delivery.shape == _AUDIT:
