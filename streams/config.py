@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from datetime import datetime, time
+import warnings
+from datetime import date, datetime, time
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from typing import Annotated, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -239,22 +242,101 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class CalendarConfig(BaseModel):
+    """Business hours, and the dates without any: ``holidays`` and a country's (or region's).
+
+    A country's public holidays come from the ``holidays`` library, pinned exactly in
+    pyproject.toml: its data changes between releases, and ``report`` must give the same
+    numbers whenever it runs. They are expanded over ``HOLIDAY_YEARS``, every year an event
+    may be dated in (README, "Input from outside") and the next, in about 0.1 s once per
+    process and country.
+    """
+
+    HOLIDAY_YEARS: ClassVar[range] = range(2000, 2101)
+
     timezone: str = "UTC"
     weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9)
     end: time = time(17)
+    holidays: list[date] = []  # dates in the calendar's time zone, besides the country's
+    country: str | None = None  # ISO 3166-1 alpha-2 code, e.g. "DE" or "US"
+    subdivision: str | None = None  # the country's region, e.g. "BY" (DE) or "CA" (US)
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):  # a KeyError pydantic would not report
+            raise ValueError(f"{value!r} is no IANA time zone, such as Europe/Berlin") from None
         return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not cls._known_place(code, None):
+            raise ValueError(
+                f"{value!r} is no country the holidays library {cls._library_version()} knows: "
+                "an ISO 3166-1 alpha-2 code, such as DE or US"
+            )
+        return code
+
+    @field_validator("subdivision")
+    @classmethod
+    def _known_subdivision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "country" not in info.data:  # a bad country is refused already
+            return value
+        country = info.data["country"]
+        if country is None:
+            raise ValueError("a subdivision needs a country")
+        for spelling in dict.fromkeys((value.strip(), value.strip().upper())):
+            if cls._known_place(country, spelling):
+                return spelling
+        import holidays
+
+        known = ", ".join(holidays.country_holidays(country).subdivisions) or "none"
+        raise ValueError(
+            f"{value!r} is no subdivision of {country} the holidays library "
+            f"{cls._library_version()} knows; it knows {known}"
+        )
+
+    @staticmethod
+    def _known_place(country: str, subdivision: str | None) -> bool:
+        import holidays
+
+        try:
+            holidays.country_holidays(country, subdiv=subdivision)  # no year yet: cheap
+        except NotImplementedError:  # how the library refuses a country or subdivision
+            return False
+        return True
+
+    @staticmethod
+    def _library_version() -> str:
+        from importlib.metadata import version
+
+        return version("holidays")
+
+    @staticmethod
+    @functools.cache
+    def _holidays_of(country: str, subdivision: str | None) -> frozenset[date]:
+        """A known place's public holidays over ``HOLIDAY_YEARS``, once per process."""
+        import holidays
+
+        with warnings.catch_warnings():  # "available only from ... to ...": fewer is fine
+            warnings.simplefilter("ignore")
+            years = CalendarConfig.HOLIDAY_YEARS
+            return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=years))
 
     def calendar(self) -> Calendar:
         if self.end <= self.start or not self.weekdays:
             raise ValueError("a calendar needs weekdays and an end after its start")
         days = frozenset(WEEKDAYS.index(day) for day in self.weekdays)
-        return Calendar(self.timezone, days, self.start, self.end)
+        listed = frozenset(self.holidays)
+        if self.country is not None:
+            listed |= self._holidays_of(self.country, self.subdivision)
+        return Calendar(self.timezone, days, self.start, self.end, listed)
 
 
 def _default_priorities() -> dict[str, TargetsConfig]:

@@ -38,12 +38,21 @@ class SlaState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Calendar:
-    """Working hours [start, end) on some weekdays (0 = Monday) in one time zone."""
+    """Working hours [start, end) on some weekdays (0 = Monday) in one time zone.
+
+    ``holidays`` are dates in the calendar's own time zone on which no hour is worked,
+    whatever their weekday (config.py fills them from dates and a country's holidays).
+    """
 
     timezone: str = "UTC"
     weekdays: frozenset[int] = frozenset(range(5))
     start: time = time(9)
     end: time = time(17)
+    holidays: frozenset[date] = frozenset()
+
+    def is_business_day(self, day: date) -> bool:
+        """Whether ``day`` (a date in the calendar's time zone) has working hours."""
+        return day.weekday() in self.weekdays and day not in self.holidays
 
     @property
     def day_us(self) -> int:
@@ -79,7 +88,7 @@ class Calendar:
         if not self.weekdays:
             raise ValueError("a calendar needs at least one working weekday")
         while True:
-            if day.weekday() in self.weekdays:
+            if self.is_business_day(day):
                 opens = to_us(datetime.combine(day, self.start, zone))
                 closes = to_us(datetime.combine(day, self.end, zone))
                 if closes > start_us:
