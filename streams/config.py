@@ -35,6 +35,7 @@ from streams.connectors.kinds import connectors
 from streams.core.alerts import INDICATOR_RULES, INFLOW_ABOVE_OUTFLOW, CrossingPolicy, RulesPolicy
 from streams.core.crossing import CrossingRule
 from streams.core.flow import Windows
+from streams.core.forecast import ForecastPolicy, Target
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
 from streams.core.timeline import US_PER_SECOND, WallClock, parse_duration
@@ -405,6 +406,62 @@ class IndicatorsConfig(BaseModel):
     recent: Duration = "24h"  # the drivers' recent window
 
 
+def _target(text: str) -> Target:
+    """``10d`` (business days from tomorrow) or a date (``2026-03-14``, by its end)."""
+    stripped = text.strip()
+    if stripped[:-1].isdigit() and stripped[-1:].lower() == "d" and int(stripped[:-1]) > 0:
+        return Target(business_days=int(stripped[:-1]))
+    try:
+        return Target(business_days=None, by=date.fromisoformat(stripped))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is no target: business days like 10d, or a date like 2026-03-14"
+        ) from None
+
+
+def _valid_target(text: str) -> str:
+    _target(text)
+    return text
+
+
+TargetText = Annotated[str, AfterValidator(_valid_target)]
+
+
+class ForecastConfig(BaseModel):
+    """The drain forecast and the effort to a target (docs/semantics.md, "Planning")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    weeks: int = Field(default=6, ge=2, le=52)  # of history sampled
+    paths: int = Field(default=1000, ge=100, le=100_000)
+    horizon: Duration = "90d"
+    target: TargetText = "10d"
+    targets: dict[str, TargetText] = Field(default_factory=dict)  # per queue name
+
+    @field_validator("horizon")
+    @classmethod
+    def _whole_days(cls, value: str) -> str:
+        if parse_duration(value) % 86400 or parse_duration(value) < 14 * 86400:
+            raise ValueError("the horizon is whole days, at least 14d")
+        return value
+
+    def policy(self, rules: RulesPolicy, calendar: Calendar | None) -> ForecastPolicy | None:
+        if not self.enabled:
+            return None
+        return ForecastPolicy(
+            weeks=self.weeks,
+            paths=self.paths,
+            horizon_days=parse_duration(self.horizon) // 86400,
+            band_high_days=rules.band_high_days,
+            capacity_window=rules.capacity_window,
+            capacity_window_us=parse_duration(rules.capacity_window) * US_PER_SECOND,
+            target=_target(self.target),
+            targets={queue: _target(text) for queue, text in self.targets.items()},
+            calendar=calendar,
+        )
+
+
 KINDS = connectors()
 
 
@@ -543,6 +600,7 @@ class FlowgaugeConfig(BaseSettings):
     alerts: AlertsConfig = AlertsConfig()
     sla: SlaConfig = SlaConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
+    forecast: ForecastConfig = ForecastConfig()
     chat: list[ChatDestination] = Field(default_factory=list)
     gateway: GatewayConfig = GatewayConfig()
     silences: list[Silence] = Field(default_factory=list)
@@ -653,7 +711,8 @@ class FlowgaugeConfig(BaseSettings):
             "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
         )
         rules = self.alerts.rules.policy(capacity)
+        sla = self.sla.policy()
         return Settings(
-            windows, policy, track_aging, self.sla.policy(), rules, indicator_seconds,
-            self.scope_cap,
+            windows, policy, track_aging, sla, rules, indicator_seconds, self.scope_cap,
+            self.forecast.policy(rules, sla.calendar),
         )  # fmt: skip

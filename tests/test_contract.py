@@ -11,12 +11,13 @@ from streams.commands.report import run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.events import InvalidEvent, TicketEvent, parse_event
 from streams.core.timeline import US_PER_SECOND
-from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, SLA
 from streams.outputs.records import (
     EXAMPLES,
     AgingRecord,
     AlertRecord,
     FlowRecord,
+    ForecastRecord,
     IndicatorRecord,
     Record,
     SlaRecord,
@@ -108,6 +109,7 @@ MODELS: dict[str, type[Record]] = {
     AGING: AgingRecord,
     SLA: SlaRecord,
     INDICATORS: IndicatorRecord,
+    FORECAST: ForecastRecord,
     ALERTS: AlertRecord,
 }
 

@@ -27,7 +27,16 @@ from streams.commands.report import run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.scope import Settings
 from streams.core.timeline import US_PER_SECOND, iso, to_us
-from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, INPUT, SLA
+from streams.core.topics import (
+    AGING,
+    ALERTS,
+    DEAD_LETTERS,
+    FLOW,
+    FORECAST,
+    INDICATORS,
+    INPUT,
+    SLA,
+)
 from streams.core.watermark import Watermarks
 from streams.kafka import Kafka
 from streams.outputs.records import AgingRecord, FlowRecord, SlaRecord, outgoing
@@ -61,6 +70,7 @@ class Expected:
     alerts: dict[str, dict]
     sla: list[dict]
     indicators: list[dict]
+    forecast: list[dict]
 
 
 def expected_from_report(lines: list[bytes], settings: Settings | None = None) -> Expected:
@@ -78,12 +88,15 @@ def expected_from_report(lines: list[bytes], settings: Settings | None = None) -
         {(r["as_of"], r["scope"]): r for r in aging},
         {a.alert_id: {"state": a.state.value, "at": iso(a.at_us)} for a in alerts},
         sla,
-        [
-            json.loads(value)
-            for item in emitted
-            for topic, _, value in outgoing(item, None, "7d", "7d")
-            if topic == INDICATORS
-        ],
+        *(
+            [
+                json.loads(value)
+                for item in emitted
+                for topic, _, value in outgoing(item, None, "7d", "7d")
+                if topic == wanted
+            ]
+            for wanted in (INDICATORS, FORECAST)
+        ),
     )
 
 
@@ -166,6 +179,11 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
         for kind in ("recontact", "undeflected")
     } | {"tracked": gauge(running, "flowgauge_requesters_tracked")}
     assert_same_records(indicators, wanted.indicators, INDICATORS, f"findings {found}")
+    # The fixture's last two days have two weeks of history behind them: numbers, not only
+    # "insufficient_history".
+    assert any(r["status"] == "ok" and r["target_status"] == "open" for r in wanted.forecast)
+    forecast = [json.loads(v) for _, v in read_topic(broker, FORECAST, until=len(wanted.forecast))]
+    assert_same_records(forecast, wanted.forecast, FORECAST)
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
     assert wanted.sla, "the fixture should exercise the SLA clocks"

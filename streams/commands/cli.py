@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--alerts", type=Path, help="also write alert transitions as CSV here")
     report.add_argument("--sla-events", type=Path, help="also write ticket.sla records as CSV here")
     report.add_argument("--indicators", type=Path, help="also write leading indicators as CSV here")
+    report.add_argument(
+        "--forecast", type=Path, help="also write the drain forecast (whole hours) as CSV here"
+    )
     report.set_defaults(run=_report)
 
     evaluate = commands.add_parser(
@@ -175,6 +178,7 @@ def _config(**overrides: object) -> FlowgaugeConfig:
 def _report(args: argparse.Namespace) -> int:
     from streams.commands.report import (
         ALERTS,
+        FORECAST,
         INDICATORS,
         SLA_EVENTS,
         LocalPipeline,
@@ -200,6 +204,7 @@ def _report(args: argparse.Namespace) -> int:
             (args.alerts, ALERTS),
             (args.sla_events, SLA_EVENTS),
             (args.indicators, INDICATORS),
+            (args.forecast, FORECAST),
         )
         outputs += [
             (files.enter_context(path.open("w", newline="")), output)

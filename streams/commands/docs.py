@@ -28,6 +28,7 @@ from streams.core.topics import (
     ALERTS,
     DEAD_LETTERS,
     FLOW,
+    FORECAST,
     INDICATORS,
     INPUT,
     PUBLIC_TOPICS,
@@ -41,6 +42,7 @@ from streams.outputs.records import (
     AlertRecord,
     DeadLetter,
     FlowRecord,
+    ForecastRecord,
     IndicatorRecord,
     Rejected,
     SlaRecord,
@@ -69,6 +71,7 @@ PUBLIC = {
     ALERTS: PublicTopic("incident_id", AlertRecord),
     SLA: PublicTopic("ticket_id", SlaRecord),
     INDICATORS: PublicTopic("scope", IndicatorRecord),
+    FORECAST: PublicTopic("scope", ForecastRecord),
     REJECTED: PublicTopic("the source instance's name", Rejected),
 }
 # Internal topics by name without the app id: key, pickled value.

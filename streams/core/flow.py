@@ -47,6 +47,9 @@ class FlowSnapshot:
     outflow: dict[str, int]
     transfers_in: dict[str, int]
     transfers_out: dict[str, int]
+    # The boundary's own step, transfers counted: the daily history of the forecast.
+    step_in: int = 0
+    step_out: int = 0
 
 
 def _zeros() -> list[int]:
@@ -121,5 +124,13 @@ class ScopeFlow:
         self.buckets.pop(index - windows.longest, None)
 
     def _snapshot(self, index: int, windows: Windows) -> FlowSnapshot:
-        per_kind = [{name: self.sums[name][kind] for name in windows.steps} for kind in FLOW_KINDS]
-        return FlowSnapshot(index * windows.step_us, self.scope, self.open, *per_kind)
+        inflow, outflow, moved_in, moved_out = (
+            {name: self.sums[name][kind] for name in windows.steps} for kind in FLOW_KINDS
+        )
+        step = self.buckets.get(index) or _zeros()
+        came = step[Kind.INFLOW] + step[Kind.TRANSFER_IN]
+        went = step[Kind.OUTFLOW] + step[Kind.TRANSFER_OUT]
+        return FlowSnapshot(
+            index * windows.step_us, self.scope, self.open, inflow, outflow, moved_in, moved_out,
+            came, went,
+        )  # fmt: skip

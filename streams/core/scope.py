@@ -18,6 +18,7 @@ from streams.core.alerts import (
 )
 from streams.core.crossing import Crossing, CrossingRule
 from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
+from streams.core.forecast import DayHistory, Forecast, ForecastPolicy, forecast
 from streams.core.indicators import (
     DEFLECTION_HORIZON_US,
     Effort,
@@ -41,6 +42,7 @@ class Settings:
     rules: RulesPolicy = field(default_factory=RulesPolicy)
     indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
     scope_cap: int = 200  # values per dimension that are scopes (streams/core/catalog.py)
+    forecast: ForecastPolicy | None = field(default_factory=ForecastPolicy)
     # Worked out once: every transition and every snapshot reads them.
     indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
     rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
@@ -69,6 +71,7 @@ class Emitted:
     alert: AlertTransition | None  # the headline rule, inflow_above_outflow
     indicators: IndicatorSnapshot | None = None
     rule_alerts: tuple[AlertTransition, ...] = ()  # the indicator rules
+    forecast: Forecast | None = None  # at whole hours
 
     @property
     def alerts(self) -> tuple[AlertTransition, ...]:
@@ -83,6 +86,7 @@ class ScopeState:
     crossing: Crossing | InflowAboveOutflow | None = None
     indicators: ScopeIndicators = field(init=False)
     rules: IndicatorRules | None = None
+    days: DayHistory = field(default_factory=DayHistory)
 
     def __post_init__(self) -> None:
         self.flow = ScopeFlow(self.scope)
@@ -162,7 +166,16 @@ class ScopeState:
                         snapshot, indicators, breached, settings.rules, settings.rule_spans
                     )
                 )
-            yield Emitted(snapshot, aging, alert, indicators, rule_alerts)
+            yield Emitted(
+                snapshot, aging, alert, indicators, rule_alerts, self._forecast(snapshot, settings)
+            )
+
+    def _forecast(self, snapshot: FlowSnapshot, settings: Settings) -> Forecast | None:
+        policy = settings.forecast
+        if policy is None:
+            return None
+        self.days.add(snapshot, policy.timezone, 7 * policy.weeks + 1)
+        return forecast(snapshot, self.days, policy)
 
 
 def _headline(scope: str, policy: CrossingPolicy | CrossingRule) -> Crossing | InflowAboveOutflow:

@@ -9,10 +9,11 @@ AGING = "backlog.aging"
 ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
 INDICATORS = "backlog.indicators"
+FORECAST = "backlog.forecast"
 # Connector deliveries that verified but could not be mapped (they may hold personal data).
 REJECTED = "ticket-events.rejected"
-PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, REJECTED)
-DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS)
+PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST, REJECTED)
+DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST)
 # Kept for a time, not compacted: history, not tables.
 RETAINED_TOPICS = (*DERIVED_TOPICS, REJECTED)
 # A dead letter holds its input in base64 (4/3 of the size) and a reason: room for an

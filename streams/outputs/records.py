@@ -14,21 +14,23 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 
 from streams.core.aging import BANDS, AgingSnapshot
 from streams.core.alerts import AlertTransition, capacity_days, describe
 from streams.core.events import TicketEvent
 from streams.core.flow import FlowSnapshot
+from streams.core.forecast import QUANTILES, Forecast, ForecastPolicy
 from streams.core.indicators import IndicatorSnapshot
 from streams.core.scope import Emitted
 from streams.core.sla import SlaChange
 from streams.core.timeline import iso
-from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, SLA
 from streams.outputs.truth import EXAMPLE as TRUTH_EXAMPLE
 
 
@@ -121,6 +123,94 @@ class SlaRecord(Record):
             "as_of": iso(change.as_of_us),
             "link": link,
         }
+
+
+REPORTED_DAYS = ForecastPolicy().reported_days
+
+
+class ForecastFields(Record):
+    """``backlog.forecast``, key = scope: when the backlog is back in its healthy band at the
+    recent pace, and what it takes to be there by the target (whole hours only)."""
+
+    as_of: str
+    scope: str
+    open: int
+    band_tickets: int = Field(
+        description="the band's upper edge in tickets: band_high_days of the capacity at as_of"
+    )
+    status: Literal["ok", "insufficient_history"] = Field(
+        description="insufficient_history: fewer whole days seen than min_days; no numbers"
+    )
+    in_band_by_p50: str | None = Field(
+        description="the first date by which half the sampled futures are in band "
+        "(the team's time zone); null: not within the horizon"
+    )
+    in_band_by_p85: str | None
+    in_band_by_p95: str | None
+    closes_needed_per_day_p85: int | None = Field(
+        description="extra closes per business day that put 85% of the futures in band by "
+        "the target; null when the target is missed or history is short"
+    )
+    inflow_reduction_per_day_p85: int | None = Field(
+        description="fewer arrivals per day that would do the same"
+    )
+    target_by: str | None = Field(description="the target's last day")
+    target_status: Literal["met", "open", "missed"] | None = Field(
+        description="met: in band now; missed: no business day left before the target; "
+        "null: insufficient history"
+    )
+    weeks: int = Field(description="weeks of history sampled, by weekday")
+    days_sampled: int = Field(description="whole days of history found in those weeks")
+    paths: int = Field(description="futures sampled")
+    horizon_days: int
+    band_high_days: float
+
+
+ForecastRecord = create_model(
+    "ForecastRecord",
+    __base__=ForecastFields,
+    __doc__=ForecastFields.__doc__,
+    **{
+        f"p_in_band_d{day}": (
+            float | None,
+            Field(
+                description=f"the share of futures in band by the end of business day {day} "
+                "(first passage: never falls with the day; 1 when in band now)"
+            ),
+        )
+        for day in range(1, REPORTED_DAYS + 1)
+    },  # type: ignore[call-overload]
+)
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def forecast_fields(forecast: Forecast) -> dict[str, Any]:
+    policy = forecast.policy
+    shares = dict(enumerate(forecast.p_in_band, 1))
+    by = dict(zip(QUANTILES, forecast.in_band_by, strict=True)) if forecast.sufficient else {}
+    return {
+        "as_of": iso(forecast.as_of_us),
+        "scope": forecast.scope,
+        "open": forecast.open,
+        "band_tickets": forecast.band_tickets,
+        "status": "ok" if forecast.sufficient else "insufficient_history",
+        "in_band_by_p50": _day(by.get(0.5)),
+        "in_band_by_p85": _day(by.get(0.85)),
+        "in_band_by_p95": _day(by.get(0.95)),
+        "closes_needed_per_day_p85": forecast.closes_needed_per_day,
+        "inflow_reduction_per_day_p85": forecast.inflow_reduction_per_day,
+        "target_by": _day(forecast.target_by),
+        "target_status": forecast.target_status,
+        "weeks": policy.weeks,
+        "days_sampled": forecast.days_sampled,
+        "paths": policy.paths,
+        "horizon_days": policy.horizon_days,
+        "band_high_days": policy.band_high_days,
+        **{f"p_in_band_d{day}": shares.get(day) for day in range(1, REPORTED_DAYS + 1)},
+    }
 
 
 class DriverRecord(BaseModel):
@@ -291,10 +381,14 @@ def outgoing(
         capacity = capacity_days(item.flow, capacity_window)
         fields = IndicatorRecord.fields_of(item.indicators, indicator_window, capacity)
         yield INDICATORS, key, to_json(fields)
+    if item.forecast is not None:
+        yield FORECAST, key, to_json(forecast_fields(item.forecast))
     for alert in item.alerts:
         summary = describe(alert, item.flow, dashboard_url, item.indicators, earlier_rule)
         yield ALERTS, alert.incident_id.encode(), AlertRecord.of(alert, summary).to_bytes()
 
+
+_EXAMPLE_SHARES = (0.0, 0.0, 0.01, 0.04, 0.12, 0.27, 0.45, 0.61, 0.74, 0.83, 0.86, 0.9, 0.94, 0.96)
 
 EXAMPLES: dict[str, BaseModel] = {
     "ticket-event": TicketEvent.model_validate(
@@ -364,6 +458,28 @@ EXAMPLES: dict[str, BaseModel] = {
                 tag="refund", recent=14, recent_share=0.34, baseline_share=0.09, spike=True
             )
         ],
+    ),
+    "forecast": ForecastRecord.model_validate(
+        {
+            "as_of": "2026-03-02T09:00:00Z",
+            "scope": "queue:billing",
+            "open": 412,
+            "band_tickets": 180,
+            "status": "ok",
+            "in_band_by_p50": "2026-03-11",
+            "in_band_by_p85": "2026-03-16",
+            "in_band_by_p95": "2026-03-19",
+            "closes_needed_per_day_p85": 9,
+            "inflow_reduction_per_day_p85": 7,
+            "target_by": "2026-03-13",
+            "target_status": "open",
+            "weeks": 6,
+            "days_sampled": 42,
+            "paths": 1000,
+            "horizon_days": 90,
+            "band_high_days": 3.0,
+            **{f"p_in_band_d{day}": share for day, share in enumerate(_EXAMPLE_SHARES, 1)},
+        }
     ),
     "alert": AlertRecord(
         alert_id="inflow_above_outflow:queue:billing:2026-03-02T14:00:00Z:firing",

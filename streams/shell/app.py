@@ -11,7 +11,7 @@ import faust
 from aiohttp import web
 
 from streams.config import FlowgaugeConfig
-from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, FORECAST, INDICATORS, SLA
 from streams.kafka import Kafka
 from streams.outputs.access import Access, guard
 from streams.outputs.delivery import deliver_alerts_to_chat
@@ -61,7 +61,7 @@ def build_app(config: FlowgaugeConfig, layout: Layout, kafka: Kafka) -> faust.Ap
 
     @app.task
     async def track_produced_topics() -> None:
-        produced = [DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS]
+        produced = [DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST]
         produced += [wiring.deltas.get_topic_name(), wiring.contacts.get_topic_name()]
         produced += sorted(app.tables.changelog_topics)
         await track_topics(app.producer, produced)

@@ -32,6 +32,7 @@ from streams.core.alerts import (
 from streams.core.catalog import Catalog, Undecided
 from streams.core.crossing import Crossing
 from streams.core.flow import FlowSnapshot, ScopeFlow
+from streams.core.forecast import DayHistory
 from streams.core.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, ContactKind, Opening, Requester, Resolution
@@ -70,6 +71,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     Crossing,
     FlowSnapshot,
     ScopeFlow,
+    DayHistory,
     Emitted,
     ScopeState,
     PartitionRecord,

@@ -1,0 +1,320 @@
+"""The drain forecast: when a scope's backlog is back in its healthy band at this pace, and
+what it would take to be there by a target.
+
+The pace is the scope's own recent days. A scope keeps, per day of the team's calendar,
+the tickets that came in and went out (transfers counted, so the level follows) and the
+level at the day's end (``DayHistory``). At a whole hour the forecast samples the days
+after today, each from the same weekday of the last ``weeks`` weeks, inflow and outflow
+separately: outflow only from days that ended with tickets open (a quiet day closed what
+there was, not what the team could), holidays and other days off from days off. Each of
+``paths`` sampled futures gives the first day the backlog is at or under the band's upper
+edge (in tickets, from the capacity at ``as_of``, held over the horizon).
+
+The futures depend on the scope, today's date and the history before today only: they
+are sampled once a day (seeded from scope and date, so ``report``, the stream and any
+replay agree) and each hour reads them against its own level and band. Today's remaining
+hours are not sampled: the level at ``as_of`` stands for today's end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from fractions import Fraction
+from functools import lru_cache
+from itertools import accumulate, repeat
+from operator import add, mul, rshift, sub
+from zoneinfo import ZoneInfo
+
+from streams.core.flow import FlowSnapshot
+from streams.core.sla import Calendar
+from streams.core.timeline import US_PER_SECOND, from_us, to_us
+
+HOUR_US = 3600 * US_PER_SECOND
+DAY_US = 24 * HOUR_US
+QUANTILES = (0.5, 0.85, 0.95)
+TARGET_QUANTILE = 0.85
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Back in band within ``business_days`` business days, or by the end of ``by``."""
+
+    business_days: int | None = 10
+    by: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPolicy:
+    weeks: int = 6  # of history sampled
+    min_days: int = 14  # fewer whole days seen: insufficient history
+    paths: int = 1000
+    horizon_days: int = 90  # calendar days; beyond, "not within the horizon"
+    reported_days: int = 14  # p_in_band_d1 .. d14, business days
+    band_high_days: float = 3.0  # the band's upper edge, in days of capacity
+    capacity_window: str = "7d"
+    capacity_window_us: int = 7 * DAY_US
+    target: Target = Target()
+    targets: dict[str, Target] = field(default_factory=dict)  # per queue name
+    calendar: Calendar | None = None
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.calendar.timezone if self.calendar else "UTC")
+
+    def business_day(self, day: date) -> bool:
+        return self.calendar.is_business_day(day) if self.calendar else True
+
+    def target_of(self, scope: str) -> Target:
+        kind, _, name = scope.partition(":")
+        return self.targets.get(name, self.target) if kind == "queue" else self.target
+
+
+@dataclass(slots=True)
+class DayHistory:
+    """A scope's whole days: date ordinal -> [in, out, level at the day's end]."""
+
+    days: dict[int, list[int]] = field(default_factory=dict)
+    day: int | None = None  # the ordinal of the day the last boundary fell in
+    day_end_us: int = 0  # that day's end (local midnight, in UTC microseconds)
+
+    def add(self, snapshot: FlowSnapshot, zone: ZoneInfo, keep_days: int) -> None:
+        """Count one boundary's step: it ends in ``(as_of - step, as_of]``, so a boundary at
+        midnight closes the day before."""
+        if self.day is None or snapshot.as_of_us > self.day_end_us:
+            local = from_us(snapshot.as_of_us - 1).astimezone(zone).date()
+            self.day = local.toordinal()
+            self.day_end_us = _midnight_after(local, zone)
+            for old in [d for d in self.days if d <= self.day - keep_days]:
+                del self.days[old]
+        counts = self.days.setdefault(self.day, [0, 0, 0])
+        counts[0] += snapshot.step_in
+        counts[1] += snapshot.step_out
+        counts[2] = snapshot.open
+
+    def whole_days(self, today: int, weeks: int) -> dict[int, tuple[int, int, int]]:
+        """The days of the last ``weeks`` weeks before ``today``, as far as seen."""
+        first = today - 7 * weeks
+        return {d: (c[0], c[1], c[2]) for d, c in self.days.items() if first <= d < today}
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """What ``backlog.forecast`` says of one scope as of one whole hour."""
+
+    as_of_us: int
+    scope: str
+    open: int
+    band_tickets: int
+    days_sampled: int
+    sufficient: bool
+    p_in_band: tuple[float, ...] = ()  # by business day 1, 2, ...
+    in_band_by: tuple[date | None, ...] = ()  # per QUANTILES, None: not within the horizon
+    closes_needed_per_day: int | None = None  # extra closes per business day, at 85%
+    inflow_reduction_per_day: int | None = None  # fewer arrivals per day, at 85%
+    target_by: date | None = None
+    target_status: str | None = None  # met (in band now), open, missed (no business day left)
+    policy: ForecastPolicy = field(default_factory=lambda: ForecastPolicy(), compare=False)
+
+
+def band_tickets(flow: FlowSnapshot, policy: ForecastPolicy) -> int:
+    """The band's upper edge in tickets: ``band_high_days`` of the capacity at ``as_of``
+    (outflow over the capacity window per day), exactly, rounded down."""
+    outflow = flow.outflow.get(policy.capacity_window, 0)
+    edge = Fraction(policy.band_high_days) * outflow * DAY_US / policy.capacity_window_us
+    return math.floor(edge)
+
+
+@dataclass(frozen=True, slots=True)
+class Horizon:
+    """The days after today: their dates, and which of them are business days."""
+
+    dates: tuple[date, ...]
+    business: tuple[int, ...]  # calendar day index (1-based) of business day 1, 2, ...
+
+
+def forecast(flow: FlowSnapshot, history: DayHistory, policy: ForecastPolicy) -> Forecast | None:
+    """The forecast at a whole hour of event time; None between whole hours."""
+    if flow.as_of_us % HOUR_US:
+        return None
+    today = from_us(flow.as_of_us).astimezone(policy.timezone).date()
+    days = history.whole_days(today.toordinal(), policy.weeks)
+    band = band_tickets(flow, policy)
+    if len(days) < policy.min_days:
+        return Forecast(flow.as_of_us, flow.scope, flow.open, band, len(days), False, policy=policy)
+    horizon = _horizon(today, policy.horizon_days, policy.calendar)
+    target = policy.target_of(flow.scope)
+    target_day = _target_day(target, horizon)
+    target_by = horizon.dates[target_day - 1] if target_day else target.by
+    reported = horizon.business[: policy.reported_days]
+    if flow.open <= band:
+        return Forecast(
+            flow.as_of_us, flow.scope, flow.open, band, len(days), True,
+            (1.0,) * len(reported), (today,) * len(QUANTILES), 0, 0, target_by, "met", policy,
+        )  # fmt: skip
+    pools = _pools(days, horizon, policy)
+    drawn = futures(flow.scope, today.toordinal(), pools, policy.paths, target_day)
+    need = band - flow.open  # a path is in band once its net has come down this far
+    p_in_band = tuple(drawn.share_by(day, need) for day in reported)
+    in_band_by = tuple(_date_at(drawn, q, need, horizon) for q in QUANTILES)
+    closes, fewer = _effort(drawn, need, horizon, target_day) if target_day else (None, None)
+    return Forecast(
+        flow.as_of_us, flow.scope, flow.open, band, len(days), True, p_in_band, in_band_by,
+        closes, fewer, target_by, "open" if target_day else "missed", policy,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _horizon(today: date, days: int, calendar: Calendar | None) -> Horizon:
+    dates = tuple(today + timedelta(days=k) for k in range(1, days + 1))
+    business = tuple(
+        k for k, d in enumerate(dates, 1) if calendar is None or calendar.is_business_day(d)
+    )
+    return Horizon(dates, business)
+
+
+def _target_day(target: Target, horizon: Horizon) -> int:
+    """The calendar day index of the target's last business day; 0 when none is left."""
+    if target.by is None:
+        wanted = target.business_days or 0
+        return horizon.business[wanted - 1] if 0 < wanted <= len(horizon.business) else 0
+    left = [k for k in horizon.business if horizon.dates[k - 1] <= target.by]
+    return left[-1] if left else 0
+
+
+Pool = tuple[int, ...]
+
+
+def _pools(
+    days: dict[int, tuple[int, int, int]], horizon: Horizon, policy: ForecastPolicy
+) -> tuple[Pool, ...]:
+    """Per day of the horizon, the nets it may take: every (in, out) pair of the history
+    days it samples from, so that one draw samples inflow and outflow independently."""
+
+    def kind(day: date) -> tuple[bool, int]:
+        return policy.business_day(day), day.weekday()
+
+    seen = {ordinal: date.fromordinal(ordinal) for ordinal in days}
+    by_kind: dict[tuple[bool, int], list[int]] = {}
+    for ordinal, day in seen.items():
+        by_kind.setdefault(kind(day), []).append(ordinal)
+    business = set(horizon.business)
+    nets: dict[tuple[bool, int], Pool] = {}
+    pools = []
+    for index, day in enumerate(horizon.dates, 1):
+        wanted = (index in business, day.weekday())
+        if wanted not in nets:
+            chosen = by_kind.get(wanted) or [
+                o for k, found in by_kind.items() if k[0] == wanted[0] for o in found
+            ] or list(days)  # fmt: skip
+            ins = [days[o][0] for o in sorted(chosen)]
+            busy = [days[o][1] for o in sorted(chosen) if days[o][2] > 0]
+            outs = busy or [days[o][1] for o in sorted(chosen)]
+            nets[wanted] = tuple(i - o for i in ins for o in outs)
+        pools.append(nets[wanted])
+    return tuple(pools)
+
+
+@dataclass(frozen=True, slots=True)
+class Futures:
+    """The sampled futures of one scope and day, kept as every hour of the day reads them.
+
+    ``lowest``: per day of the horizon, the lowest cumulative net of every path so far
+    (put in order when first read: the share of paths in band by then is a bisection).
+    ``early``: per day up to the target, the cumulative net of every path. ``_within``: per
+    pace and effort, the lowest of every path's net less that effort, in order."""
+
+    lowest: tuple[list[int], ...]
+    early: tuple[array[int], ...]
+    _ordered: dict[int, array[int]] = field(default_factory=dict)
+    _last: dict[tuple[int, ...], int] = field(default_factory=dict)
+    _within: dict[tuple[tuple[int, ...], int], array[int]] = field(default_factory=dict)
+
+    def share_by(self, day: int, need: int) -> float:
+        """The share of paths whose net has come down to ``need`` by the end of ``day``."""
+        lowest = self._ordered.get(day)
+        if lowest is None:
+            lowest = self._ordered[day] = array("q", sorted(self.lowest[day - 1]))
+        return bisect_right(lowest, need) / len(lowest)
+
+    def least_effort(self, pace: tuple[int, ...], need: int) -> int:
+        """The least whole ``effort`` such that, taking ``effort * pace[k]`` off each path's
+        net by day k, at least 85% of the paths come down to ``need`` on some day up to the
+        target. The share grows with the effort: gallop from the last answer (the next hour's
+        is close to it), then bisect; the answer is the same whichever hour came before."""
+
+        def enough(effort: int) -> bool:
+            return self._share_within(pace, effort, need) >= TARGET_QUANTILE
+
+        low = high = self._last.get(pace, 0)  # enough at high, not at low (-1: not tried)
+        step = 1
+        if enough(high):
+            while (low := high - step) >= 0 and enough(low):
+                high, step = low, step * 2
+            low = max(low, -1)
+        else:
+            while not enough(high := low + step):
+                low, step = high, step * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if enough(middle) else (middle, high)
+        self._last[pace] = high
+        return high
+
+    def _share_within(self, pace: tuple[int, ...], effort: int, need: int) -> float:
+        lowest = self._within.get((pace, effort))
+        if lowest is None:
+            eased = [
+                map(sub, column, repeat(effort * share))
+                for column, share in zip(self.early, pace, strict=True)
+                if share
+            ]
+            lowest = array("q", sorted(map(min, *eased)))
+            self._within[(pace, effort)] = lowest
+        return bisect_right(lowest, need) / len(lowest)
+
+
+@lru_cache(maxsize=64)
+def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int) -> Futures:
+    """``count`` sampled futures, seeded from scope and date: the same wherever drawn. Each
+    day draws one net for every path, in C: 32 random bits per path scaled to the pool (a
+    bias below one in 2**32 / len(pool))."""
+    rng = random.Random(f"{scope}|{date.fromordinal(today).isoformat()}")
+    cumulative, low = [0] * count, [0] * count
+    lowest, kept = [], []
+    for day, pool in enumerate(pools, 1):
+        bits = array("I", rng.randbytes(4 * count))
+        picks = map(rshift, map(mul, bits, repeat(len(pool))), repeat(32))
+        cumulative = list(map(add, cumulative, map(pool.__getitem__, picks)))
+        low = list(map(min, low, cumulative)) if day > 1 else cumulative
+        lowest.append(low)
+        if day <= early:
+            kept.append(array("q", cumulative))
+    return Futures(tuple(lowest), tuple(kept))
+
+
+def _date_at(drawn: Futures, quantile: float, need: int, horizon: Horizon) -> date | None:
+    """The first day by which at least ``quantile`` of the paths are in band."""
+    days = range(1, len(horizon.dates) + 1)
+    day = bisect_left(days, quantile, key=lambda d: drawn.share_by(d, need))
+    return horizon.dates[day] if day < len(horizon.dates) else None
+
+
+def _effort(drawn: Futures, need: int, horizon: Horizon, target_day: int) -> tuple[int, int]:
+    """Extra closes per business day, and fewer arrivals per day, that put 85% of the paths
+    in band by the target day: each path's net by day k eased by the closes of the business
+    days up to k, or by the arrivals of the k days."""
+    business = set(horizon.business)
+    worked = tuple(accumulate(int(k in business) for k in range(1, target_day + 1)))
+    return drawn.least_effort(worked, need), drawn.least_effort(
+        tuple(range(1, target_day + 1)), need
+    )
+
+
+def _midnight_after(day: date, zone: ZoneInfo) -> int:
+    """The end of ``day`` in ``zone`` (its next midnight), in UTC microseconds."""
+    return to_us(datetime.combine(day + timedelta(days=1), time(), zone))
