@@ -179,11 +179,13 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
         for kind in ("recontact", "undeflected")
     } | {"tracked": gauge(running, "flowgauge_requesters_tracked")}
     assert_same_records(indicators, wanted.indicators, INDICATORS, f"findings {found}")
-    # The fixture's last two days have two weeks of history behind them: numbers, not only
-    # "insufficient_history".
-    assert any(r["status"] == "ok" and r["target_status"] == "open" for r in wanted.forecast)
+    # Each day of history counted once, across a crash too (days_sampled).
     forecast = [json.loads(v) for _, v in read_topic(broker, FORECAST, until=len(wanted.forecast))]
     assert_same_records(forecast, wanted.forecast, FORECAST)
+    latest = max((r for r in wanted.forecast if r["scope"] == "all"), key=itemgetter("as_of"))
+    scopeless = {"queue": "", "priority": "", "channel": ""}
+    closes = gauge(running, "flowgauge_closes_needed_per_day", **scopeless)
+    assert closes == (latest["closes_needed_per_day_p85"] or 0)
     alerts = [json.loads(v) for _, v in read_topic(broker, ALERTS, until=len(wanted.alerts))]
     assert {a["alert_id"]: {"state": a["state"], "at": a["at"]} for a in alerts} == wanted.alerts
     assert wanted.sla, "the fixture should exercise the SLA clocks"
@@ -209,6 +211,10 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
 def test_workers_publish_exactly_what_report_computes(
     broker: EmbeddedBroker, lines: list[bytes], tmp_path: Path, count: int
 ) -> None:
+    # The fixture's last two days have two weeks of history behind them: forecasts with
+    # numbers, not only "insufficient_history".
+    forecast = expected_from_report(lines).forecast
+    assert any(r["status"] == "ok" and r["closes_needed_per_day_p85"] for r in forecast)
     with workers(broker, tmp_path, count, **STEP) as running:
         publish(broker, lines)
         check_against_report(broker, lines, running)

@@ -22,7 +22,7 @@ import math
 import random
 from array import array
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
 from functools import lru_cache
@@ -118,7 +118,12 @@ class Forecast:
     inflow_reduction_per_day: int | None = None  # fewer arrivals per day, at 85%
     target_by: date | None = None
     target_status: str | None = None  # met (in band now), open, missed (no business day left)
-    policy: ForecastPolicy = field(default_factory=lambda: ForecastPolicy(), compare=False)
+    # The assumptions, as the record states them.
+    weeks: int = 0
+    paths: int = 0
+    horizon_days: int = 0
+    band_high_days: float = 0.0
+    timezone: str = "UTC"  # the team's: the days and dates above are its
 
 
 def band_tickets(flow: FlowSnapshot, policy: ForecastPolicy) -> int:
@@ -143,28 +148,34 @@ def forecast(flow: FlowSnapshot, history: DayHistory, policy: ForecastPolicy) ->
         return None
     today = from_us(flow.as_of_us).astimezone(policy.timezone).date()
     days = history.whole_days(today.toordinal(), policy.weeks)
-    band = band_tickets(flow, policy)
+    short = Forecast(
+        flow.as_of_us, flow.scope, flow.open, band_tickets(flow, policy), len(days), False,
+        weeks=policy.weeks, paths=policy.paths, horizon_days=policy.horizon_days,
+        band_high_days=policy.band_high_days, timezone=policy.timezone.key,
+    )  # fmt: skip
     if len(days) < policy.min_days:
-        return Forecast(flow.as_of_us, flow.scope, flow.open, band, len(days), False, policy=policy)
+        return short
     horizon = _horizon(today, policy.horizon_days, policy.calendar)
     target = policy.target_of(flow.scope)
     target_day = _target_day(target, horizon)
     target_by = horizon.dates[target_day - 1] if target_day else target.by
     reported = horizon.business[: policy.reported_days]
-    if flow.open <= band:
-        return Forecast(
-            flow.as_of_us, flow.scope, flow.open, band, len(days), True,
-            (1.0,) * len(reported), (today,) * len(QUANTILES), 0, 0, target_by, "met", policy,
+    if flow.open <= short.band_tickets:
+        return replace(
+            short, sufficient=True, p_in_band=(1.0,) * len(reported),
+            in_band_by=(today,) * len(QUANTILES), closes_needed_per_day=0,
+            inflow_reduction_per_day=0, target_by=target_by, target_status="met",
         )  # fmt: skip
     pools = _pools(days, horizon, policy)
     drawn = futures(flow.scope, today.toordinal(), pools, policy.paths, target_day)
-    need = band - flow.open  # a path is in band once its net has come down this far
-    p_in_band = tuple(drawn.share_by(day, need) for day in reported)
-    in_band_by = tuple(_date_at(drawn, q, need, horizon) for q in QUANTILES)
+    need = short.band_tickets - flow.open  # in band once a path's net comes down this far
     closes, fewer = _effort(drawn, need, horizon, target_day) if target_day else (None, None)
-    return Forecast(
-        flow.as_of_us, flow.scope, flow.open, band, len(days), True, p_in_band, in_band_by,
-        closes, fewer, target_by, "open" if target_day else "missed", policy,
+    return replace(
+        short, sufficient=True,
+        p_in_band=tuple(drawn.share_by(day, need) for day in reported),
+        in_band_by=tuple(_date_at(drawn, q, need, horizon) for q in QUANTILES),
+        closes_needed_per_day=closes, inflow_reduction_per_day=fewer, target_by=target_by,
+        target_status="open" if target_day else "missed",
     )  # fmt: skip
 
 
@@ -313,6 +324,11 @@ def _effort(drawn: Futures, need: int, horizon: Horizon, target_day: int) -> tup
     return drawn.least_effort(worked, need), drawn.least_effort(
         tuple(range(1, target_day + 1)), need
     )
+
+
+def day_end_seconds(day: date, timezone: str) -> float:
+    """The end of ``day`` in ``timezone``, in Unix seconds: when a date is reached."""
+    return _midnight_after(day, ZoneInfo(timezone)) / US_PER_SECOND
 
 
 def _midnight_after(day: date, zone: ZoneInfo) -> int:

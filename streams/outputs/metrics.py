@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from streams.core.alerts import capacity_days
+from streams.core.forecast import QUANTILES, Forecast, day_end_seconds
 from streams.core.scope import Emitted
 from streams.core.sla import SlaState, Target
 from streams.core.stages import RequesterBatch, ScopeRecord, TicketBatch
@@ -81,8 +82,9 @@ class ScopeCollector(Collector):
             labels = self.cap.scope_labels(record.state.scope)
             for name, extra, value in _scope_values(record, self.cap):
                 key = (name, (*extra, *labels))
-                # Scopes capped into "other" add up, except the oldest ticket: the earliest wins.
-                merge = min if name == "oldest" else _add
+                # Scopes capped into "other" add up, except the oldest ticket (the earliest
+                # wins) and the date back in band (the latest).
+                merge = _MERGES.get(name, _add)
                 values[key] = merge(values[key], value) if key in values else value
         for (name, label_values), value in sorted(values.items()):
             families[name].add_metric(list(label_values), value)
@@ -91,6 +93,9 @@ class ScopeCollector(Collector):
 
 def _add(a: float, b: float) -> float:
     return a + b
+
+
+_MERGES = {"oldest": min, "in_band": max}
 
 
 def _scope_families() -> dict[str, GaugeMetricFamily]:
@@ -118,6 +123,18 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
         "oldest": family(
             "oldest_open_ticket_timestamp_seconds",
             "When the oldest open ticket first opened (Unix); time() - x is its age",
+            [],
+        ),
+        "in_band": family(
+            "backlog_in_band_timestamp_seconds",
+            "When the backlog is back in its band at the recent pace, with this probability: "
+            "the end of that day (Unix); absent when not within the forecast's horizon",
+            ["quantile"],
+        ),
+        "closes_needed": family(
+            "closes_needed_per_day",
+            "Extra closes per business day that put the backlog in its band by the target, "
+            "at 85% (tickets per day: a rate the team plans in, not a base unit)",
             [],
         ),
         "sla_at_risk": family(
@@ -188,6 +205,16 @@ def _indicator_values(
         yield "driver_spike", (tag,), driver.spike
 
 
+def _forecast_values(forecast: Forecast | None) -> Iterator[tuple[str, tuple[str, ...], float]]:
+    if forecast is None or not forecast.sufficient:
+        return
+    for quantile, day in zip(QUANTILES, forecast.in_band_by, strict=True):
+        if day is not None:
+            yield "in_band", (str(quantile),), day_end_seconds(day, forecast.timezone)
+    if forecast.closes_needed_per_day is not None:
+        yield "closes_needed", (), forecast.closes_needed_per_day
+
+
 def _scope_values(
     record: ScopeRecord, cap: LabelCap
 ) -> Iterator[tuple[str, tuple[str, ...], float]]:
@@ -209,6 +236,7 @@ def _scope_values(
         for rule, machine in record.state.rules.machines.items():
             yield "alert_firing", (rule,), machine.firing
     yield from _indicator_values(record.last, cap)
+    yield from _forecast_values(record.forecast)
     if aging is not None:
         for band, count in aging.bands.items():
             yield "band", (band.removeprefix("age_"),), count

@@ -188,7 +188,6 @@ def _day(value: date | None) -> str | None:
 
 
 def forecast_fields(forecast: Forecast) -> dict[str, Any]:
-    policy = forecast.policy
     shares = dict(enumerate(forecast.p_in_band, 1))
     by = dict(zip(QUANTILES, forecast.in_band_by, strict=True)) if forecast.sufficient else {}
     return {
@@ -204,11 +203,11 @@ def forecast_fields(forecast: Forecast) -> dict[str, Any]:
         "inflow_reduction_per_day_p85": forecast.inflow_reduction_per_day,
         "target_by": _day(forecast.target_by),
         "target_status": forecast.target_status,
-        "weeks": policy.weeks,
+        "weeks": forecast.weeks,
         "days_sampled": forecast.days_sampled,
-        "paths": policy.paths,
-        "horizon_days": policy.horizon_days,
-        "band_high_days": policy.band_high_days,
+        "paths": forecast.paths,
+        "horizon_days": forecast.horizon_days,
+        "band_high_days": forecast.band_high_days,
         **{f"p_in_band_d{day}": shares.get(day) for day in range(1, REPORTED_DAYS + 1)},
     }
 

@@ -32,7 +32,7 @@ from streams.core.alerts import (
 from streams.core.catalog import Catalog, Undecided
 from streams.core.crossing import Crossing
 from streams.core.flow import FlowSnapshot, ScopeFlow
-from streams.core.forecast import DayHistory
+from streams.core.forecast import DayHistory, Forecast
 from streams.core.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, ContactKind, Opening, Requester, Resolution
@@ -72,6 +72,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     FlowSnapshot,
     ScopeFlow,
     DayHistory,
+    Forecast,
     Emitted,
     ScopeState,
     PartitionRecord,
@@ -118,7 +119,8 @@ _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float",
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {
     (cls.__module__, cls.__qualname__) for cls in _STATE_CLASSES
 }
-ALLOWED.add((__name__, "clock_of"))  # how a Clock is written: see _flat_clock
+ALLOWED.add((__name__, "clock_of"))
+ALLOWED.add(("datetime", "date"))  # a forecast's dates  # how a Clock is written: see _flat_clock
 # Until the modules moved into packages (core, shell, ...), each sat directly under
 # ``streams``, and state written then names them there: ``streams.ticket`` is now
 # ``streams.core.ticket``, ``streams.codec`` this module.
