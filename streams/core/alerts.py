@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from streams.core.flow import FlowSnapshot
+from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
 from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
 from streams.core.timeline import US_PER_SECOND, iso, parse_duration
 
@@ -130,9 +131,11 @@ def describe(
     dashboard_url: str | None,
     indicators: IndicatorSnapshot | None = None,
     earlier_rule: bool = False,
+    plan: Forecast | None = None,
 ) -> str:
     """The alert in the team's terms, as the chat message and the topic carry it, with why
-    it fired; ``earlier_rule``: the headline is the rule of earlier versions."""
+    it fired; ``earlier_rule``: the headline is the rule of earlier versions; ``plan``: the
+    latest forecast, which a firing of the backlog's rules quotes."""
     name = "Whole backlog" if alert.scope == "all" else alert.scope.split(":", 1)[1]
     if alert.rule == INFLOW_ABOVE_OUTFLOW and earlier_rule:
         text = _crossing_text(alert, snapshot, name)
@@ -140,8 +143,27 @@ def describe(
         text = _imbalance_text(alert, snapshot, name)
     else:
         text = f"{name}: {_rule_text(alert, indicators)}"
+    if alert.state is AlertState.FIRING and alert.rule in PLANNED and plan is not None:
+        text += plan_text(plan)
     link = f" ({dashboard_url})" if dashboard_url else ""
     return f"{text}; {snapshot.open} open as of {iso(snapshot.as_of_us)}{link}"
+
+
+def plan_text(plan: Forecast) -> str:
+    """ "; at this pace back in band by 14 Mar (85%); 12 more closes a business day would
+    make it 6 Mar", or nothing while the forecast has no numbers or the backlog is in band."""
+    if not plan.sufficient or plan.target_status == "met":
+        return ""
+    by = plan.in_band_by[QUANTILES.index(TARGET_QUANTILE)]
+    pace = (
+        f"at this pace back in band by {by:%d %b} (85%)"
+        if by is not None
+        else f"at this pace not back in band within {plan.horizon_days} days (85%)"
+    )
+    closes = plan.closes_needed_per_day
+    if not closes or plan.target_by is None:
+        return f"; {pace}"
+    return f"; {pace}; {closes} more closes a business day would make it {plan.target_by:%d %b}"
 
 
 def _imbalance_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -> str:
@@ -226,6 +248,7 @@ DRIVER_SPIKE = "driver_spike"
 BACKLOG_ABOVE_BAND = "backlog_above_band"
 BACKLOG_BELOW_BAND = "backlog_below_band"
 SLA_BREACH_WAVE = "sla_breach_wave"
+PLANNED = frozenset({INFLOW_ABOVE_OUTFLOW, BACKLOG_ABOVE_BAND})  # their firing quotes the plan
 INDICATOR_RULES = (
     REOPEN_RATE_HIGH,
     RECONTACT_RATE_HIGH,

@@ -81,12 +81,17 @@ class DayHistory:
     days: dict[int, list[int]] = field(default_factory=dict)
     day: int | None = None  # the ordinal of the day the last boundary fell in
     day_end_us: int = 0  # that day's end (local midnight, in UTC microseconds)
+    first: int | None = None  # the scope's first day when seen only in part: never sampled
 
-    def add(self, snapshot: FlowSnapshot, zone: ZoneInfo, keep_days: int) -> None:
+    def add(self, snapshot: FlowSnapshot, zone: ZoneInfo, keep_days: int, step_us: int) -> None:
         """Count one boundary's step: it ends in ``(as_of - step, as_of]``, so a boundary at
         midnight closes the day before."""
         if self.day is None or snapshot.as_of_us > self.day_end_us:
             local = from_us(snapshot.as_of_us - 1).astimezone(zone).date()
+            if self.day is None and snapshot.as_of_us - step_us > _midnight_after(
+                local - timedelta(days=1), zone
+            ):
+                self.first = local.toordinal()  # the scope's first step began after midnight
             self.day = local.toordinal()
             self.day_end_us = _midnight_after(local, zone)
             for old in [d for d in self.days if d <= self.day - keep_days]:
@@ -97,9 +102,13 @@ class DayHistory:
         counts[2] = snapshot.open
 
     def whole_days(self, today: int, weeks: int) -> dict[int, tuple[int, int, int]]:
-        """The days of the last ``weeks`` weeks before ``today``, as far as seen."""
+        """The whole days of the last ``weeks`` weeks before ``today``, as far as seen."""
         first = today - 7 * weeks
-        return {d: (c[0], c[1], c[2]) for d, c in self.days.items() if first <= d < today}
+        return {
+            d: (c[0], c[1], c[2])
+            for d, c in self.days.items()
+            if first <= d < today and d != self.first
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,12 +288,13 @@ class Futures:
     def _share_within(self, pace: tuple[int, ...], effort: int, need: int) -> float:
         lowest = self._within.get((pace, effort))
         if lowest is None:
+            # Days off before the first business day ease nothing, but count: a path in
+            # band on such a day needs no effort.
             eased = [
                 map(sub, column, repeat(effort * share))
                 for column, share in zip(self.early, pace, strict=True)
-                if share
             ]
-            lowest = array("q", sorted(map(min, *eased)))
+            lowest = array("q", sorted(map(min, *eased) if len(eased) > 1 else eased[0]))
             self._within[(pace, effort)] = lowest
         return bisect_right(lowest, need) / len(lowest)
 

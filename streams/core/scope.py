@@ -72,6 +72,7 @@ class Emitted:
     indicators: IndicatorSnapshot | None = None
     rule_alerts: tuple[AlertTransition, ...] = ()  # the indicator rules
     forecast: Forecast | None = None  # at whole hours
+    plan: Forecast | None = None  # the latest forecast, what the alerts' texts quote
 
     @property
     def alerts(self) -> tuple[AlertTransition, ...]:
@@ -87,6 +88,7 @@ class ScopeState:
     indicators: ScopeIndicators = field(init=False)
     rules: IndicatorRules | None = None
     days: DayHistory = field(default_factory=DayHistory)
+    plan: Forecast | None = None  # the latest forecast
 
     def __post_init__(self) -> None:
         self.flow = ScopeFlow(self.scope)
@@ -166,15 +168,15 @@ class ScopeState:
                         snapshot, indicators, breached, settings.rules, settings.rule_spans
                     )
                 )
-            yield Emitted(
-                snapshot, aging, alert, indicators, rule_alerts, self._forecast(snapshot, settings)
-            )
+            forecast = self._forecast(snapshot, settings)
+            self.plan = forecast or self.plan
+            yield Emitted(snapshot, aging, alert, indicators, rule_alerts, forecast, self.plan)
 
     def _forecast(self, snapshot: FlowSnapshot, settings: Settings) -> Forecast | None:
         policy = settings.forecast
         if policy is None:
             return None
-        self.days.add(snapshot, policy.timezone, 7 * policy.weeks + 1)
+        self.days.add(snapshot, policy.timezone, 7 * policy.weeks + 1, settings.windows.step_us)
         return forecast(snapshot, self.days, policy)
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from streams.core.catalog import Catalog, Decision, dimension_of, event_order, other_scope
 from streams.core.events import AheadOfClock, EventType, InvalidEvent, parse_event
-from streams.core.forecast import Forecast
 from streams.core.indicators import Effort
 from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, Requester, contact_of, requester_partition
@@ -345,7 +344,6 @@ class ScopeRecord:
     applied: dict[int, int] = field(default_factory=dict)
     last: Emitted | None = None
     catalog: Catalog[HeldEntry] | None = None
-    forecast: Forecast | None = None  # the latest: forecasts come at whole hours only
 
 
 @dataclass(slots=True)
@@ -518,5 +516,4 @@ def emit(records: Iterable[ScopeRecord], limit: int, settings: Settings) -> Iter
     for record in records:
         for emitted in record.state.emit_through(limit, settings):
             record.last = emitted
-            record.forecast = emitted.forecast or record.forecast
             yield emitted

@@ -236,7 +236,7 @@ def _scope_values(
         for rule, machine in record.state.rules.machines.items():
             yield "alert_firing", (rule,), machine.firing
     yield from _indicator_values(record.last, cap)
-    yield from _forecast_values(record.forecast)
+    yield from _forecast_values(record.state.plan)
     if aging is not None:
         for band, count in aging.bands.items():
             yield "band", (band.removeprefix("age_"),), count

@@ -383,7 +383,9 @@ def outgoing(
     if item.forecast is not None:
         yield FORECAST, key, to_json(forecast_fields(item.forecast))
     for alert in item.alerts:
-        summary = describe(alert, item.flow, dashboard_url, item.indicators, earlier_rule)
+        summary = describe(
+            alert, item.flow, dashboard_url, item.indicators, earlier_rule, item.plan
+        )
         yield ALERTS, alert.incident_id.encode(), AlertRecord.of(alert, summary).to_bytes()
 
 
