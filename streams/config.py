@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -36,6 +37,7 @@ from streams.core.alerts import INDICATOR_RULES, INFLOW_ABOVE_OUTFLOW, CrossingP
 from streams.core.crossing import CrossingRule
 from streams.core.flow import Windows
 from streams.core.forecast import ForecastPolicy, Target
+from streams.core.pull import Part, PullPolicy
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
 from streams.core.timeline import US_PER_SECOND, WallClock, parse_duration
@@ -424,7 +426,12 @@ def _valid_target(text: str) -> str:
     return text
 
 
-TargetText = Annotated[str, AfterValidator(_valid_target)]
+def _date_as_text(value: object) -> object:
+    """A TOML date (``target = 2026-03-14``, unquoted) as the text a target is read from."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+TargetText = Annotated[str, BeforeValidator(_date_as_text), AfterValidator(_valid_target)]
 
 
 class ForecastConfig(BaseModel):
@@ -459,6 +466,36 @@ class ForecastConfig(BaseModel):
             target=_target(self.target),
             targets={queue: _target(text) for queue, text in self.targets.items()},
             calendar=calendar,
+        )
+
+
+_PULL = PullPolicy()
+
+
+class PullConfig(BaseModel):
+    """The pull list per queue (docs/semantics.md, "Planning"): weights of the score's parts,
+    the value of each account tier, and when age counts in full."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    top: int = Field(default=_PULL.top, ge=1, le=1000)
+    weights: dict[Part, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(_PULL.weights)
+    )
+    tiers: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: dict(_PULL.tiers)
+    )
+    age_full: Duration = "24h"
+
+    def policy(self) -> PullPolicy | None:
+        if not self.enabled:
+            return None
+        return PullPolicy(
+            top=self.top,
+            weights=dict(_PULL.weights) | self.weights,
+            tiers={tier.lower(): value for tier, value in self.tiers.items()},
+            age_full_us=parse_duration(self.age_full) * US_PER_SECOND,
         )
 
 
@@ -601,6 +638,7 @@ class FlowgaugeConfig(BaseSettings):
     sla: SlaConfig = SlaConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
     forecast: ForecastConfig = ForecastConfig()
+    pull: PullConfig = PullConfig()
     chat: list[ChatDestination] = Field(default_factory=list)
     gateway: GatewayConfig = GatewayConfig()
     silences: list[Silence] = Field(default_factory=list)
@@ -714,5 +752,5 @@ class FlowgaugeConfig(BaseSettings):
         sla = self.sla.policy()
         return Settings(
             windows, policy, track_aging, sla, rules, indicator_seconds, self.scope_cap,
-            self.forecast.policy(rules, sla.calendar),
+            self.forecast.policy(rules, sla.calendar), self.pull.policy(),
         )  # fmt: skip

@@ -34,6 +34,7 @@ from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_alerts import run_alerts
+from tests.bench_forecast import bench_forecast
 from tests.bench_gateway import bench_gateway
 from tests.bench_gateway import report as report_gateway
 from tests.bench_latency import bench_latency
@@ -226,6 +227,10 @@ def run_recovery(sizes: Sizes) -> list[Target]:
     return []
 
 
+def run_forecast(_: Sizes) -> list[Target]:
+    return bench_forecast(Path(tempfile.mkdtemp(prefix="flowgauge-bench-forecast-")))
+
+
 def run_gateway(sizes: Sizes) -> list[Target]:
     report_gateway(bench_gateway(sizes.gateway, concurrency=16))
     return []
@@ -244,6 +249,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "render": run_render,
     "recovery": run_recovery,
     "gateway": run_gateway,
+    "forecast": run_forecast,  # in-process and one worker, with and without
     "alerts": run_alert_quality,  # the scenarios: about half an hour
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }

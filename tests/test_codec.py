@@ -149,8 +149,9 @@ def test_transitions_held_back_in_the_form_written_before_settle_the_same() -> N
     old = [
         (effective, arrival, Transition("all", Kind(kind), at, ticket, first_open, replied,
                                         clock and Clock.of_flat(*clock),
-                                        prior and Clock.of_flat(*prior)))
-        for effective, arrival, kind, at, ticket, first_open, replied, clock, prior in aging.pending
+                                        prior and Clock.of_flat(*prior), traits=traits))
+        for effective, arrival, kind, at, ticket, first_open, replied, clock, prior, traits
+        in aging.pending
     ]  # fmt: skip
     before = replace(aging, pending=old)  # type: ignore[arg-type]
     loaded = codec.loads(pickle.dumps(before, protocol=5))
@@ -165,3 +166,16 @@ def test_transitions_held_back_in_the_form_written_before_settle_the_same() -> N
     assert rewritten.settle(as_of, policy) == aging.settle(as_of, policy)
     assert rewritten.tickets == aging.tickets
     assert not rewritten.pending
+
+
+def test_transitions_held_back_before_traits_existed_settle_without_them() -> None:
+    """Nine values, as held back before the pull list's traits: the same index, no traits."""
+    aging, before = _held_back(), _held_back()  # apart: settling changes their indexes
+    assert any(held[9] is not None for held in aging.pending), "the sample carries traits"
+    before.pending = [held[:9] for held in before.pending]  # type: ignore[misc]
+    as_of = max(entry[0] for entry in aging.pending)
+    policy = SlaPolicy()
+    assert before.settle(as_of, policy) == aging.settle(as_of, policy)
+    assert before.tickets.keys() == aging.tickets.keys()
+    assert all(ticket.traits is None for ticket in before.tickets.values())
+    assert all(ticket.traits is not None for ticket in aging.tickets.values())

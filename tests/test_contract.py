@@ -11,7 +11,7 @@ from streams.commands.report import run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.events import InvalidEvent, TicketEvent, parse_event
 from streams.core.timeline import US_PER_SECOND
-from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, PULL, SLA
 from streams.outputs.records import (
     EXAMPLES,
     AgingRecord,
@@ -19,6 +19,7 @@ from streams.outputs.records import (
     FlowRecord,
     ForecastRecord,
     IndicatorRecord,
+    PullRecord,
     Record,
     SlaRecord,
     outgoing,
@@ -110,6 +111,7 @@ MODELS: dict[str, type[Record]] = {
     SLA: SlaRecord,
     INDICATORS: IndicatorRecord,
     FORECAST: ForecastRecord,
+    PULL: PullRecord,
     ALERTS: AlertRecord,
 }
 

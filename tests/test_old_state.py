@@ -19,18 +19,20 @@ from streams.core.events import parse_event
 from streams.core.positions import SourceLog
 from streams.core.sla import SlaPolicy
 from streams.core.stages import (
+    Entry,
     Message,
     PartitionRecord,
     Relay,
     RequesterPartitionRecord,
     Resume,
+    ScopeDelta,
     ScopeRecord,
     apply_progress,
     contacts_for,
     run_requester_batch,
     run_ticket_batch,
 )
-from streams.core.ticket import Transition
+from streams.core.ticket import Kind, Ticket, Transition
 from streams.shell import codec
 from tests.conftest import core_settings
 
@@ -83,13 +85,36 @@ def _messages() -> list[object]:
     return [*sent, Relay(0, found.relay), Resume(2), requesters, scopes, source]
 
 
+def _traits_only(entry: Entry) -> bool:
+    """A queue's entry for a change of traits alone: a CLOCK whose clocks run as before."""
+    kind, clock, prior = entry[1], entry[6], entry[7]
+    return (
+        kind == Kind.CLOCK
+        and clock is not None
+        and prior is not None
+        and clock.targets == prior.targets
+        and clock.response.running == prior.response.running
+        and clock.resolution.running == prior.resolution.running
+    )
+
+
 def built() -> list[object]:
     """The objects whose encoding is committed, as the codec writes them: a scope's
-    held-back transitions are written apart, so its state holds none."""
+    held-back transitions are written apart, so its state holds none. What the code has
+    carried since (a ticket's tier and sentiment, the traits on each transition) is left
+    at what state written before it loads as: unset."""
     objects = [*_pipeline_state(), *_messages()]
     for item in objects:
         if isinstance(item, ScopeRecord) and item.state.aging is not None:
             item.state.aging.pending = []
+            for ticket in item.state.aging.tickets.values():
+                ticket.traits = None
+        if isinstance(item, Ticket):
+            item.tier = item.sentiment = None
+        if isinstance(item, ScopeDelta):
+            item.entries = [entry[:9] for entry in item.entries if not _traits_only(entry)]  # type: ignore[misc]
+        if isinstance(item, list):  # a held-back segment
+            item[:] = [held[:9] for held in item]
     return objects
 
 
@@ -98,7 +123,21 @@ def test_state_pickled_before_the_layout_loads_as_what_the_code_builds_now() -> 
     expected = built()
     assert len(old) == len(expected)
     for data, item in zip(old, expected, strict=True):
-        assert codec.loads(data) == item
+        loaded = codec.loads(data)
+        if isinstance(item, ScopeRecord) and item.state.scope.startswith("queue:"):
+            _count_traits_arrivals_as_then(loaded, item)
+        assert loaded == item
+
+
+def _count_traits_arrivals_as_then(loaded: ScopeRecord, item: ScopeRecord) -> None:
+    """A queue's aging index counts more arrivals now that a change of traits alone (a
+    customer reply's sentiment) is a transition of its own there, for the pull list: the
+    arrival bookkeeping is the state's as written then; everything it indexes must match."""
+    then, now = loaded.state.aging, item.state.aging
+    assert then is not None
+    assert now is not None
+    assert now.arrivals > then.arrivals, "traits changes should add arrivals to a queue"
+    now.arrivals, now.sealed, now.held = then.arrivals, then.sealed, then.held
 
 
 def test_the_committed_state_names_the_modules_as_they_were() -> None:

@@ -10,6 +10,8 @@ import re
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from streams.core.topics import (
     FORECAST,
     INDICATORS,
     INPUT,
+    PULL,
     SLA,
 )
 from streams.core.watermark import Watermarks
@@ -71,6 +74,7 @@ class Expected:
     sla: list[dict]
     indicators: list[dict]
     forecast: list[dict]
+    pull: list[dict]
 
 
 def expected_from_report(lines: list[bytes], settings: Settings | None = None) -> Expected:
@@ -95,9 +99,29 @@ def expected_from_report(lines: list[bytes], settings: Settings | None = None) -
                 for topic, _, value in outgoing(item, None, "7d", "7d")
                 if topic == wanted
             ]
-            for wanted in (INDICATORS, FORECAST)
+            for wanted in (INDICATORS, FORECAST, PULL)
         ),
     )
+
+
+TOKEN = "pull-list-reader"
+
+
+def pull_list(worker: Worker, queue: str, timeout: float = 30.0) -> tuple[int, dict]:
+    """``GET /pull?queue=``: status and body, once the worker has read backlog.pull."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{worker.web_port}/pull?queue={queue}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code != 404 or time.monotonic() > deadline or queue == "nowhere":
+                return error.code, json.loads(error.read())
+        time.sleep(0.5)
 
 
 def publish(broker: EmbeddedBroker, lines: list[bytes]) -> None:
@@ -182,6 +206,8 @@ def check_against_report(broker: EmbeddedBroker, lines: list[bytes], running: li
     # Each day of history counted once, across a crash too (days_sampled).
     forecast = [json.loads(v) for _, v in read_topic(broker, FORECAST, until=len(wanted.forecast))]
     assert_same_records(forecast, wanted.forecast, FORECAST)
+    pull = [json.loads(v) for _, v in read_topic(broker, PULL, until=len(wanted.pull))]
+    assert_same_records(pull, wanted.pull, PULL)
     latest = max((r for r in wanted.forecast if r["scope"] == "all"), key=itemgetter("as_of"))
     scopeless = {"queue": "", "priority": "", "channel": ""}
     closes = gauge(running, "flowgauge_closes_needed_per_day", **scopeless)
@@ -215,9 +241,16 @@ def test_workers_publish_exactly_what_report_computes(
     # numbers, not only "insufficient_history".
     forecast = expected_from_report(lines).forecast
     assert any(r["status"] == "ok" and r["closes_needed_per_day_p85"] for r in forecast)
-    with workers(broker, tmp_path, count, **STEP) as running:
+    with workers(broker, tmp_path, count, **STEP, FLOWGAUGE_WEB_TOKEN=TOKEN) as running:
         publish(broker, lines)
         check_against_report(broker, lines, running)
+        # Every worker serves every queue's latest pull list, whichever owns the queue.
+        pulls = expected_from_report(lines).pull
+        latest = max((r for r in pulls if r["scope"] == "queue:billing"), key=itemgetter("as_of"))
+        assert latest["picks"], "billing has open tickets at the fixture's end"
+        for worker in running:
+            assert pull_list(worker, "billing") == (200, latest)
+            assert pull_list(worker, "nowhere")[0] == 404
         # Without a crash, each SLA change goes out exactly once.
         sla = [json.loads(v) for _, v in read_topic(broker, SLA, until=1, quiet=0.5)]
         key = itemgetter("ticket_id", "target", "state", "as_of")

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--forecast", type=Path, help="also write the drain forecast (whole hours) as CSV here"
     )
+    report.add_argument(
+        "--pull", type=Path, help="also write each queue's pull list (whole hours) as CSV here"
+    )
     report.set_defaults(run=_report)
 
     evaluate = commands.add_parser(
@@ -180,6 +183,7 @@ def _report(args: argparse.Namespace) -> int:
         ALERTS,
         FORECAST,
         INDICATORS,
+        PULL,
         SLA_EVENTS,
         LocalPipeline,
         in_order,
@@ -205,6 +209,7 @@ def _report(args: argparse.Namespace) -> int:
             (args.sla_events, SLA_EVENTS),
             (args.indicators, INDICATORS),
             (args.forecast, FORECAST),
+            (args.pull, PULL),
         )
         outputs += [
             (files.enter_context(path.open("w", newline="")), output)

@@ -11,7 +11,7 @@ simulated stream, so that every family has samples and their labels show.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prometheus_client.core import Metric
@@ -21,7 +21,7 @@ from streams.commands.report import run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.config import FlowgaugeConfig
 from streams.core.events import TicketEvent
-from streams.core.scope import ScopeState, Settings
+from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import Message, ScopeRecord, run_ticket_batch
 from streams.core.topics import (
     AGING,
@@ -32,6 +32,7 @@ from streams.core.topics import (
     INDICATORS,
     INPUT,
     PUBLIC_TOPICS,
+    PULL,
     REJECTED,
     SLA,
 )
@@ -44,6 +45,7 @@ from streams.outputs.records import (
     FlowRecord,
     ForecastRecord,
     IndicatorRecord,
+    PullRecord,
     Rejected,
     SlaRecord,
 )
@@ -72,6 +74,7 @@ PUBLIC = {
     SLA: PublicTopic("ticket_id", SlaRecord),
     INDICATORS: PublicTopic("scope", IndicatorRecord),
     FORECAST: PublicTopic("scope", ForecastRecord),
+    PULL: PublicTopic("queue:NAME", PullRecord),
     REJECTED: PublicTopic("the source instance's name", Rejected),
 }
 # Internal topics by name without the app id: key, pickled value.
@@ -132,9 +135,13 @@ def feed(
         metrics.count_folded(dimension, folded)
     metrics.set_lag({0: 0})
     latest = {item.flow.scope: item for item in emitted}  # ordered by as_of: the last wins
-    return [
-        ScopeRecord(ScopeState.new(scope, settings), 0, last=item) for scope, item in latest.items()
-    ]
+    return [_exported(scope, item, settings) for scope, item in latest.items()]
+
+
+def _exported(scope: str, item: Emitted, settings: Settings) -> ScopeRecord:
+    state = ScopeState.new(scope, settings)
+    state.plan = item.plan
+    return ScopeRecord(state, 0, last=item)
 
 
 def sample_metrics() -> PipelineMetrics:
@@ -142,7 +149,10 @@ def sample_metrics() -> PipelineMetrics:
     config = FlowgaugeConfig.model_validate({})
     metrics = PipelineMetrics(config.label_cap)
     lines = [encode(event) for event in generate_events(SAMPLE)]
-    metrics.render(feed(metrics, lines, config.core(), config.grace_us))
+    settings = config.core()
+    if settings.forecast is not None:  # a few days are enough to show the forecast's series
+        settings = replace(settings, forecast=replace(settings.forecast, min_days=1))
+    metrics.render(feed(metrics, lines, settings, config.grace_us))
     metrics.count_chat("slack", "delivered")  # the notifier's counter, served after a post
     metrics.folded.labels("queue")  # served once a dimension has more values than the cap
     return metrics

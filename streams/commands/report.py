@@ -16,6 +16,7 @@ from typing import IO
 from streams.core.aging import BANDS, PERCENTILES
 from streams.core.catalog import Catalog, Decision, dimension_of, event_order
 from streams.core.events import InvalidEvent, TicketEvent, parse_event
+from streams.core.pull import PARTS
 from streams.core.recontact import Requester, contact_of
 from streams.core.scope import Emitted, ScopeState, Settings, scope_order
 from streams.core.ticket import Ticket, Transition, apply_event
@@ -347,3 +348,22 @@ def _forecast_rows(item: Emitted) -> list[list[object]]:
 
 
 FORECAST = CsvOutput(FORECAST_COLUMNS, _forecast_rows)
+
+
+PULL_COLUMNS = ["as_of", "queue", "rank", "ticket_id", "score", *PARTS]
+
+
+def _pull_rows(item: Emitted) -> list[list[object]]:
+    """``backlog.pull`` per whole hour and queue: a row per ticket, the parts after it."""
+    pull = item.pull
+    if pull is None:
+        return []
+    queue = pull.scope.removeprefix("queue:")
+    return [
+        [iso(pull.as_of_us), queue, pick.rank, pick.ticket_id, pick.score]
+        + [pick.parts[part] for part in PARTS]
+        for pick in pull.picks
+    ]
+
+
+PULL = CsvOutput(PULL_COLUMNS, _pull_rows)

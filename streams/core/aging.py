@@ -26,6 +26,7 @@ from streams.core.ticket import (
     FLOW_KINDS,
     OPENING_KINDS,
     Kind,
+    Traits,
     Transition,
 )
 from streams.core.timeline import US_PER_SECOND
@@ -67,10 +68,13 @@ class AgingSnapshot:
 
 
 # A transition held back, as plain values in heap order: (effective time, arrival number,
-# kind, at_us, ticket_id, first_open_us, replied_us, clock, prior). The heap is written with
+# kind, at_us, ticket_id, first_open_us, replied_us, clock, prior, traits; held back before
+# traits existed: without them). The heap is written with
 # the scope's state every batch and grows with a catch-up's distance; plain values are
 # written several times faster than the objects, and the index never needs the effort.
-Held = tuple[int, int, int, int, str, int, int | None, FlatClock | None, FlatClock | None]
+Held = tuple[
+    int, int, int, int, str, int, int | None, FlatClock | None, FlatClock | None, Traits | None
+]
 
 
 def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
@@ -85,6 +89,7 @@ def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
         transition.replied_us,
         clock.flat() if clock is not None else None,
         prior.flat() if prior is not None else None,
+        transition.traits,
     )
 
 
@@ -95,6 +100,7 @@ class OpenTicket:
     clock: Clock | None = None
     states: dict[Target, SlaState | None] = field(default_factory=lambda: dict(NO_STATES))
     version: int = 0
+    traits: Traits | None = None
 
 
 @dataclass(slots=True)
@@ -206,7 +212,7 @@ class ScopeAging:
 
     def _apply(self, held: Held, policy: SlaPolicy) -> None:
         """Apply a transition as held back: its clocks are built only where they are read."""
-        effective_us, _, kind, at_us, ticket_id, first_open_us, replied_us, clock, prior = held
+        effective_us, _, kind, at_us, ticket_id, first_open_us, replied_us, clock, prior = held[:9]
         current = self.tickets.get(ticket_id)
         if kind in OPENING_KINDS and current is None:
             replied = replied_us is not None and replied_us <= at_us
@@ -224,6 +230,8 @@ class ScopeAging:
         elif kind == Kind.REPLIED and not current.replied:
             current.replied = True
             self.untouched -= 1
+        if len(held) > 9 and held[9] is not None:
+            current.traits = held[9]
         if clock is not None:
             current.clock = Clock.of_flat(*clock)
             self._update_sla(ticket_id, current, at_us, policy)

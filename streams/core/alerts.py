@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -156,14 +157,18 @@ def plan_text(plan: Forecast) -> str:
         return ""
     by = plan.in_band_by[QUANTILES.index(TARGET_QUANTILE)]
     pace = (
-        f"at this pace back in band by {by:%d %b} (85%)"
+        f"at this pace back in band by {_day(by)} (85%)"
         if by is not None
         else f"at this pace not back in band within {plan.horizon_days} days (85%)"
     )
     closes = plan.closes_needed_per_day
     if not closes or plan.target_by is None:
         return f"; {pace}"
-    return f"; {pace}; {closes} more closes a business day would make it {plan.target_by:%d %b}"
+    return f"; {pace}; {closes} more closes a business day would make it {_day(plan.target_by)}"
+
+
+def _day(day: date) -> str:
+    return f"{day.day} {day:%b}"  # 6 Mar
 
 
 def _imbalance_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -> str:

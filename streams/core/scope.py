@@ -18,7 +18,7 @@ from streams.core.alerts import (
 )
 from streams.core.crossing import Crossing, CrossingRule
 from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
-from streams.core.forecast import DayHistory, Forecast, ForecastPolicy, forecast
+from streams.core.forecast import HOUR_US, DayHistory, Forecast, ForecastPolicy, forecast
 from streams.core.indicators import (
     DEFLECTION_HORIZON_US,
     Effort,
@@ -26,6 +26,7 @@ from streams.core.indicators import (
     IndicatorWindows,
     ScopeIndicators,
 )
+from streams.core.pull import PullList, PullPolicy, pull_list
 from streams.core.sla import SlaPolicy, SlaState
 from streams.core.ticket import FINDING_KINDS, FLOW_KINDS, Kind, Transition
 from streams.core.timeline import US_PER_SECOND
@@ -43,6 +44,7 @@ class Settings:
     indicator_seconds: tuple[int, int] = (7 * 86400, 86400)  # baseline and recent windows
     scope_cap: int = 200  # values per dimension that are scopes (streams/core/catalog.py)
     forecast: ForecastPolicy | None = field(default_factory=ForecastPolicy)
+    pull: PullPolicy | None = field(default_factory=PullPolicy)
     # Worked out once: every transition and every snapshot reads them.
     indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
     rule_spans: tuple[int, int] = field(init=False, repr=False, compare=False)
@@ -73,6 +75,7 @@ class Emitted:
     rule_alerts: tuple[AlertTransition, ...] = ()  # the indicator rules
     forecast: Forecast | None = None  # at whole hours
     plan: Forecast | None = None  # the latest forecast, what the alerts' texts quote
+    pull: PullList | None = None  # a queue's, at whole hours
 
     @property
     def alerts(self) -> tuple[AlertTransition, ...]:
@@ -170,7 +173,21 @@ class ScopeState:
                 )
             forecast = self._forecast(snapshot, settings)
             self.plan = forecast or self.plan
-            yield Emitted(snapshot, aging, alert, indicators, rule_alerts, forecast, self.plan)
+            pull = self._pull(as_of, settings)
+            yield Emitted(
+                snapshot, aging, alert, indicators, rule_alerts, forecast, self.plan, pull
+            )
+
+    def _pull(self, as_of_us: int, settings: Settings) -> PullList | None:
+        """A queue's pull list at whole hours, from its aging index as of then."""
+        if (
+            settings.pull is None
+            or self.aging is None
+            or as_of_us % HOUR_US
+            or not self.scope.startswith("queue:")
+        ):
+            return None
+        return pull_list(self.scope, self.aging.tickets, as_of_us, settings.pull, settings.sla)
 
     def _forecast(self, snapshot: FlowSnapshot, settings: Settings) -> Forecast | None:
         policy = settings.forecast

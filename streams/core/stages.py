@@ -24,13 +24,16 @@ from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, Requester, contact_of, requester_partition
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.sla import Clock, SlaPolicy
-from streams.core.ticket import ALL_SCOPE, Kind, Ticket, Transition, apply_event
+from streams.core.ticket import ALL_SCOPE, Kind, Ticket, Traits, Transition, apply_event
 from streams.core.timeline import US_PER_SECOND, WallClock
 from streams.core.watermark import Watermarks
 
 # An entry of a delta: (source position, kind, at_us, ticket_id, first_open_us, replied_us,
-# SLA clocks after and before the event, effort for the indicators).
-Entry = tuple[int, int, int, str, int, int | None, Clock | None, Clock | None, Effort | None]
+# SLA clocks after and before the event, effort for the indicators, traits for the pull
+# list). Entries written before traits existed have nine values.
+Entry = tuple[
+    int, int, int, str, int, int | None, Clock | None, Clock | None, Effort | None, Traits | None
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,7 @@ def _entry(position: int, transition: Transition) -> Entry:
         transition.clock,
         transition.prior,
         transition.effort,
+        transition.traits,
     )
 
 
@@ -406,10 +410,11 @@ def apply_delta(record: ScopeRecord, delta: ScopeDelta, settings: Settings) -> i
 def count_entries(record: ScopeRecord, entries: Iterable[Entry], settings: Settings) -> int:
     """Count entries in the record's scope (those of a folded value too); how many were late."""
     late, scope = 0, record.state.scope
-    for _, kind, at, ticket_id, first_open, replied, clock, prior, effort in entries:
+    for _, kind, at, ticket_id, first_open, replied, clock, prior, effort, *traits in entries:
         transition = Transition(
-            scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort
-        )
+            scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort,
+            traits[0] if traits else None,
+        )  # fmt: skip
         late += record.state.add(transition, settings)
     return late
 

@@ -31,7 +31,7 @@ class Kind(IntEnum):
     TRANSFER_IN = 2
     TRANSFER_OUT = 3
     REPLIED = 4
-    CLOCK = 5  # an SLA clock paused, resumed or was re-targeted
+    CLOCK = 5  # an SLA clock paused, resumed or was re-targeted, or the ticket's traits changed
     RECONTACT = 6  # a new ticket from a requester resolved in the 7 days before
     UNDEFLECTED = 7  # an AI resolution its requester came back from within 48 hours
 
@@ -48,6 +48,16 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Traits:
+    """What the pull list ranks an open ticket by, besides its age, replies and clocks."""
+
+    priority: str
+    tier: str | None = None
+    sentiment: float | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One change of a scope's population, stamped in event time."""
 
@@ -60,6 +70,7 @@ class Transition:
     clock: Clock | None = None
     prior: Clock | None = None  # the clocks just before the event, for a ticket (re)entering
     effort: Effort | None = None  # on inflows and outflows, for the leading indicators
+    traits: Traits | None = None  # as of the event
 
 
 @dataclass(slots=True)
@@ -82,6 +93,11 @@ class Ticket:
     turns: int = 0  # customer replies an agent answered since then
     awaiting_agent: bool = False
     seen: set[str] = field(default_factory=set)
+    tier: str | None = None
+    sentiment: float | None = None
+
+    def traits(self) -> Traits:
+        return Traits(self.priority, self.tier, self.sentiment, self.paused)
 
     def scopes(self) -> tuple[str, ...]:
         return (
@@ -103,7 +119,7 @@ def apply_event(
     ticket.seen.add(event.event_id)
     at = event.occurred_us
     prior = _clock_at(ticket, at, policy)
-    before, queue_before = ticket.scopes(), ticket.queue
+    before, queue_before, traits_before = ticket.scopes(), ticket.queue, ticket.traits()
     _apply_attributes(ticket, event)
     after = ticket.scopes()
     was_open = ticket.status is Status.OPEN
@@ -123,7 +139,7 @@ def apply_event(
         replied=ticket.replied_us is not None,
         targets=policy.targets(ticket.queue, ticket.priority),
     )
-    stamp = _Stamp(event.ticket_id, prior, ticket.clock, effort)
+    stamp = _Stamp(event.ticket_id, prior, ticket.clock, effort, ticket.traits())
     changes: list[Transition] = []
     if was_open:
         changes += _transfers(ticket, before, after, at, stamp)
@@ -135,6 +151,10 @@ def apply_event(
         kind = Kind.CLOCK
     if kind is not None:
         changes += [_transition(ticket, scope, kind, at, stamp) for scope in after]
+    elif ticket.status is Status.OPEN and stamp.traits != traits_before:
+        # Only the queue's pull list ranks by traits: the other scopes learn them with
+        # the ticket's next transition there.
+        changes.append(_transition(ticket, after[1], Kind.CLOCK, at, stamp))
     return ticket, changes
 
 
@@ -144,6 +164,7 @@ class _Stamp:
     prior: Clock
     clock: Clock
     effort: Effort | None
+    traits: Traits
 
 
 def _count_turn(ticket: Ticket, event: TicketEvent) -> None:
@@ -207,6 +228,10 @@ def _apply_attributes(ticket: Ticket, event: TicketEvent) -> None:
         ticket.tags = tuple(event.tags)
     if event.requester_id is not None:
         ticket.requester = event.requester_id
+    if event.account_tier is not None:
+        ticket.tier = event.account_tier
+    if event.sentiment is not None:
+        ticket.sentiment = event.sentiment
 
 
 def _transfers(
@@ -260,4 +285,5 @@ def _transition(ticket: Ticket, scope: str, kind: Kind, at: int, stamp: _Stamp) 
         stamp.clock,
         stamp.prior,
         stamp.effort,
+        stamp.traits,
     )

@@ -10,10 +10,22 @@ ALERTS = "backlog.alerts"
 SLA = "ticket.sla"
 INDICATORS = "backlog.indicators"
 FORECAST = "backlog.forecast"
+PULL = "backlog.pull"
 # Connector deliveries that verified but could not be mapped (they may hold personal data).
 REJECTED = "ticket-events.rejected"
-PUBLIC_TOPICS = (INPUT, DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST, REJECTED)
-DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST)
+PUBLIC_TOPICS = (
+    INPUT,
+    DEAD_LETTERS,
+    FLOW,
+    AGING,
+    ALERTS,
+    SLA,
+    INDICATORS,
+    FORECAST,
+    PULL,
+    REJECTED,
+)
+DERIVED_TOPICS = (FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST, PULL)
 # Kept for a time, not compacted: history, not tables.
 RETAINED_TOPICS = (*DERIVED_TOPICS, REJECTED)
 # A dead letter holds its input in base64 (4/3 of the size) and a reason: room for an

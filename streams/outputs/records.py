@@ -27,10 +27,11 @@ from streams.core.events import TicketEvent
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, Forecast, ForecastPolicy
 from streams.core.indicators import IndicatorSnapshot
+from streams.core.pull import Part, PullList, PullPolicy
 from streams.core.scope import Emitted
 from streams.core.sla import SlaChange
 from streams.core.timeline import iso
-from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, SLA
+from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, PULL, SLA
 from streams.outputs.truth import EXAMPLE as TRUTH_EXAMPLE
 
 
@@ -212,6 +213,52 @@ def forecast_fields(forecast: Forecast) -> dict[str, Any]:
     }
 
 
+class PickRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int
+    ticket_id: str
+    score: float = Field(
+        description="the weighted sum of the parts, 0..1 with weights summing to 1"
+    )
+    parts: dict[Part, float] = Field(description="each part, 0..1, before its weight")
+    link: str | None = Field(default=None, description="the ticket in its helpdesk, if known")
+
+
+class PullRecord(Record):
+    """``backlog.pull``, key = queue:NAME: the queue's open tickets to work next, at whole
+    hours; paused (pending, on hold) tickets left out."""
+
+    as_of: str
+    scope: str = Field(description="queue:NAME")
+    open: int = Field(description="open tickets in the queue, paused ones included")
+    candidates: int = Field(description="open tickets not paused: those ranked")
+    weights: dict[Part, float]
+    picks: list[PickRecord] = Field(description="highest score first; ties by ticket_id")
+
+    @staticmethod
+    def fields_of(
+        pull: PullList, weights: dict[Part, float], links: Callable[[str], str | None]
+    ) -> dict[str, Any]:
+        return {
+            "as_of": iso(pull.as_of_us),
+            "scope": pull.scope,
+            "open": pull.open,
+            "candidates": pull.candidates,
+            "weights": weights,
+            "picks": [
+                {
+                    "rank": pick.rank,
+                    "ticket_id": pick.ticket_id,
+                    "score": pick.score,
+                    "parts": pick.parts,
+                    "link": links(pick.ticket_id),
+                }
+                for pick in pull.picks
+            ],
+        }
+
+
 class DriverRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -365,11 +412,13 @@ def outgoing(
     capacity_window: str,
     earlier_rule: bool = False,
     links: Callable[[str], str | None] = lambda ticket_id: None,
+    pull_weights: dict[Part, float] | None = None,
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """Every record one emitted boundary of one scope publishes: (topic, key, value);
     ``earlier_rule``: the headline is the rule of earlier versions; ``links``: a ticket's
-    URL in its helpdesk."""
+    URL in its helpdesk; ``pull_weights``: the pull list's, as its records state them."""
     key = item.flow.scope.encode()
+    pull_weights = pull_weights or PullPolicy().weights
     yield FLOW, key, to_json(FlowRecord.fields_of(item.flow))
     if item.aging is not None:
         yield AGING, key, to_json(AgingRecord.fields_of(item.aging))
@@ -382,6 +431,8 @@ def outgoing(
         yield INDICATORS, key, to_json(fields)
     if item.forecast is not None:
         yield FORECAST, key, to_json(forecast_fields(item.forecast))
+    if item.pull is not None:
+        yield PULL, key, to_json(PullRecord.fields_of(item.pull, pull_weights, links))
     for alert in item.alerts:
         summary = describe(
             alert, item.flow, dashboard_url, item.indicators, earlier_rule, item.plan
@@ -481,6 +532,29 @@ EXAMPLES: dict[str, BaseModel] = {
             "band_high_days": 3.0,
             **{f"p_in_band_d{day}": share for day, share in enumerate(_EXAMPLE_SHARES, 1)},
         }
+    ),
+    "pull": PullRecord(
+        as_of="2026-03-02T09:00:00Z",
+        scope="queue:billing",
+        open=42,
+        candidates=37,
+        weights=PullPolicy().weights,
+        picks=[
+            PickRecord(
+                rank=1,
+                ticket_id="zendesk:acme:3112",
+                score=0.7425,
+                parts={
+                    "age": 1.0,
+                    "untouched": 1.0,
+                    "sla": 0.95,
+                    "priority": 1 / 3,
+                    "tier": 0.5,
+                    "sentiment": 0.2,
+                },
+                link="https://acme.zendesk.com/agent/tickets/3112",
+            )
+        ],
     ),
     "alert": AlertRecord(
         alert_id="inflow_above_outflow:queue:billing:2026-03-02T14:00:00Z:firing",

@@ -11,13 +11,23 @@ import faust
 from aiohttp import web
 
 from streams.config import FlowgaugeConfig
-from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, FORECAST, INDICATORS, SLA
+from streams.core.topics import (
+    AGING,
+    ALERTS,
+    DEAD_LETTERS,
+    FLOW,
+    FORECAST,
+    INDICATORS,
+    PULL,
+    SLA,
+)
 from streams.kafka import Kafka
 from streams.outputs.access import Access, guard
 from streams.outputs.delivery import deliver_alerts_to_chat
 from streams.shell import codec
 from streams.shell.heartbeat import install_heartbeat
 from streams.shell.intake_watch import install_intake_watch, liveness_margin
+from streams.shell.pull import install_pull_lists
 from streams.shell.requester import RequesterStage
 from streams.shell.scope import ScopeStage
 from streams.shell.ticket import TicketStage
@@ -58,10 +68,12 @@ def build_app(config: FlowgaugeConfig, layout: Layout, kafka: Kafka) -> faust.Ap
     install_heartbeat(wiring, tickets)
     watch = install_intake_watch(wiring, tickets)
     margin = liveness_margin(layout.partitions)
+    if wiring.settings.pull is not None:
+        install_pull_lists(app, kafka)
 
     @app.task
     async def track_produced_topics() -> None:
-        produced = [DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST]
+        produced = [DEAD_LETTERS, FLOW, AGING, ALERTS, SLA, INDICATORS, FORECAST, PULL]
         produced += [wiring.deltas.get_topic_name(), wiring.contacts.get_topic_name()]
         produced += sorted(app.tables.changelog_topics)
         await track_topics(app.producer, produced)

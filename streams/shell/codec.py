@@ -57,7 +57,7 @@ from streams.core.stages import (
     ScopeDelta,
     ScopeRecord,
 )
-from streams.core.ticket import Kind, Status, Ticket, Transition
+from streams.core.ticket import Kind, Status, Ticket, Traits, Transition
 from streams.core.watermark import PartitionProgress, Watermarks
 
 NAME = "flowgauge-state"
@@ -85,6 +85,7 @@ _STATE_CLASSES: tuple[type, ...] = (
     Kind,
     Status,
     Ticket,
+    Traits,
     Transition,
     PartitionProgress,
     Watermarks,

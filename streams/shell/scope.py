@@ -219,9 +219,10 @@ class ScopeStage:
         config, settings = self.wiring.config, self.wiring.settings
         window, capacity = config.indicators.window, settings.rules.capacity_window
         earlier = isinstance(settings.crossing, CrossingPolicy)
+        weights = settings.pull.weights if settings.pull else None
         for item in emitted:
             yield from outgoing(
-                item, config.dashboard_url, window, capacity, earlier, config.ticket_link
+                item, config.dashboard_url, window, capacity, earlier, config.ticket_link, weights
             )
 
     def _restore_held_back(self, record: Any) -> None:
