@@ -34,7 +34,7 @@ from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_alerts import run_alerts
-from tests.bench_forecast import bench_forecast
+from tests.bench_forecast import bench_forecast, calibration
 from tests.bench_gateway import bench_gateway
 from tests.bench_gateway import report as report_gateway
 from tests.bench_latency import bench_latency
@@ -231,6 +231,11 @@ def run_forecast(_: Sizes) -> list[Target]:
     return bench_forecast(Path(tempfile.mkdtemp(prefix="flowgauge-bench-forecast-")))
 
 
+def run_calibration(_: Sizes) -> list[Target]:
+    calibration(("surge", "understaffed", "mixed"), range(1, 4))
+    return []
+
+
 def run_gateway(sizes: Sizes) -> list[Target]:
     report_gateway(bench_gateway(sizes.gateway, concurrency=16))
     return []
@@ -250,6 +255,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "recovery": run_recovery,
     "gateway": run_gateway,
     "forecast": run_forecast,  # in-process and one worker, with and without
+    "calibration": run_calibration,  # the forecast against what happened, ~10 min
     "alerts": run_alert_quality,  # the scenarios: about half an hour
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }

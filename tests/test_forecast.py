@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
+from streams.core.alerts import (
+    BACKLOG_ABOVE_BAND,
+    INFLOW_ABOVE_OUTFLOW,
+    REOPEN_RATE_HIGH,
+    AlertState,
+    AlertTransition,
+    describe,
+)
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import (
     DAY_US,
@@ -531,3 +539,43 @@ def test_capacity_needed_matches_a_brute_force(sc: Scenario) -> None:
     fewer = nearest_rank_85([least_effort(cums, every, need) for cums in paths])
     assert got.closes_needed_per_day == closes
     assert got.inflow_reduction_per_day == fewer
+
+
+# --- the plan in the alerts' texts -------------------------------------------------------
+
+
+def _plan(**changes: object) -> Forecast:
+    base = Forecast(
+        AS_OF, "queue:billing", 412, 180, 42, True, (0.1,) * 14,
+        (date(2026, 3, 11), date(2026, 3, 16), date(2026, 3, 19)), 9, 7, date(2026, 3, 13),
+        "open", horizon_days=90,
+    )  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _firing(rule: str, state: AlertState = AlertState.FIRING) -> AlertTransition:
+    return AlertTransition(rule, "queue:billing", state, AS_OF, 3.4, 3.0, AS_OF)
+
+
+def test_a_firing_of_the_backlog_rules_quotes_the_plan() -> None:
+    flow = snapshot(AS_OF, 412, outflow_7d=420, scope="queue:billing")
+    text = describe(_firing(BACKLOG_ABOVE_BAND), flow, None, plan=_plan())
+    assert "; at this pace back in band by 16 Mar (85%); 9 more closes a business day would" in text
+    assert "make it 13 Mar; 412 open as of" in text
+    never = _plan(in_band_by=(None, None, None))
+    text = describe(_firing(INFLOW_ABOVE_OUTFLOW), flow, None, plan=never)
+    assert "at this pace not back in band within 90 days (85%); 9 more closes" in text
+
+
+def test_the_plan_is_left_out_where_it_says_nothing() -> None:
+    flow = snapshot(AS_OF, 412, outflow_7d=420, scope="queue:billing")
+    resolved = describe(_firing(BACKLOG_ABOVE_BAND, AlertState.RESOLVED), flow, None, plan=_plan())
+    other_rule = describe(_firing(REOPEN_RATE_HIGH), flow, None, plan=_plan())
+    short = describe(_firing(BACKLOG_ABOVE_BAND), flow, None, plan=_plan(sufficient=False))
+    met = describe(_firing(BACKLOG_ABOVE_BAND), flow, None, plan=_plan(target_status="met"))
+    for text in (resolved, other_rule, short, met):
+        assert "at this pace" not in text
+    no_effort = describe(
+        _firing(BACKLOG_ABOVE_BAND), flow, None, plan=_plan(closes_needed_per_day=0)
+    )
+    assert "back in band by 16 Mar (85%); 412 open" in no_effort

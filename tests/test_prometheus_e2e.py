@@ -34,7 +34,7 @@ from streams.commands.broker import EmbeddedBroker, free_port
 from streams.commands.replay import message_key
 from streams.commands.report import run
 from streams.core.events import InvalidEvent, parse_event
-from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, INPUT
+from streams.core.topics import AGING, ALERTS, DEAD_LETTERS, FLOW, FORECAST, INPUT, PULL
 from streams.outputs.records import FlowRecord
 from tests.cluster import Worker, end_process, produce, stacks, workers
 from tests.conftest import ROOT, SHARED_FIXTURES, core_settings, need_path, need_program
@@ -49,7 +49,12 @@ SCHEMAS = {
     AGING: "aging.schema.json",
     ALERTS: "alert.schema.json",
     DEAD_LETTERS: "dead-letter.schema.json",
+    FORECAST: "forecast.schema.json",
+    PULL: "pull.schema.json",
 }
+# Absent by design while the forecast says "not within the horizon": the fixture's whole
+# backlog is not back in band within 90 days at its end.
+IN_BAND = "flowgauge_backlog_in_band_timestamp_seconds"
 
 
 # --- kcat and the embedded broker ----------------------------------------------------------
@@ -453,10 +458,15 @@ def test_every_dashboard_panel_expression_returns_data(stack: Stack) -> None:
         pytest.skip("no grafana/dashboards/*.json yet")
     expressions = dashboards.panel_expressions()
     assert expressions
+    forecasts = [m["value"] for m in kcat(stack.kafka, FORECAST) if m["value"]["scope"] == "all"]
+    latest = max(forecasts, key=lambda record: record["as_of"])
+    never = latest["status"] == "ok" and latest["in_band_by_p95"] is None
     empty = []
     for board, panel, expr in expressions:
         query = dashboards.substitute(expr)
         # NaN is no data: histogram_quantile over buckets that did not change is NaN.
         if not [s for s in stack.prometheus.query(query) if s["value"][1] != "NaN"]:
+            if IN_BAND in expr and never:
+                continue  # as the forecast record says: not back in band within the horizon
             empty.append(f"{board} / {panel}: {query}")
     assert not empty, "panels without data:\n" + "\n".join(empty)

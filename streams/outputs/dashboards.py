@@ -72,6 +72,8 @@ TURNS_PER_TICKET = "suffix: turns/ticket"
 DAYS = "d"
 SECONDS = "s"
 RATIO = "percentunit"
+DATE = "dateTimeAsIso"  # Grafana reads a date from milliseconds
+CLOSES_PER_DAY = "suffix: closes/business day"
 STATE = "bool_on_off"
 
 HEIGHT = 8
@@ -125,6 +127,13 @@ def by_priority(metric: str, *, also: str = "") -> str:
     """``metric`` of the whole backlog per priority (the priority scopes), summed across workers."""
     grouping = f"priority, {also}" if also else "priority"
     return total(f"{metric}{{{WHOLE_BACKLOG_BY_PRIORITY}}}", by=grouping)
+
+
+def in_band_ms(**labels: str) -> str:
+    """The forecast's date back in band (the end of that day), in the milliseconds Grafana
+    reads dates from, per scope and quantile."""
+    selector = scoped("flowgauge_backlog_in_band_timestamp_seconds", **labels)
+    return f"1000 * {per_scope(selector, by='quantile')}"
 
 
 def per_scope(selector: str, *, by: str = "") -> str:
@@ -306,6 +315,31 @@ def overview() -> Board:
                         [Query(days_of_capacity(), "days")],
                         description="Open / average daily outflow over 7d; healthy: 0.5 to 3 days.",
                         band=CAPACITY_BAND,
+                    ),
+                ],
+            ),
+            Row(
+                "Plan",
+                [
+                    single(
+                        "Back in band by (85%)",
+                        DATE,
+                        Query(in_band_ms(quantile="0.85"), "85%"),
+                        description="At the pace of the last weeks, 85% of sampled futures are"
+                        " back in the band by the end of this day; empty: not within 90 days.",
+                    ),
+                    single(
+                        "Extra closes a business day to the target",
+                        CLOSES_PER_DAY,
+                        Query(per_scope(scoped("flowgauge_closes_needed_per_day")), "closes"),
+                        description="Extra closes per business day that put the backlog in"
+                        " its band by the target (10 business days by default), at 85%.",
+                    ),
+                    graph(
+                        "Back in band by, over time",
+                        DATE,
+                        [Query(in_band_ms(), f"{SCOPE_LEGEND} {{{{quantile}}}}")],
+                        description="The forecast's date at 50%, 85% and 95%, as it moved.",
                     ),
                 ],
             ),
