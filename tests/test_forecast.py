@@ -16,12 +16,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from streams.config import FlowgaugeConfig
 from streams.core.alerts import (
     BACKLOG_ABOVE_BAND,
     INFLOW_ABOVE_OUTFLOW,
@@ -579,3 +582,39 @@ def test_the_plan_is_left_out_where_it_says_nothing() -> None:
         _firing(BACKLOG_ABOVE_BAND), flow, None, plan=_plan(closes_needed_per_day=0)
     )
     assert "back in band by 16 Mar (85%); 412 open" in no_effort
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('target = "ten days"', "forecast.target"),
+        ('target = "0d"', "forecast.target"),
+        ('targets = { billing = "2026-02-30" }', "forecast.targets.billing"),
+        ("paths = 10", "forecast.paths"),
+        ("weeks = 1", "forecast.weeks"),
+        ('horizon = "36h"', "forecast.horizon"),
+        ('horizn = "90d"', "forecast.horizn"),
+    ],
+)
+def test_a_bad_forecast_setting_is_refused_naming_its_key(
+    table: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "flowgauge.toml"
+    settings.write_text(f"[forecast]\n{table}\n")
+    monkeypatch.setenv("FLOWGAUGE_CONFIG", str(settings))
+    with pytest.raises(ValidationError) as refused:
+        FlowgaugeConfig()
+    assert [".".join(map(str, e["loc"])) for e in refused.value.errors()] == [key]
+
+
+def test_targets_reach_the_core_by_queue() -> None:
+    config = FlowgaugeConfig(forecast={"target": "5d", "targets": {"billing": date(2026, 3, 14)}})
+    policy = config.core().forecast
+    assert policy is not None
+    assert policy.target_of("queue:billing") == Target(business_days=None, by=date(2026, 3, 14))
+    assert policy.target_of("queue:tech") == Target(business_days=5)
+    assert policy.target_of("all") == Target(business_days=5)
+    assert FlowgaugeConfig(forecast={"enabled": False}).core().forecast is None
