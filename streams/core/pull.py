@@ -17,8 +17,9 @@ Paused tickets (pending, on hold) wait on someone else and are left out, as are 
 
 from __future__ import annotations
 
-import heapq
+from bisect import insort
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Literal, get_args
 
 from streams.core.aging import OpenTicket
@@ -80,38 +81,47 @@ def pull_list(
     sla: SlaPolicy,
 ) -> PullList:
     """The top ``policy.top`` tickets of ``tickets`` (the queue's open tickets as of
-    ``as_of_us``), highest score first."""
-    scored = [
-        (score, ticket_id, parts)
+    ``as_of_us``), highest score first.
+
+    The SLA part is the dear one (a clock brought forward in business time): tickets are
+    visited by their score without it plus its most (its weight), and the visit stops once
+    that cannot reach the last of the top, so a long queue costs about ``top`` clocks."""
+    weights = tuple(policy.weights.get(name, 0.0) for name in PARTS)
+    sla_weight = policy.weights.get("sla", 0.0)
+    bounded = sorted(
+        (-(_score(parts, weights) + sla_weight), ticket_id, parts)
         for ticket_id, ticket in tickets.items()
         if not (ticket.traits is not None and ticket.traits.paused)
-        for parts in [_parts(ticket, as_of_us, policy, sla)]
-        for score in [_score(parts, policy)]
-    ]
-    best = heapq.nsmallest(policy.top, scored, key=lambda item: (-item[0], item[1]))
-    picks = tuple(
-        Pick(rank, ticket_id, score, parts)
-        for rank, (score, ticket_id, parts) in enumerate(best, 1)
+        for parts in [_cheap_parts(ticket, as_of_us, policy)]
     )
-    return PullList(as_of_us, scope, len(tickets), len(scored), picks)
+    best: list[tuple[float, str, dict[Part, float]]] = []  # (-score, ticket_id, parts)
+    for negative_bound, ticket_id, parts in bounded:
+        # Scores are rounded to 6 decimals: a bound this far below the last cannot tie it.
+        if len(best) == policy.top and -negative_bound < -best[-1][0] - 1e-6:
+            break
+        parts["sla"] = round(_sla_used(tickets[ticket_id], as_of_us, sla), 6)
+        insort(best, (-_score(parts, weights), ticket_id, parts))
+        del best[policy.top :]
+    picks = tuple(
+        Pick(rank, ticket_id, -negative, parts)
+        for rank, (negative, ticket_id, parts) in enumerate(best, 1)
+    )
+    return PullList(as_of_us, scope, len(tickets), len(bounded), picks)
 
 
-def _parts(
-    ticket: OpenTicket, as_of_us: int, policy: PullPolicy, sla: SlaPolicy
-) -> dict[Part, float]:
+def _cheap_parts(ticket: OpenTicket, as_of_us: int, policy: PullPolicy) -> dict[Part, float]:
+    """Every part, rounded to 6 decimals, but ``sla`` left at 0 (``pull_list`` sets it)."""
     traits = ticket.traits
-    age = min(1.0, (as_of_us - ticket.first_open_us) / policy.age_full_us)
-    tier = (traits.tier or "").lower() if traits is not None else ""
     sentiment = traits.sentiment if traits is not None else None
-    parts: dict[Part, float] = {
-        "age": max(0.0, age),
+    age = min(1.0, max(0.0, (as_of_us - ticket.first_open_us) / policy.age_full_us))
+    return {
+        "age": round(age, 6),
         "untouched": 0.0 if ticket.replied else 1.0,
-        "sla": _sla_used(ticket, as_of_us, sla),
-        "priority": PRIORITY_VALUES.get(traits.priority, 0.0) if traits is not None else 0.0,
-        "tier": policy.tiers.get(tier, 0.0),
-        "sentiment": min(1.0, max(0.0, -sentiment)) if sentiment is not None else 0.0,
+        "sla": 0.0,
+        "priority": round(PRIORITY_VALUES.get(traits.priority, 0.0), 6) if traits else 0.0,
+        "tier": policy.tiers.get((traits.tier or "").lower(), 0.0) if traits else 0.0,
+        "sentiment": round(min(1.0, max(0.0, -sentiment)), 6) if sentiment is not None else 0.0,
     }
-    return {name: round(value, 6) for name, value in parts.items()}
 
 
 def _sla_used(ticket: OpenTicket, as_of_us: int, sla: SlaPolicy) -> float:
@@ -129,5 +139,7 @@ def _sla_used(ticket: OpenTicket, as_of_us: int, sla: SlaPolicy) -> float:
     return used
 
 
-def _score(parts: dict[Part, float], policy: PullPolicy) -> float:
-    return round(sum(policy.weights.get(name, 0.0) * value for name, value in parts.items()), 6)
+def _score(parts: dict[Part, float], weights: tuple[float, ...]) -> float:
+    """The weighted sum of the parts (in ``PARTS`` order, as weighted), rounded to 6 decimals."""
+    total: float = sum(map(mul, weights, parts.values()))
+    return round(total, 6)
