@@ -453,6 +453,17 @@ class ForecastConfig(BaseModel):
             raise ValueError("the horizon is whole days, at least 14d")
         return value
 
+    @model_validator(mode="after")
+    def _targets_within_the_horizon(self) -> ForecastConfig:
+        days = parse_duration(self.horizon) // 86400
+        for where, text in [("target", self.target)] + [
+            (f"targets.{queue}", text) for queue, text in self.targets.items()
+        ]:
+            wanted = _target(text).business_days
+            if wanted is not None and wanted > days:
+                raise ValueError(f"{where} {text!r} lies beyond the horizon ({self.horizon})")
+        return self
+
     def policy(self, rules: RulesPolicy, calendar: Calendar | None) -> ForecastPolicy | None:
         if not self.enabled:
             return None
@@ -480,7 +491,7 @@ class PullConfig(BaseModel):
 
     enabled: bool = True
     top: int = Field(default=_PULL.top, ge=1, le=1000)
-    weights: dict[Part, Annotated[float, Field(ge=0)]] = Field(
+    weights: dict[Part, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=lambda: dict(_PULL.weights)
     )
     tiers: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from streams.commands.report import LocalPipeline
+from streams.commands.report import LocalPipeline, run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.aging import ScopeAging
 from streams.core.events import parse_event
@@ -21,6 +21,7 @@ from streams.core.stages import (
     Progress,
     Relay,
     RequesterPartitionRecord,
+    ScopeRecord,
     contacts_for,
     run_requester_batch,
     run_ticket_batch,
@@ -179,3 +180,22 @@ def test_transitions_held_back_before_traits_existed_settle_without_them() -> No
     assert before.tickets.keys() == aging.tickets.keys()
     assert all(ticket.traits is None for ticket in before.tickets.values())
     assert all(ticket.traits is not None for ticket in aging.tickets.values())
+
+
+def test_a_scope_record_whose_last_boundary_planned_loads_back() -> None:
+    """A queue's record written at a whole hour holds its forecast and pull list in
+    ``last``: a worker restarting then must load it (every class on the allow list)."""
+    lines = [encode(event) for event in generate_events(Scenario(days=16, seed=5))]
+    settings = core_settings(3600)
+    emitted, _ = run(lines, settings, 600 * 1_000_000)
+    planned = next(
+        item
+        for item in reversed(emitted)
+        if item.pull is not None and item.pull.picks and item.forecast and item.plan
+    )
+    assert planned.forecast is not None
+    assert planned.forecast.sufficient, "two weeks behind it: a forecast with dates"
+    state = ScopeState.new(planned.flow.scope, settings)
+    state.plan = planned.plan
+    record = ScopeRecord(state, 1, last=planned)
+    assert codec.loads(codec.dumps(record)) == record

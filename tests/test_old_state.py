@@ -86,16 +86,8 @@ def _messages() -> list[object]:
 
 
 def _traits_only(entry: Entry) -> bool:
-    """A queue's entry for a change of traits alone: a CLOCK whose clocks run as before."""
-    kind, clock, prior = entry[1], entry[6], entry[7]
-    return (
-        kind == Kind.CLOCK
-        and clock is not None
-        and prior is not None
-        and clock.targets == prior.targets
-        and clock.response.running == prior.response.running
-        and clock.resolution.running == prior.resolution.running
-    )
+    """A queue's entry for a change of traits alone: a CLOCK without clocks."""
+    return entry[1] == Kind.CLOCK and entry[6] is None and entry[7] is None
 
 
 def built() -> list[object]:

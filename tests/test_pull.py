@@ -25,7 +25,9 @@ from streams.commands.report import run
 from streams.config import FlowgaugeConfig
 from streams.core.pull import PullList, PullPolicy
 from streams.core.scope import Emitted, Settings
+from streams.core.sla import SlaState, Target
 from streams.core.timeline import iso, to_us
+from streams.shell.pull import PullLists
 from tests.conftest import core_settings
 
 GRACE_US = 600 * 1_000_000  # report's default grace, 10m
@@ -363,3 +365,47 @@ def test_report_writes_the_pull_lists_as_csv(tmp_path: Path) -> None:
     assert [float(cell) for cell in last[0][4:]] == pytest.approx(
         [0.721667, 1 / 6, 1, 1, 2 / 3, 1, 0.6], abs=1.5e-6
     )
+
+
+def test_the_pull_page_keeps_each_queue_s_newest_record_and_skips_what_is_not_one() -> None:
+    lists = PullLists()
+    first = json.dumps({"scope": "queue:billing", "as_of": "2026-03-02T09:00:00Z"}).encode()
+    later = json.dumps({"scope": "queue:billing", "as_of": "2026-03-02T10:00:00Z"}).encode()
+    lists.take(b"queue:billing", first)
+    for bad in (b"{not json", b"[]", b'"text"', b'{"as_of": 5}', b'{"scope": 7}', None):
+        lists.take(b"queue:billing", bad)  # skipped: never raises, never replaces
+    assert lists.answer("billing").body == first
+    lists.take(b"queue:billing", later)
+    assert lists.answer("billing").body == later
+    assert lists.answer("tech").status == 404
+    assert lists.answer(None).status == 400
+    assert lists.answer("").status == 400
+
+
+def test_a_change_of_traits_alone_moves_no_clock() -> None:
+    # A P3 ticket (first response 24 h) becomes P0 at 00:30 (first response 10 min, so
+    # breached from 00:30 on); a customer reply stamped 00:22, with a sentiment, arrives
+    # after it. The ticket's clocks are stamped in arrival order (already P0 at 00:30), so
+    # a transition carrying them at 00:22 would breach the queue's first response at 00:25,
+    # ahead of the whole backlog's. Traits alone carry no clock: both agree, at every
+    # boundary, and the queue's pull list still learns the sentiment.
+    lines = [
+        event("created", "00:00", "T", queue="billing", priority="P3"),
+        event("priority_changed", "00:30", "T", priority="P0"),
+        event("customer_replied", "00:22", "T", sentiment=-0.5),
+        event("customer_replied", "01:05", "T"),  # the log runs on past 01:00
+    ]
+    emitted, _ = run(lines, core_settings(300), GRACE_US)
+    breached = {
+        (item.flow.scope, item.flow.as_of_us): item.aging.sla[Target.FIRST_RESPONSE][
+            SlaState.BREACHED
+        ]
+        for item in emitted
+        if item.aging is not None
+    }
+    for (scope, as_of), count_ in breached.items():
+        if scope == "queue:billing":
+            assert count_ == breached[("all", as_of)], iso(as_of)
+    assert breached[("queue:billing", at("00:25"))] == 0
+    assert breached[("queue:billing", at("00:35"))] == 1
+    assert pull_of(emitted, "queue:billing", "01:00").picks[0].parts["sentiment"] == 0.5

@@ -101,6 +101,7 @@ class OpenTicket:
     states: dict[Target, SlaState | None] = field(default_factory=lambda: dict(NO_STATES))
     version: int = 0
     traits: Traits | None = None
+    traits_arrival: int = -1  # the arrival number of the transition they came with
 
 
 @dataclass(slots=True)
@@ -230,8 +231,10 @@ class ScopeAging:
         elif kind == Kind.REPLIED and not current.replied:
             current.replied = True
             self.untouched -= 1
-        if len(held) > 9 and held[9] is not None:
-            current.traits = held[9]
+        # Traits are the ticket's as of its latest event by arrival, as its attributes are
+        # (DESIGN): a transition applied later in event time may have arrived earlier.
+        if len(held) > 9 and held[9] is not None and held[1] >= current.traits_arrival:
+            current.traits, current.traits_arrival = held[9], held[1]
         if clock is not None:
             current.clock = Clock.of_flat(*clock)
             self._update_sla(ticket_id, current, at_us, policy)

@@ -176,7 +176,7 @@ def forecast(flow: FlowSnapshot, history: DayHistory, policy: ForecastPolicy) ->
             inflow_reduction_per_day=0, target_by=target_by, target_status="met",
         )  # fmt: skip
     pools = _pools(days, horizon, policy)
-    drawn = futures(flow.scope, today.toordinal(), pools, policy.paths, target_day)
+    drawn = DRAWN.get(flow.scope, today.toordinal(), pools, policy.paths, target_day)
     need = short.band_tickets - flow.open  # in band once a path's net comes down this far
     closes, fewer = _effort(drawn, need, horizon, target_day) if target_day else (None, None)
     return replace(
@@ -206,37 +206,45 @@ def _target_day(target: Target, horizon: Horizon) -> int:
     return left[-1] if left else 0
 
 
-Pool = tuple[int, ...]
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """What one horizon day may take: every (in, out) pair of the history days it samples
+    from, as the net and the inflow of each, so one draw samples both independently."""
+
+    nets: tuple[int, ...]
+    ins: tuple[int, ...]
 
 
 def _pools(
     days: dict[int, tuple[int, int, int]], horizon: Horizon, policy: ForecastPolicy
 ) -> tuple[Pool, ...]:
-    """Per day of the horizon, the nets it may take: every (in, out) pair of the history
-    days it samples from, so that one draw samples inflow and outflow independently."""
+    """Per day of the horizon, the pairs it may take."""
 
     def kind(day: date) -> tuple[bool, int]:
         return policy.business_day(day), day.weekday()
 
-    seen = {ordinal: date.fromordinal(ordinal) for ordinal in days}
     by_kind: dict[tuple[bool, int], list[int]] = {}
-    for ordinal, day in seen.items():
-        by_kind.setdefault(kind(day), []).append(ordinal)
+    for ordinal in sorted(days):
+        by_kind.setdefault(kind(date.fromordinal(ordinal)), []).append(ordinal)
     business = set(horizon.business)
-    nets: dict[tuple[bool, int], Pool] = {}
+    made: dict[tuple[bool, int], Pool] = {}
     pools = []
     for index, day in enumerate(horizon.dates, 1):
         wanted = (index in business, day.weekday())
-        if wanted not in nets:
-            chosen = by_kind.get(wanted) or [
+        if wanted not in made:
+            chosen = by_kind.get(wanted) or sorted(
                 o for k, found in by_kind.items() if k[0] == wanted[0] for o in found
-            ] or list(days)  # fmt: skip
-            ins = [days[o][0] for o in sorted(chosen)]
-            busy = [days[o][1] for o in sorted(chosen) if days[o][2] > 0]
-            outs = busy or [days[o][1] for o in sorted(chosen)]
-            nets[wanted] = tuple(i - o for i in ins for o in outs)
-        pools.append(nets[wanted])
+            ) or sorted(days)  # fmt: skip
+            ins = [days[o][0] for o in chosen]
+            busy = [days[o][1] for o in chosen if days[o][2] > 0]
+            outs = busy or [days[o][1] for o in chosen]
+            pairs = [(i - o, i) for i in ins for o in outs]
+            made[wanted] = Pool(tuple(net for net, _ in pairs), tuple(i for _, i in pairs))
+        pools.append(made[wanted])
     return tuple(pools)
+
+
+Effort = tuple[str, tuple[int, ...], int]  # (how, pace, effort): a key of Futures._within
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +253,16 @@ class Futures:
 
     ``lowest``: per day of the horizon, the lowest cumulative net of every path so far
     (put in order when first read: the share of paths in band by then is a bisection).
-    ``early``: per day up to the target, the cumulative net of every path. ``_within``: per
-    pace and effort, the lowest of every path's net less that effort, in order."""
+    ``early`` and ``arrivals``: per day up to the target, the cumulative net and the day's
+    inflow of every path. ``_within``: per effort, the lowest of every path's eased net, in
+    order, as read."""
 
-    lowest: tuple[list[int], ...]
+    lowest: tuple[array[int], ...]
     early: tuple[array[int], ...]
+    arrivals: tuple[array[int], ...]
     _ordered: dict[int, array[int]] = field(default_factory=dict)
-    _last: dict[tuple[int, ...], int] = field(default_factory=dict)
-    _within: dict[tuple[tuple[int, ...], int], array[int]] = field(default_factory=dict)
+    _last: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
+    _within: dict[Effort, array[int]] = field(default_factory=dict)
 
     def share_by(self, day: int, need: int) -> float:
         """The share of paths whose net has come down to ``need`` by the end of ``day``."""
@@ -261,16 +271,21 @@ class Futures:
             lowest = self._ordered[day] = array("q", sorted(self.lowest[day - 1]))
         return bisect_right(lowest, need) / len(lowest)
 
-    def least_effort(self, pace: tuple[int, ...], need: int) -> int:
-        """The least whole ``effort`` such that, taking ``effort * pace[k]`` off each path's
-        net by day k, at least 85% of the paths come down to ``need`` on some day up to the
-        target. The share grows with the effort: gallop from the last answer (the next hour's
-        is close to it), then bisect; the answer is the same whichever hour came before."""
+    def least_effort(self, how: str, pace: tuple[int, ...], need: int) -> int | None:
+        """The least whole effort such that at least 85% of the paths, eased by it, come
+        down to ``need`` on some day up to the target: ``how`` is "closes" (the effort times
+        ``pace[k]``, the business days to day k, off the net by day k) or "arrivals" (up to
+        the effort fewer arrivals each day, never more than came). The share grows with the
+        effort: gallop from the last answer (the next hour's is close to it), then bisect;
+        the answer is the same whichever hour came before. None: no number of fewer
+        arrivals is enough (the closes alone would not bring the paths down)."""
 
         def enough(effort: int) -> bool:
-            return self._share_within(pace, effort, need) >= TARGET_QUANTILE
+            return self._share_within((how, pace, effort), need) >= TARGET_QUANTILE
 
-        low = high = self._last.get(pace, 0)  # enough at high, not at low (-1: not tried)
+        if how == "arrivals" and not enough(max(map(max, self.arrivals))):
+            return None  # even no arrivals at all would not do: only closes can
+        low = high = self._last.get((how, pace), 0)  # enough at high, not at low (-1: none)
         step = 1
         if enough(high):
             while (low := high - step) >= 0 and enough(low):
@@ -282,40 +297,81 @@ class Futures:
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if enough(middle) else (middle, high)
-        self._last[pace] = high
+        self._last[(how, pace)] = high
         return high
 
-    def _share_within(self, pace: tuple[int, ...], effort: int, need: int) -> float:
-        lowest = self._within.get((pace, effort))
+    def _share_within(self, key: Effort, need: int) -> float:
+        lowest = self._within.get(key)
         if lowest is None:
-            # Days off before the first business day ease nothing, but count: a path in
-            # band on such a day needs no effort.
-            eased = [
-                map(sub, column, repeat(effort * share))
-                for column, share in zip(self.early, pace, strict=True)
-            ]
-            lowest = array("q", sorted(map(min, *eased) if len(eased) > 1 else eased[0]))
-            self._within[(pace, effort)] = lowest
+            if len(self._within) >= MAX_EFFORTS_KEPT:
+                self._within.clear()  # a long day of hours: keep the memory bounded
+            lowest = self._within[key] = array("q", sorted(self._lowest_eased(*key)))
         return bisect_right(lowest, need) / len(lowest)
 
+    def _lowest_eased(self, how: str, pace: tuple[int, ...], effort: int) -> list[int]:
+        """Per path, the lowest net over the days to the target, each day's eased. Days off
+        before the first business day ease nothing but count: a path in band on such a day
+        needs no effort."""
+        if how == "closes":
+            eased = [
+                list(map(sub, column, repeat(effort * share)))
+                for column, share in zip(self.early, pace, strict=True)
+            ]
+        else:
+            fewer = [0] * len(self.early[0])
+            eased = []
+            for column, came in zip(self.early, self.arrivals, strict=True):
+                fewer = list(map(add, fewer, map(min, came, repeat(effort))))
+                eased.append(list(map(sub, column, fewer)))
+        return list(map(min, *eased)) if len(eased) > 1 else eased[0]
 
-@lru_cache(maxsize=64)
+
+MAX_EFFORTS_KEPT = 256
+
+
 def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int) -> Futures:
     """``count`` sampled futures, seeded from scope and date: the same wherever drawn. Each
-    day draws one net for every path, in C: 32 random bits per path scaled to the pool (a
+    day draws one pair for every path, in C: 32 random bits per path scaled to the pool (a
     bias below one in 2**32 / len(pool))."""
     rng = random.Random(f"{scope}|{date.fromordinal(today).isoformat()}")
     cumulative, low = [0] * count, [0] * count
-    lowest, kept = [], []
+    lowest, kept, arrivals = [], [], []
     for day, pool in enumerate(pools, 1):
         bits = array("I", rng.randbytes(4 * count))
-        picks = map(rshift, map(mul, bits, repeat(len(pool))), repeat(32))
-        cumulative = list(map(add, cumulative, map(pool.__getitem__, picks)))
+        picks = list(map(rshift, map(mul, bits, repeat(len(pool.nets))), repeat(32)))
+        cumulative = list(map(add, cumulative, map(pool.nets.__getitem__, picks)))
         low = list(map(min, low, cumulative)) if day > 1 else cumulative
-        lowest.append(low)
+        lowest.append(array("q", low))
         if day <= early:
             kept.append(array("q", cumulative))
-    return Futures(tuple(lowest), tuple(kept))
+            arrivals.append(array("q", map(pool.ins.__getitem__, picks)))
+    return Futures(tuple(lowest), tuple(kept), tuple(arrivals))
+
+
+class Drawn:
+    """The futures each scope drew last: one day's per scope, so every hour of the day reads
+    them (a dict by scope, not a cache shared by all: more scopes than it holds would draw
+    every hour). Memory: about 1 MB per scope above its band, at 1000 paths."""
+
+    def __init__(self) -> None:
+        self.by_scope: dict[str, tuple[tuple[int, tuple[Pool, ...], int, int], Futures]] = {}
+        self.draws = 0
+
+    def get(
+        self, scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int
+    ) -> Futures:
+        key = (today, pools, count, early)
+        held = self.by_scope.get(scope)
+        if held is None or held[0] != key:
+            held = self.by_scope[scope] = (key, futures(scope, today, pools, count, early))
+            self.draws += 1
+        return held[1]
+
+    def clear(self) -> None:
+        self.by_scope.clear()
+
+
+DRAWN = Drawn()
 
 
 def _date_at(drawn: Futures, quantile: float, need: int, horizon: Horizon) -> date | None:
@@ -325,15 +381,14 @@ def _date_at(drawn: Futures, quantile: float, need: int, horizon: Horizon) -> da
     return horizon.dates[day] if day < len(horizon.dates) else None
 
 
-def _effort(drawn: Futures, need: int, horizon: Horizon, target_day: int) -> tuple[int, int]:
+def _effort(
+    drawn: Futures, need: int, horizon: Horizon, target_day: int
+) -> tuple[int | None, int | None]:
     """Extra closes per business day, and fewer arrivals per day, that put 85% of the paths
-    in band by the target day: each path's net by day k eased by the closes of the business
-    days up to k, or by the arrivals of the k days."""
+    in band by the target day."""
     business = set(horizon.business)
     worked = tuple(accumulate(int(k in business) for k in range(1, target_day + 1)))
-    return drawn.least_effort(worked, need), drawn.least_effort(
-        tuple(range(1, target_day + 1)), need
-    )
+    return drawn.least_effort("closes", worked, need), drawn.least_effort("arrivals", (), need)
 
 
 def day_end_seconds(day: date, timezone: str) -> float:

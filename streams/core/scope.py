@@ -192,6 +192,7 @@ class ScopeState:
     def _forecast(self, snapshot: FlowSnapshot, settings: Settings) -> Forecast | None:
         policy = settings.forecast
         if policy is None:
+            self.plan = None  # turned off: nothing quotes the plan of before
             return None
         self.days.add(snapshot, policy.timezone, 7 * policy.weeks + 1, settings.windows.step_us)
         return forecast(snapshot, self.days, policy)

@@ -6,7 +6,7 @@ so a snapshot "as of B" is a pure function of the transitions stamped <= B.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
 from streams.core.events import (
@@ -153,16 +153,19 @@ def apply_event(
         changes += [_transition(ticket, scope, kind, at, stamp) for scope in after]
     elif ticket.status is Status.OPEN and stamp.traits != traits_before:
         # Only the queue's pull list ranks by traits: the other scopes learn them with
-        # the ticket's next transition there.
-        changes.append(_transition(ticket, after[1], Kind.CLOCK, at, stamp))
+        # the ticket's next transition there. Without clocks: the ticket's are stamped in
+        # arrival order, and this event may be older than the last (DESIGN), so they would
+        # move the queue's SLA states ahead of the other scopes'.
+        traits_only = replace(stamp, prior=None, clock=None)
+        changes.append(_transition(ticket, after[1], Kind.CLOCK, at, traits_only))
     return ticket, changes
 
 
 @dataclass(frozen=True, slots=True)
 class _Stamp:
     ticket_id: str
-    prior: Clock
-    clock: Clock
+    prior: Clock | None
+    clock: Clock | None
     effort: Effort | None
     traits: Traits
 

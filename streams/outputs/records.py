@@ -153,7 +153,8 @@ class ForecastFields(Record):
         "the target; null when the target is missed or history is short"
     )
     inflow_reduction_per_day_p85: int | None = Field(
-        description="fewer arrivals per day that would do the same"
+        description="fewer arrivals per day (never more than a day brings) that would do the "
+        "same; null also when no reduction of arrivals alone would"
     )
     target_by: str | None = Field(description="the target's last day")
     target_status: Literal["met", "open", "missed"] | None = Field(
@@ -219,7 +220,8 @@ class PickRecord(BaseModel):
     rank: int
     ticket_id: str
     score: float = Field(
-        description="the weighted sum of the parts, 0..1 with weights summing to 1"
+        description="the weighted sum of the parts: 0..1 while the weights add up to 1, as "
+        "the defaults do"
     )
     parts: dict[Part, float] = Field(description="each part, 0..1, before its weight")
     link: str | None = Field(default=None, description="the ticket in its helpdesk, if known")

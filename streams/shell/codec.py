@@ -35,6 +35,7 @@ from streams.core.flow import FlowSnapshot, ScopeFlow
 from streams.core.forecast import DayHistory, Forecast
 from streams.core.indicators import Bucket, Driver, Effort, IndicatorSnapshot, ScopeIndicators
 from streams.core.positions import SourceLog
+from streams.core.pull import Pick, PullList
 from streams.core.recontact import Contact, ContactKind, Opening, Requester, Resolution
 from streams.core.scope import Emitted, ScopeState
 from streams.core.sla import (
@@ -73,6 +74,8 @@ _STATE_CLASSES: tuple[type, ...] = (
     ScopeFlow,
     DayHistory,
     Forecast,
+    PullList,
+    Pick,
     Emitted,
     ScopeState,
     PartitionRecord,
@@ -120,8 +123,8 @@ _BUILTINS = {"dict", "list", "set", "frozenset", "tuple", "str", "int", "float",
 ALLOWED = {("builtins", name) for name in _BUILTINS} | {
     (cls.__module__, cls.__qualname__) for cls in _STATE_CLASSES
 }
-ALLOWED.add((__name__, "clock_of"))
-ALLOWED.add(("datetime", "date"))  # a forecast's dates  # how a Clock is written: see _flat_clock
+ALLOWED.add((__name__, "clock_of"))  # how a Clock is written: see _flat_clock
+ALLOWED.add(("datetime", "date"))  # a forecast's dates
 # Until the modules moved into packages (core, shell, ...), each sat directly under
 # ``streams``, and state written then names them there: ``streams.ticket`` is now
 # ``streams.core.ticket``, ``streams.codec`` this module.
