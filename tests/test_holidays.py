@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import io
-import json
 from datetime import date, datetime, time
-from itertools import count
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
-from streams.commands.report import SLA_EVENTS, run, write_csv
 from streams.config import FlowgaugeConfig
-from streams.core.scope import Settings
 from streams.core.sla import HOUR_US, Calendar, SlaPolicy
 from streams.core.timeline import to_us
-from tests.conftest import core_settings
+from tests.test_sla import event, sla_rows
 
 GRACE_US = 600 * 1_000_000
 BERLIN = ZoneInfo("Europe/Berlin")
 WORKWEEK = frozenset(range(5))
 MAY_DAY = date(2025, 5, 1)  # Thursday 1 May 2025, Labour Day: a public holiday in all of DE
-_ids = count()
-
-
-def event(kind: str, at: str, ticket: str = "T1", **fields: object) -> bytes:
-    body = {"event_id": f"E{next(_ids)}", "type": kind, "ticket_id": ticket, "occurred_at": at}
-    return json.dumps(body | fields).encode()
-
-
-def sla_rows(lines: list[bytes], policy: SlaPolicy) -> list[list[str]]:
-    """The ``ticket.sla`` records of ``flowgauge report`` over ``lines``, as CSV rows."""
-    settings = Settings(core_settings(3600).windows, sla=policy)
-    emitted, _ = run(lines, settings, GRACE_US)
-    out = io.StringIO()
-    write_csv([(out, SLA_EVENTS)], emitted)
-    rows = [line.split(",") for line in out.getvalue().splitlines()]
-    assert rows[0] == ["ticket_id", "target", "state", "due_at", "as_of"]
-    return rows[1:]
 
 
 def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calendar: str) -> FlowgaugeConfig:
