@@ -441,7 +441,7 @@ class ForecastConfig(BaseModel):
 
     enabled: bool = True
     weeks: int = Field(default=6, ge=2, le=52)  # of history sampled
-    paths: int = Field(default=1000, ge=100, le=100_000)
+    paths: int = Field(default=ForecastPolicy().paths, ge=100, le=20_000)
     horizon: Duration = "90d"
     target: TargetText = "10d"
     targets: dict[str, TargetText] = Field(default_factory=dict)  # per queue name

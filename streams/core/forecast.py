@@ -52,7 +52,7 @@ class Target:
 class ForecastPolicy:
     weeks: int = 6  # of history sampled
     min_days: int = 14  # fewer whole days seen: insufficient history
-    paths: int = 1000
+    paths: int = 500  # 1000 cost a worker a third of its rate (BENCHMARKS.md, "Planning")
     horizon_days: int = 90  # calendar days; beyond, "not within the horizon"
     reported_days: int = 14  # p_in_band_d1 .. d14, business days
     band_high_days: float = 3.0  # the band's upper edge, in days of capacity
@@ -260,7 +260,9 @@ class Futures:
     lowest: tuple[array[int], ...]
     early: tuple[array[int], ...]
     arrivals: tuple[array[int], ...]
+    most_arrivals: int = 0  # of any path on any day to the target
     _ordered: dict[int, array[int]] = field(default_factory=dict)
+    # Where each search starts: its last answer (yesterday's at first, see ``Drawn``).
     _last: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
     _within: dict[Effort, array[int]] = field(default_factory=dict)
 
@@ -283,7 +285,7 @@ class Futures:
         def enough(effort: int) -> bool:
             return self._share_within((how, pace, effort), need) >= TARGET_QUANTILE
 
-        if how == "arrivals" and not enough(max(map(max, self.arrivals))):
+        if how == "arrivals" and not enough(self.most_arrivals):
             return None  # even no arrivals at all would not do: only closes can
         low = high = self._last.get((how, pace), 0)  # enough at high, not at low (-1: none)
         step = 1
@@ -345,13 +347,14 @@ def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: 
         if day <= early:
             kept.append(array("q", cumulative))
             arrivals.append(array("q", map(pool.ins.__getitem__, picks)))
-    return Futures(tuple(lowest), tuple(kept), tuple(arrivals))
+    most = max(map(max, arrivals), default=0)
+    return Futures(tuple(lowest), tuple(kept), tuple(arrivals), most)
 
 
 class Drawn:
     """The futures each scope drew last: one day's per scope, so every hour of the day reads
     them (a dict by scope, not a cache shared by all: more scopes than it holds would draw
-    every hour). Memory: about 1 MB per scope above its band, at 1000 paths."""
+    every hour). Memory: about 0.5 MB per scope above its band, at 500 paths."""
 
     def __init__(self) -> None:
         self.by_scope: dict[str, tuple[tuple[int, tuple[Pool, ...], int, int], Futures]] = {}
@@ -363,7 +366,10 @@ class Drawn:
         key = (today, pools, count, early)
         held = self.by_scope.get(scope)
         if held is None or held[0] != key:
-            held = self.by_scope[scope] = (key, futures(scope, today, pools, count, early))
+            drawn = futures(scope, today, pools, count, early)
+            if held is not None:  # the searches start where yesterday's ended: fewer steps
+                drawn._last.update(held[1]._last)
+            held = self.by_scope[scope] = (key, drawn)
             self.draws += 1
         return held[1]
 

@@ -529,7 +529,7 @@ EXAMPLES: dict[str, BaseModel] = {
             "target_status": "open",
             "weeks": 6,
             "days_sampled": 42,
-            "paths": 1000,
+            "paths": 500,
             "horizon_days": 90,
             "band_high_days": 3.0,
             **{f"p_in_band_d{day}": share for day, share in enumerate(_EXAMPLE_SHARES, 1)},
