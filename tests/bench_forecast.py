@@ -130,7 +130,7 @@ def calibration(scenarios: tuple[str, ...], seeds: range) -> None:
     (censored), and so are forecasts of "not within the horizon", counted apart."""
     config = FlowgaugeConfig(step="1h")
     settings = config.core()
-    covered = cases = censored = beyond = 0
+    covered = cases = censored = beyond = back = 0
     for name in scenarios:
         for seed in seeds:
             lines = [encode(event) for event in generate_events(named(name, seed))]
@@ -146,14 +146,15 @@ def calibration(scenarios: tuple[str, ...], seeds: range) -> None:
                 if made.as_of_us % (24 * 3600 * 1_000_000) != 12 * 3600 * 1_000_000:
                     continue
                 by = made.in_band_by[QUANTILES.index(0.85)]
-                if by is None:
-                    beyond += 1
-                    continue
                 true = next(
                     (at for at, level in levels[made.scope] if at > made.as_of_us
                      and level <= made.band_tickets),
                     None,
                 )  # fmt: skip
+                if by is None:
+                    beyond += 1
+                    back += true is not None
+                    continue
                 deadline = day_end_seconds(by, made.timezone) * 1_000_000
                 if true is None and deadline > end_us:
                     censored += 1
@@ -163,6 +164,7 @@ def calibration(scenarios: tuple[str, ...], seeds: range) -> None:
             print(f"  {name} seed {seed}: {cases} cases so far, {covered} in band by the 85% date")
     print(
         f"calibration: in band by the 85% date in {covered} of {cases} cases"
-        f" ({covered / max(cases, 1):.0%}); {censored} censored (the run ended first),"
-        f" {beyond} forecasts of not within the horizon"
+        f" ({covered / max(cases, 1):.0%}); {censored} censored (the run ended first);"
+        f" {beyond} forecasts of not within the horizon, of which {back} were back in band"
+        " before the run ended (the pace changed: a recovery the history did not hold)"
     )
