@@ -164,6 +164,24 @@ def forecast(flow: FlowSnapshot, history: DayHistory, policy: ForecastPolicy) ->
     )  # fmt: skip
     if len(days) < policy.min_days:
         return short
+    # An hour whose inputs are the last hour's (a quiet night, a gap in a replay) has its
+    # answer: the same, as of now.
+    inputs = (today.toordinal(), flow.open, short.band_tickets, tuple(days.items()))
+    known = DRAWN.answers.get(flow.scope)
+    if known is not None and known[0] == inputs and known[1] is policy:
+        return replace(known[2], as_of_us=flow.as_of_us)
+    answer = _sufficient(flow, short, days, today, policy)
+    DRAWN.answers[flow.scope] = (inputs, policy, answer)
+    return answer
+
+
+def _sufficient(
+    flow: FlowSnapshot,
+    short: Forecast,
+    days: dict[int, tuple[int, int, int]],
+    today: date,
+    policy: ForecastPolicy,
+) -> Forecast:
     horizon = _horizon(today, policy.horizon_days, policy.calendar)
     target = policy.target_of(flow.scope)
     target_day = _target_day(target, horizon)
@@ -339,8 +357,11 @@ def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: 
     cumulative, low = [0] * count, [0] * count
     lowest, kept, arrivals = [], [], []
     for day, pool in enumerate(pools, 1):
-        bits = array("I", rng.randbytes(4 * count))
-        picks = list(map(rshift, map(mul, bits, repeat(len(pool.nets))), repeat(32)))
+        if len(set(pool.nets)) == 1 and len(set(pool.ins)) == 1:
+            picks = [0] * count  # one outcome (a quiet stretch): nothing to draw
+        else:
+            bits = array("I", rng.randbytes(4 * count))
+            picks = list(map(rshift, map(mul, bits, repeat(len(pool.nets))), repeat(32)))
         cumulative = list(map(add, cumulative, map(pool.nets.__getitem__, picks)))
         low = list(map(min, low, cumulative)) if day > 1 else cumulative
         lowest.append(array("q", low))
@@ -359,6 +380,8 @@ class Drawn:
     def __init__(self) -> None:
         self.by_scope: dict[str, tuple[tuple[int, tuple[Pool, ...], int, int], Futures]] = {}
         self.draws = 0
+        # Per scope, the last answer and what it was the answer to.
+        self.answers: dict[str, tuple[tuple[object, ...], ForecastPolicy, Forecast]] = {}
 
     def get(
         self, scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int
@@ -375,6 +398,7 @@ class Drawn:
 
     def clear(self) -> None:
         self.by_scope.clear()
+        self.answers.clear()
 
 
 DRAWN = Drawn()
