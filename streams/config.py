@@ -50,6 +50,17 @@ def _duration(text: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_duration)]
 
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):  # a KeyError pydantic would not report
+        raise ValueError(f"{value!r} is no IANA time zone, such as Europe/Berlin") from None
+    return value
+
+
+Zone = Annotated[str, AfterValidator(_zone)]
+
 # Below this, one slow batch with input waiting could pass for a stall.
 MIN_STALL_RESTART_SECONDS = 10
 
@@ -256,22 +267,13 @@ class CalendarConfig(BaseModel):
 
     HOLIDAY_YEARS: ClassVar[range] = range(2000, 2101)
 
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
     start: time = time(9)
     end: time = time(17)
     holidays: list[date] = []  # dates in the calendar's time zone, besides the country's
     country: str | None = None  # ISO 3166-1 alpha-2 code, e.g. "DE" or "US"
     subdivision: str | None = None  # the country's region, e.g. "BY" (DE) or "CA" (US)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):  # a KeyError pydantic would not report
-            raise ValueError(f"{value!r} is no IANA time zone, such as Europe/Berlin") from None
-        return value
 
     @field_validator("country")
     @classmethod
@@ -623,6 +625,14 @@ class FlowgaugeConfig(BaseSettings):
     web_password: SecretStr | None = None
     web_password_file: Path | None = None
     web_auth_metrics: bool = False  # /metrics asks for them too
+    ui_host: str = "127.0.0.1"  # flowgauge web
+    ui_port: int = Field(8080, ge=0, le=65535)
+    ui_timezone: Zone | None = None  # default: [sla.calendar] timezone, else UTC
+    ui_refresh_seconds: float = Field(5.0, gt=0)
+    ui_stale_after: Duration | None = None  # default: three steps
+    ui_fine: Duration = "7d"  # every boundary kept this long, then each hour's last
+    ui_hourly: Duration = "90d"  # then each day's last
+    ui_retention: Duration = "400d"  # then none
     partitions: int = Field(4, ge=1, le=1024)
     replication: int | None = Field(None, ge=1)  # default: min(3, brokers in the cluster)
     min_insync_replicas: int | None = Field(None, ge=1)  # default: max(1, replication - 1)

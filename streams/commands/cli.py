@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(run=_report)
 
+    report.add_argument(
+        "--html", type=Path, help="also write the web view of every scope as one HTML file here"
+    )
+
+    web = commands.add_parser("web", help="serve the live web view of the derived topics")
+    _broker_option(web)
+    web.add_argument("--host", help="address to listen on (env FLOWGAUGE_UI_HOST, 127.0.0.1)")
+    web.add_argument("--port", type=int, help="port (env FLOWGAUGE_UI_PORT, 8080; 0: any free)")
+    web.set_defaults(run=_web)
+
     evaluate = commands.add_parser(
         "evaluate",
         help="score the alert rules of a JSONL file against ground truth",
@@ -190,6 +200,9 @@ def _report(args: argparse.Namespace) -> int:
         snapshot_rows,
         write_csv,
     )
+    from streams.commands.web import recorded, write_html
+    from streams.outputs.records import publisher
+    from streams.web.service import history_of
 
     config = _config(step=args.step)
     _fewer_collections()
@@ -218,7 +231,14 @@ def _report(args: argparse.Namespace) -> int:
         ]
         # Read as it goes: the file is never held whole, nor are the rows.
         lines = (line.rstrip(b"\r\n") for line in source)
-        write_csv(outputs, in_order(lines, pipeline))
+        emitted = in_order(lines, pipeline)
+        if args.html:
+            history = history_of(config)
+            emitted = recorded(emitted, history, publisher(config, settings))
+        write_csv(outputs, emitted)
+    if args.html:
+        size = write_html(args.html, history, config)
+        print(f"wrote {args.html} ({size / 1e6:.1f} MB)", file=sys.stderr)
     counters = pipeline.counters
     for number, reason in counters.invalid:
         print(f"{args.events}:{number}: skipped: {reason}", file=sys.stderr)
@@ -234,6 +254,13 @@ def _report(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from streams.commands.web import run_web
+
+    overrides = {"broker": args.broker, "ui_host": args.host, "ui_port": args.port}
+    return run_web(_config(**overrides))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

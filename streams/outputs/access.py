@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from streams.config import FlowgaugeConfig
 
@@ -64,7 +65,7 @@ class Access:
         return False
 
 
-def guard(access: Access) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard(access: Access) -> Middleware:
     """An aiohttp middleware applying ``access`` to every request."""
 
     @web.middleware

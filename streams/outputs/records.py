@@ -21,14 +21,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 
+from streams.config import FlowgaugeConfig
 from streams.core.aging import BANDS, AgingSnapshot
-from streams.core.alerts import AlertTransition, capacity_days, describe
+from streams.core.alerts import AlertTransition, CrossingPolicy, capacity_days, describe
 from streams.core.events import TicketEvent
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, Forecast, ForecastPolicy
 from streams.core.indicators import IndicatorSnapshot
 from streams.core.pull import Part, PullList, PullPolicy
-from streams.core.scope import Emitted
+from streams.core.scope import Emitted, Settings
 from streams.core.sla import SlaChange
 from streams.core.timeline import iso
 from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, PULL, SLA
@@ -405,6 +406,22 @@ class Rejected(Record):
             event=event,
             original_base64=encoded,
         )
+
+
+def publisher(
+    config: FlowgaugeConfig, settings: Settings
+) -> Callable[[Emitted], Iterator[tuple[str, bytes, bytes]]]:
+    """``outgoing`` with the configuration's settings: what the worker publishes."""
+    window, capacity = config.indicators.window, settings.rules.capacity_window
+    earlier = isinstance(settings.crossing, CrossingPolicy)
+    weights = settings.pull.weights if settings.pull else None
+
+    def records(item: Emitted) -> Iterator[tuple[str, bytes, bytes]]:
+        return outgoing(
+            item, config.dashboard_url, window, capacity, earlier, config.ticket_link, weights
+        )
+
+    return records
 
 
 def outgoing(

@@ -14,7 +14,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from streams.core.alerts import CrossingPolicy
 from streams.core.catalog import dimension_of, other_scope
 from streams.core.scope import Emitted, ScopeState, Settings
 from streams.core.stages import (
@@ -36,7 +35,7 @@ from streams.core.stages import (
 from streams.core.timeline import US_PER_SECOND, parse_duration
 from streams.core.topics import INPUT
 from streams.kafka import Kafka
-from streams.outputs.records import outgoing
+from streams.outputs.records import publisher
 from streams.shell import tables
 from streams.shell.publish import kafka_producer, publish
 from streams.shell.tables import PartitionedTable
@@ -216,14 +215,9 @@ class ScopeStage:
                 )  # fmt: skip
 
     def _records(self, emitted: Iterable[Emitted]) -> Iterator[tuple[str, bytes, bytes]]:
-        config, settings = self.wiring.config, self.wiring.settings
-        window, capacity = config.indicators.window, settings.rules.capacity_window
-        earlier = isinstance(settings.crossing, CrossingPolicy)
-        weights = settings.pull.weights if settings.pull else None
+        records = publisher(self.wiring.config, self.wiring.settings)
         for item in emitted:
-            yield from outgoing(
-                item, config.dashboard_url, window, capacity, earlier, config.ticket_link, weights
-            )
+            yield from records(item)
 
     def _restore_held_back(self, record: Any) -> None:
         """Put back a recovered scope's held-back transitions, and delete the segments of it

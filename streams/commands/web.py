@@ -1,0 +1,55 @@
+"""``flowgauge web`` and ``report --html``: the page, live or in one file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+from streams.config import FlowgaugeConfig
+from streams.core.scope import Emitted
+from streams.kafka import Kafka
+from streams.web.history import History
+from streams.web.page import report_page
+from streams.web.service import WebService, view_settings
+from streams.web.view import Freshness, view
+
+Records = Callable[[Emitted], Iterable[tuple[str, bytes, bytes]]]
+
+
+def run_web(config: FlowgaugeConfig) -> int:
+    service = WebService(config, Kafka.of(config))
+    asyncio.run(_serve(service, config.ui_host, config.ui_port))
+    return 0
+
+
+async def _serve(service: WebService, host: str, port: int) -> None:
+    runner = web.AppRunner(service.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    print(f"flowgauge web: http://{bound_host}:{bound_port}/", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def recorded(emitted: Iterable[Emitted], history: History, records: Records) -> Iterator[Emitted]:
+    """``emitted`` as it is, each boundary's records kept in ``history`` on the way."""
+    for item in emitted:
+        history.take_all((topic, value) for topic, _, value in records(item))
+        yield item
+
+
+def write_html(path: Path, history: History, config: FlowgaugeConfig) -> int:
+    """Every scope's view in one self-contained page; its size in bytes."""
+    settings = view_settings(config, show_tickets=True)
+    freshness = Freshness(now=time.time())
+    views = {scope: view(history, scope, settings, freshness) for scope in history.scope_names()}
+    page = report_page(views).encode()
+    path.write_bytes(page)
+    return len(page)

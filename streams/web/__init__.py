@@ -1,0 +1,1 @@
+"""The web view: ``flowgauge web`` and ``report --html``, fed by the derived topics."""
