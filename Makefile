@@ -22,11 +22,12 @@ demo: setup
 test: setup services
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Programs some tests run (prometheus, promtool, amtool, kcat): installed with apt-get when
+# Programs some tests run (prometheus, promtool, amtool, kcat, chromium and its driver for
+# the web view's browser tests): installed with apt-get when
 # missing and running as root. Otherwise nothing fails here: those tests skip (or fail under
 # FLOWGAUGE_REQUIRE_SERVICES=1, as in .ci/run).
-SERVICE_PROGRAMS := prometheus promtool amtool kcat
-SERVICE_PACKAGES := prometheus prometheus-alertmanager kcat
+SERVICE_PROGRAMS := prometheus promtool amtool kcat chromium chromedriver
+SERVICE_PACKAGES := prometheus prometheus-alertmanager kcat chromium chromium-driver
 services:
 	@missing=$$(for p in $(SERVICE_PROGRAMS); do command -v $$p >/dev/null || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

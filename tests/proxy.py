@@ -1,4 +1,4 @@
-"""A TCP proxy in front of the broker whose open connections can be frozen.
+"""A TCP proxy in front of the broker whose open connections can be frozen, or cut.
 
 A frozen connection stays open and carries nothing more, either way, as behind a network
 path that silently drops a flow (a NAT or firewall that forgot it): no reset, no error,
@@ -79,6 +79,22 @@ class FreezingProxy(ServedInThread):
     def __init__(self, port: int, upstream_port: int) -> None:
         super().__init__(port, upstream_port)
         self.links: set[Link] = set()
+
+    def sever(self) -> None:
+        """The broker gone, as a network path that fails: every connection closed and new
+        ones refused, until ``restore``."""
+
+        async def close() -> None:
+            assert self.server is not None
+            self.server.close()
+            for writer in self._writers():
+                writer.close()
+            await self.server.wait_closed()
+
+        self._call(close())
+
+    def restore(self) -> None:
+        self.server = self._call(asyncio.start_server(self._accept, "127.0.0.1", self.port))
 
     def freeze_open(self) -> int:
         """Freeze every connection open now; how many there were."""
