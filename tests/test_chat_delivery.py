@@ -20,7 +20,7 @@ from streams.kafka import Kafka
 from streams.outputs.delivery import InOrderAcks
 from streams.workarounds import tansu
 from tests.chat_servers import Receiver, Reply
-from tests.cluster import read_topic, stacks, start_worker
+from tests.cluster import NO_PLANNING, read_topic, stacks, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path
 from tests.test_pipeline import STEP, expected_from_report, publish, webhook_receiver
 
@@ -97,7 +97,7 @@ def test_alerts_outlive_worker_stops_while_the_destination_is_down(
     with webhook_receiver() as (receiver, loop):
         receiver.then = Reply(503)  # down: every alert is retried, none is finished
         hook = {"name": "ops", "kind": "webhook", "url": receiver.url, "per_minute": 6000}
-        env = {"FLOWGAUGE_CHAT": json.dumps([hook]), **STEP}
+        env = {"FLOWGAUGE_CHAT": json.dumps([hook]), **STEP, **NO_PLANNING}
 
         first = start_worker(broker, tmp_path, "first", **env)
         try:

@@ -31,16 +31,20 @@ from streams.commands.simulate import Scenario, encode, generate_events
 from streams.config import FlowgaugeConfig
 from streams.core.topics import AGING, ALERTS, FLOW, INDICATORS, SLA
 from streams.workarounds import commits
-from tests.cluster import Worker, latest_by_key, read_topic, stacks, start_worker
+from tests.cluster import NO_PLANNING, Worker, latest_by_key, read_topic, stacks, start_worker
 from tests.proxy import FreezingProxy
 from tests.test_pipeline import (
-    STEP,
+    STEP as PIPELINE_STEP,
+)
+from tests.test_pipeline import (
     assert_snapshots,
     expected_from_report,
     gauge,
     publish,
     wait_caught_up,
 )
+
+STEP = {**PIPELINE_STEP, **NO_PLANNING}
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(240)]
 START = datetime(2026, 3, 2, tzinfo=UTC)  # Scenario's default start

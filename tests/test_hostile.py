@@ -28,7 +28,7 @@ from streams.core.recontact import CONTACTS_KEPT
 from streams.core.timeline import US_PER_SECOND, WallClock, boundary_index, iso, to_us
 from streams.core.topics import DEAD_LETTERS, FLOW, INPUT
 from streams.core.watermark import Watermarks
-from tests.cluster import Worker, produce, read_topic, start_worker
+from tests.cluster import NO_PLANNING, Worker, produce, read_topic, start_worker
 from tests.conftest import core_settings
 from tests.test_pipeline import assert_snapshots, expected_from_report, gauge, wait_caught_up
 from tests.test_properties import LIGHT, Ev, core_alerts, core_rows, event_strategy, scenarios
@@ -194,7 +194,7 @@ def test_one_requester_on_thousands_of_tickets_keeps_its_newest_contacts() -> No
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedBroker, Worker]]:
     workdir = tmp_path_factory.mktemp("hostile")
     with EmbeddedBroker() as broker:
-        running = start_worker(broker, workdir, "worker", FLOWGAUGE_STEP="1h")
+        running = start_worker(broker, workdir, "worker", FLOWGAUGE_STEP="1h", **NO_PLANNING)
         try:
             yield broker, running
         finally:
@@ -239,8 +239,8 @@ def test_live_a_partition_whose_clock_runs_ahead_neither_holds_back_nor_makes_ot
     started = int(time.time() * US)
     produce(broker, INPUT, [(None, line) for line in ahead], partition=0)  # up to now + 35m
     wait_caught_up([running])
-    # The worker emits every hour since the team's March, forecasts included: a catch-up
-    # of thousands of boundaries after its intake has caught up.
+    # The worker emits every hour since the team's March: a catch-up of thousands of
+    # boundaries after its intake has caught up.
     step = HOUR_US
     lowest = (boundary_index(started - GRACE_US, step) - 1) * step
     scopeless = {"queue": "", "priority": "", "channel": ""}

@@ -19,7 +19,7 @@ from streams.core.scope import Emitted, Settings
 from streams.core.timeline import US_PER_SECOND, iso, to_us
 from streams.core.topics import INPUT
 from streams.shell.scope import ScopesElsewhere, check_placed
-from tests.cluster import produce, workers
+from tests.cluster import NO_PLANNING, produce, workers
 from tests.conftest import core_settings
 from tests.test_pipeline import assert_snapshots, expected_from_report, gauge, wait_caught_up
 
@@ -143,7 +143,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 def test_two_workers_fold_what_report_folds_and_a_restart_keeps_the_catalog(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    cap = {"FLOWGAUGE_STEP": "1h", "FLOWGAUGE_SCOPE_CAP": "40"}
+    cap = {"FLOWGAUGE_STEP": "1h", "FLOWGAUGE_SCOPE_CAP": "40", **NO_PLANNING}
     first = flood(range(300), hours=10)  # queues from every input partition
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
