@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -339,6 +340,41 @@ def test_the_page_says_its_data_is_stale_while_the_broker_is_lost(
         watched.screenshot("live-wall-stale")
         live.proxy.restore()
         wait_until("the stale mark goes", lambda: not watched.page.is_visible(stale), 60)
+        # It reads on where it was: a record written now reaches the page.
+        latest = live.view()["latest"]["flow"]
+        later = datetime.fromtimestamp(epoch(latest["as_of"]) + 3600, UTC)
+        record = {**latest, "as_of": later.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": 4321}
+        send(live.broker, FLOW, [(b"all", json.dumps(record).encode())])
+        wait_until("the record written after the cut", lambda: watched.number("open") == 4321)
         assert not [e for e in watched.errors if "api/view" not in e], watched.errors
     finally:
         close()
+
+
+def test_make_demo_prints_the_web_view_s_address_first_and_serves_it(tmp_path: Path) -> None:
+    """``flowgauge demo`` (what ``make demo`` runs) starts the web view beside the terminal
+    one; its first line is the page's address, and the page fills as the simulator runs."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "FLOWGAUGE_UI_PORT": str(port),
+        "FLOWGAUGE_WEB_PORT": str(free_port()),
+        "FLOWGAUGE_DATA_DIR": str(tmp_path / "data"),
+    }
+    command = [sys.executable, "-m", "streams.commands.cli", "demo", "--duration", "90"]
+    output = tmp_path / "demo.out"  # a file, not a pipe: the terminal view writes on
+    with output.open("wb") as out:
+        demo = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until("the demo's first line", lambda: b"\n" in output.read_bytes(), 30)
+        first = output.read_text().splitlines()[0]
+        assert first.startswith(f"web view http://127.0.0.1:{port}/"), first
+
+        def drawn() -> bool:
+            url = f"http://127.0.0.1:{port}/api/view?scope=all"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())["as_of"] is not None
+
+        wait_until("the demo's page shows a boundary", drawn, 80)
+    finally:
+        end_process(demo, signal.SIGINT)

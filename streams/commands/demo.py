@@ -1,6 +1,7 @@
-"""``flowgauge demo``: broker, worker and simulator together, with a live terminal view.
+"""``flowgauge demo``: broker, worker and simulator together, with the web view and a live
+terminal view.
 
-The view reads what any other service would: the derived topics.
+Both views read what any other service would: the derived topics.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.text import Text
 from streams.commands.broker import EmbeddedBroker
 from streams.commands.replay import publish
 from streams.commands.simulate import Scenario, generate_events, paced
+from streams.commands.web import start_web
 from streams.config import FlowgaugeConfig
 from streams.core.topics import AGING, ALERTS, FLOW
 from streams.kafka import Kafka
@@ -145,7 +147,12 @@ async def _simulate(config: FlowgaugeConfig, view: View, speed: float) -> None:
     await publish(config, counted())  # type: ignore[arg-type]
 
 
-async def _run(config: FlowgaugeConfig, duration: float | None, speed: float, url: str) -> None:
+async def _run(
+    config: FlowgaugeConfig, duration: float | None, speed: float, url: str, where: str
+) -> None:
+    runner, page = await start_web(config)
+    print(f"web view {page}  (open it in a browser; the terminal view follows)", flush=True)
+    print(where, flush=True)
     view = View()
     started = time.monotonic()
     tasks = [
@@ -165,6 +172,7 @@ async def _run(config: FlowgaugeConfig, duration: float | None, speed: float, ur
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
     if not config.chat:  # what each alert would read as in a team's chat
         for alert in view.alerts:
             text = plain_text(AlertRecord.model_validate(alert), config.dashboard_url)
@@ -204,10 +212,10 @@ def run_demo(config: FlowgaugeConfig, duration: float | None, speed: float) -> i
         live = config.model_copy(update={"broker": broker.url})
         worker = _start_worker(live, broker, log)
         url = f"http://{config.web_host}:{config.web_port}/metrics"
-        print(f"broker {broker.url}; worker log {log}; metrics {url}", flush=True)
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_run(live, duration, speed, url))
+                where = f"broker {broker.url}; worker log {log}; metrics {url}"
+                asyncio.run(_run(live, duration, speed, url, where))
         finally:
             _stop(worker)
     print("demo stopped", flush=True)

@@ -21,17 +21,22 @@ Records = Callable[[Emitted], Iterable[tuple[str, bytes, bytes]]]
 
 
 def run_web(config: FlowgaugeConfig) -> int:
-    service = WebService(config, Kafka.of(config))
-    asyncio.run(_serve(service, config.ui_host, config.ui_port))
+    asyncio.run(_serve(config))
     return 0
 
 
-async def _serve(service: WebService, host: str, port: int) -> None:
-    runner = web.AppRunner(service.app(), access_log=None)
+async def start_web(config: FlowgaugeConfig) -> tuple[web.AppRunner, str]:
+    """The web service listening (``ui_host``, ``ui_port``), and its address."""
+    runner = web.AppRunner(WebService(config, Kafka.of(config)).app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    bound_host, bound_port = runner.addresses[0][:2]
-    print(f"flowgauge web: http://{bound_host}:{bound_port}/", flush=True)
+    await web.TCPSite(runner, config.ui_host, config.ui_port).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}/"
+
+
+async def _serve(config: FlowgaugeConfig) -> None:
+    runner, url = await start_web(config)
+    print(f"flowgauge web: {url}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
