@@ -43,6 +43,7 @@ from tests.bench_recovery import bench_recovery
 from tests.bench_render import bench_render
 from tests.bench_support import Target, busy_team
 from tests.bench_throughput import bench_throughput
+from tests.bench_web import bench_web
 from tests.conftest import core_settings
 
 GRACE_US = 600 * 1_000_000
@@ -241,6 +242,11 @@ def run_gateway(sizes: Sizes) -> list[Target]:
     return []
 
 
+def run_web(_: Sizes) -> list[Target]:
+    bench_web()
+    return []
+
+
 def run_alert_quality(_: Sizes) -> list[Target]:
     run_alerts()
     return []
@@ -255,6 +261,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "recovery": run_recovery,
     "gateway": run_gateway,
     "forecast": run_forecast,  # in-process and one worker, with and without
+    "web": run_web,  # the web view's history: memory per scope and day, the report page
     "calibration": run_calibration,  # the forecast against what happened, ~10 min
     "alerts": run_alert_quality,  # the scenarios: about half an hour
     "aging": run_aging,  # last: a million open tickets take gigabytes
