@@ -137,6 +137,22 @@ class ChatDestination(BaseModel):
     rules: list[RulePattern] = Field(
         default_factory=lambda: ["*"], description="the rules whose alerts go here"
     )
+    group_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="alerts within this long of the first of a group go as one message; 0: "
+        "each alone",
+    )
+
+    @model_validator(mode="after")
+    def _webhooks_one_by_one(self) -> ChatDestination:
+        if self.kind == "webhook" and self.group_seconds:
+            raise ValueError(
+                "a webhook destination is never grouped: its receiver takes one record per "
+                "alert_id (set group_seconds only for chat platforms)"
+            )
+        return self
 
     def wants(self, rule: str, scope: str) -> bool:
         """Whether an alert of ``rule`` for ``scope`` is posted here."""

@@ -25,6 +25,7 @@ from streams.outputs.chat import (
     escape_slack,
     plain_text,
     render,
+    render_group,
     scope_label,
 )
 from streams.outputs.notifier import Notifier, Outcome, RetryPolicy
@@ -586,3 +587,63 @@ def test_escaping_never_leaves_a_mention(text: str) -> None:
     assert break_mentions(text).replace(ZERO_WIDTH_SPACE, "") == text.replace(ZERO_WIDTH_SPACE, "")
     assert not re.search("[<>]", escape_slack(text))
     assert "<users/" not in escape_google_chat(text)
+
+
+# --- grouping -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [kind for kind in CHECKS if kind != "webhook"])
+def test_alerts_within_the_group_interval_go_as_one_message_naming_each(kind: Kind) -> None:
+    """Three transitions close together make one message with every alert_id; one that
+    comes after the interval makes a message of its own."""
+    records = [alert("queue:billing"), alert("all"), alert("queue:billing", "resolved")]
+    late = alert("queue:tech")
+
+    async def scenario() -> None:
+        async with Receiver() as receiver:
+            chat = destination("team", kind, receiver.url, group_seconds=0.3)
+            async with Notifier([chat], DASHBOARD) as notifier:
+                for record in records:
+                    notifier.submit(record)
+                assert await notifier.join(5)
+                notifier.submit(late)
+                assert await notifier.join(5)
+            bodies = receiver.delivered
+        assert len(bodies) == 2
+        shown = strings(bodies[0])
+        for record in records:
+            assert record.alert_id in shown
+        assert "3 alert changes" in shown
+        assert "2 firing, 1 resolved" in shown
+        assert late.alert_id not in shown
+        assert late.alert_id in strings(bodies[1])
+        assert "alert changes" not in strings(bodies[1])  # alone, as without grouping
+        assert not MENTION.search(shown)
+
+    run(scenario())
+
+
+def test_a_group_is_finished_only_once_its_message_is_accepted() -> None:
+    """The offsets of grouped alerts commit when the group is accepted: until the
+    destination takes the message, no alert of it is finished."""
+    records = [alert("queue:billing"), alert("queue:tech")]
+
+    async def scenario() -> None:
+        async with Receiver([Reply(503), Reply(503)]) as receiver:
+            chat = destination("team", "slack", receiver.url, group_seconds=0.2)
+            async with Notifier([chat], retry=FAST) as notifier:
+                finished = [notifier.submit(record) for record in records]
+                await receiver.wait_requests(2, timeout=5)
+                assert not any(future.done() for future in finished)
+                await asyncio.wait_for(asyncio.gather(*finished), 5)
+            assert [request.status for request in receiver.requests] == [503, 503, 200]
+            assert len(receiver.delivered) == 1
+
+    run(scenario())
+
+
+def test_a_webhook_destination_is_never_grouped() -> None:
+    with pytest.raises(ValidationError, match="never grouped"):
+        destination("machine", "webhook", "https://example.com/hook", group_seconds=10)
+    with pytest.raises(ValueError, match="one record per message"):
+        render_group([alert(), alert("all")], "webhook", None)

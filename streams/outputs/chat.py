@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +221,7 @@ def discord(shown: Message, at: str) -> Payload:
     }
 
 
-def mattermost(shown: Message, record: AlertRecord) -> Payload:
+def mattermost(shown: Message, props: Payload) -> Payload:
     """Mattermost incoming webhook: a colored attachment; ids also in props for integrations."""
     attachment: Payload = {
         "fallback": break_mentions(f"{shown.headline}: {shown.summary}"),
@@ -237,7 +238,7 @@ def mattermost(shown: Message, record: AlertRecord) -> Payload:
     return {
         "text": break_mentions(shown.headline),
         "attachments": [attachment],
-        "props": {"alert_id": record.alert_id, "incident_id": record.incident_id},
+        "props": props,
     }
 
 
@@ -274,19 +275,55 @@ def webhook(shown: Message, record: AlertRecord) -> Payload:
     }
 
 
+def grouped(records: Sequence[AlertRecord], dashboard_url: str | None) -> Message:
+    """Several transitions as one message: a line each, and every alert_id."""
+    shown = [message(record, dashboard_url) for record in records]
+    firing = sum(one.firing for one in shown)
+    scopes = {one.scope for one in shown}
+    lines = [f"{one.mark} {one.state}: {one.rule} in {one.scope}: {one.summary}" for one in shown]
+    ids = ", ".join(record.alert_id for record in records)
+    return Message(
+        firing=firing > 0,
+        state=f"{len(records)} alert changes",
+        rule=f"{firing} firing, {len(records) - firing} resolved",
+        scope=scopes.pop() if len(scopes) == 1 else f"{len(scopes)} scopes",
+        summary="\n".join(lines),
+        facts=(("From", records[0].at), ("To", records[-1].at), ("Alert IDs", ids)),
+        alert_id=ids,
+        dashboard_url=dashboard_url or None,
+    )
+
+
 def render(record: AlertRecord, kind: Kind, dashboard_url: str | None) -> Payload:
     """The JSON body to post to a ``kind`` webhook for one transition."""
-    shown = message(record, dashboard_url)
+    return render_group([record], kind, dashboard_url)
+
+
+def render_group(records: Sequence[AlertRecord], kind: Kind, dashboard_url: str | None) -> Payload:
+    """The JSON body to post to a ``kind`` webhook for one or several transitions (never
+    several for ``webhook``: its receiver takes one record per alert_id)."""
+    first = records[0]
+    if len(records) == 1:
+        shown = message(first, dashboard_url)
+        props: Payload = {"alert_id": first.alert_id, "incident_id": first.incident_id}
+    elif kind == "webhook":
+        raise ValueError("a webhook destination takes one record per message")
+    else:
+        shown = grouped(records, dashboard_url)
+        props = {
+            "alert_ids": [record.alert_id for record in records],
+            "incident_ids": [record.incident_id for record in records],
+        }
     match kind:
         case "slack":
             return slack(shown)
         case "teams":
             return teams(shown)
         case "discord":
-            return discord(shown, record.at)
+            return discord(shown, records[-1].at)
         case "mattermost":
-            return mattermost(shown, record)
+            return mattermost(shown, props)
         case "google_chat":
             return google_chat(shown)
         case "webhook":
-            return webhook(shown, record)
+            return webhook(shown, first)

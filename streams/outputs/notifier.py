@@ -25,7 +25,7 @@ from typing import Literal
 import aiohttp
 
 from streams.config import ChatDestination, Silence
-from streams.outputs.chat import Payload, render
+from streams.outputs.chat import Payload, render_group
 from streams.outputs.records import AlertRecord
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ OutcomeHook = Callable[[str, Outcome], None]
 
 # A replayed alert (Kafka redelivery after a rebalance) is not posted twice by this process.
 _REMEMBERED_ALERTS = 10_000
+# A group's message stays within every platform's limits (Slack: 50 blocks, 3,000 characters
+# a section, which clips; the alert_ids are also in the facts).
+MAX_GROUP = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,36 +261,50 @@ class Notifier:
 
     async def _run(self, lane: _Lane) -> None:
         while True:
-            alert = await lane.queue.get()
+            group = await self._group(lane)
+            ids = ", ".join(alert.record.alert_id for alert in group)
             try:
-                await self._deliver(lane, alert.record)
+                await self._deliver(lane, [alert.record for alert in group], ids)
             except Exception as error:  # a bug in one message must not stop the destination
                 log.error(
-                    "chat %s: %s dropped: %s",
-                    lane.destination.name,
-                    alert.record.alert_id,
-                    type(error).__name__,
+                    "chat %s: %s dropped: %s", lane.destination.name, ids, type(error).__name__
                 )
                 self._report(lane, "dropped")
-            # Not in a finally: a record cancelled mid-delivery by close() is still pending.
-            lane.pending -= 1
-            lane.queue.task_done()
-            alert.finish_one()
+            # Not in a finally: a group cancelled mid-delivery by close() is still pending, so
+            # its alerts' offsets are not committed.
+            for alert in group:
+                lane.pending -= 1
+                lane.queue.task_done()
+                alert.finish_one()
 
-    async def _deliver(self, lane: _Lane, record: AlertRecord) -> None:
+    async def _group(self, lane: _Lane) -> list[_Alert]:
+        """The next alert, and with ``group_seconds`` every one queued within that long of
+        it (at most ``MAX_GROUP``)."""
+        group = [await lane.queue.get()]
+        wait = lane.destination.group_seconds
+        deadline = asyncio.get_running_loop().time() + wait
+        while wait and len(group) < MAX_GROUP:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                group.append(await asyncio.wait_for(lane.queue.get(), max(left, 0.0)))
+            except TimeoutError:
+                break
+        return group
+
+    async def _deliver(self, lane: _Lane, records: list[AlertRecord], ids: str) -> None:
         name = lane.destination.name
-        payload = render(record, lane.destination.kind, self._dashboard_url)
+        payload = render_group(records, lane.destination.kind, self._dashboard_url)
         attempt = 0
         while True:
             await lane.bucket.take()
             attempt += 1
             result = await self._post(lane.destination, payload)
             if result.outcome == "delivered":
-                log.info("chat %s: %s delivered", name, record.alert_id)
+                log.info("chat %s: %s delivered", name, ids)
                 self._report(lane, "delivered")
                 return
             if result.outcome == "rejected":
-                log.error("chat %s: %s rejected: %s", name, record.alert_id, result.reason)
+                log.error("chat %s: %s rejected: %s", name, ids, result.reason)
                 self._report(lane, "rejected")
                 return
             delay = result.retry_after
@@ -296,7 +313,7 @@ class Notifier:
             log.warning(
                 "chat %s: %s attempt %d failed: %s; retrying in %.1fs",
                 name,
-                record.alert_id,
+                ids,
                 attempt,
                 result.reason,
                 delay,
