@@ -145,6 +145,11 @@ class ChatDestination(BaseModel):
         "each alone",
     )
 
+    remind_every: Duration | None = Field(
+        None,
+        description="while a live alert stays firing, remind this often (wall clock); none: never",
+    )
+
     @model_validator(mode="after")
     def _webhooks_one_by_one(self) -> ChatDestination:
         if self.kind == "webhook" and self.group_seconds:

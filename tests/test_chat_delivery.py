@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,10 @@ from streams.commands.broker import EmbeddedBroker
 from streams.core.topics import ALERTS
 from streams.kafka import Kafka
 from streams.outputs.delivery import InOrderAcks
+from streams.outputs.records import AlertRecord
 from streams.workarounds import tansu
 from tests.chat_servers import Receiver, Reply
-from tests.cluster import NO_PLANNING, read_topic, stacks, start_worker
+from tests.cluster import NO_PLANNING, produce, read_topic, stacks, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path
 from tests.test_pipeline import STEP, expected_from_report, publish, webhook_receiver
 
@@ -161,3 +164,65 @@ def committed_offsets(
         return committed, {tp.partition: offset for tp, offset in ends.items()}
 
     return asyncio.run(read())
+
+
+def alert_record(incident: str, state: str, at: datetime) -> tuple[bytes, bytes]:
+    record = AlertRecord(
+        alert_id=f"{incident}:{state}",
+        incident_id=incident,
+        rule="inflow_above_outflow",
+        scope="all",
+        state="firing" if state == "firing" else "resolved",
+        at=at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        value=12.0,
+        threshold=2.0,
+        summary="Whole backlog: 12 more tickets a day arrive than are closed",
+    )
+    return incident.encode(), record.to_bytes()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_live_alert_still_firing_is_reminded_of_across_a_restart_and_a_replayed_one_never(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Reminders every 3 s while the live incident fires: they go on after the worker is
+    replaced (rebuilt from backlog.alerts; the firing itself is not posted again) and stop
+    at its resolution. An incident replayed from March is posted once and never reminded."""
+    now = datetime.now(UTC)
+    live = alert_record("live", "firing", now)
+    history = alert_record("march", "firing", datetime(2026, 3, 2, 14, tzinfo=UTC))
+
+    def ids(receiver: Receiver) -> list[str]:
+        return [body["props"]["alert_id"] for body in receiver.delivered]
+
+    def reminded(receiver: Receiver) -> int:
+        return sum(":reminder:" in posted for posted in ids(receiver))
+
+    with webhook_receiver() as (receiver, loop):
+        hook = {"name": "ops", "kind": "mattermost", "url": receiver.url, "per_minute": 6000}
+        env = {"FLOWGAUGE_CHAT": json.dumps([hook | {"remind_every": "3s"}]), **NO_PLANNING}
+        first = start_worker(broker, tmp_path, "first", **env)
+        try:
+            produce(broker, ALERTS, [history, live])
+            in_loop(loop, receiver.wait_until(lambda: reminded(receiver) >= 2, timeout=30))
+        finally:
+            first.stop()
+        second = start_worker(broker, tmp_path, "second", **env)
+        try:
+            before = reminded(receiver)
+            in_loop(loop, receiver.wait_until(lambda: reminded(receiver) > before, timeout=30))
+            produce(broker, ALERTS, [alert_record("live", "resolved", datetime.now(UTC))])
+            in_loop(loop, receiver.wait_until(lambda: "live:resolved" in ids(receiver), 30))
+            after = reminded(receiver)
+            time.sleep(7)  # two intervals more
+            assert reminded(receiver) == after
+        finally:
+            second.stop()
+    posted = ids(receiver)
+    assert posted.count("live:firing") == 1  # committed: not posted again by the second
+    assert posted.count("march:firing") == 1
+    assert not any(p.startswith("march:") and ":reminder:" in p for p in posted)
+    reminders = [p for p in posted if ":reminder:" in p]
+    assert len(reminders) == len(set(reminders))  # none sent twice across the restart

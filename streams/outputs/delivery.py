@@ -11,21 +11,32 @@ receiver to dedupe (at least once). Within one process the notifier posts an ale
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
+import time
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, TypeAlias, cast
 
 import faust
 import mode
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from faust.types import TP, EventT
 from mode.supervisors import CrashingSupervisor
+from pydantic import ValidationError
 
 from streams.config import FlowgaugeConfig
+from streams.core.timeline import parse_duration
+from streams.core.topics import ALERTS
+from streams.kafka import Kafka
 from streams.outputs.metrics import PipelineMetrics
 from streams.outputs.notifier import Notifier
 from streams.outputs.records import AlertRecord
+from streams.outputs.reminders import Firing, Reminders, reminder
 
+log = logging.getLogger(__name__)
 CHAT_DRAIN_SECONDS = 5.0
+REMIND_CHECK_SECONDS = 30.0
 
 _Waiting: TypeAlias = deque[tuple[EventT[bytes], asyncio.Future[None]]]
 
@@ -62,15 +73,70 @@ def _release(waiting: _Waiting) -> None:
             event.ack()
 
 
+class FiringFollower:
+    """Every incident firing now, read from the whole of ``backlog.alerts`` (no group, from
+    the start, then live), for the reminders: what a restarted worker rebuilds them from."""
+
+    def __init__(self, kafka: Kafka, live_horizon_s: float) -> None:
+        self.kafka = kafka
+        self.reminders = Reminders(live_horizon_s)
+        self.caught_up = False
+
+    async def follow(self) -> None:
+        """Read for ever; on a broker error, start over from the start after a pause."""
+        while True:
+            self.reminders.firing.clear()
+            self.caught_up = False
+            consumer = self.kafka.consumer(ALERTS, auto_offset_reset="earliest", group_id=None)
+            try:
+                await consumer.start()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for messages in batches.values():
+                        for message in messages:
+                            self._take(message.value, message.timestamp / 1000, message.partition)
+                    self.caught_up = await _at_highwaters(consumer)
+            except (KafkaError, OSError) as exc:
+                log.warning("backlog.alerts (reminders): %s; reading again in 5s", exc)
+            finally:
+                await consumer.stop()
+            await asyncio.sleep(5)
+
+    def _take(self, value: bytes | None, published_s: float, partition: int) -> None:
+        try:
+            record = AlertRecord.model_validate_json(value or b"")
+        except ValidationError as exc:
+            log.warning("backlog.alerts (reminders): skipped a record: %s", exc.errors()[0]["msg"])
+            return
+        self.reminders.take(record, published_s, partition)
+
+
+async def _at_highwaters(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every partition has been read to the high-water mark its last fetch
+    reported (from the fetch itself: Tansu's ListOffsets is wrong, workarounds/tansu.py)."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
 def deliver_alerts_to_chat(
-    app: faust.App, config: FlowgaugeConfig, alerts: faust.TopicT, metrics: PipelineMetrics
+    app: faust.App,
+    config: FlowgaugeConfig,
+    alerts: faust.TopicT,
+    metrics: PipelineMetrics,
+    kafka: Kafka,
 ) -> None:
     """Post every ``backlog.alerts`` record the worker owns to each chat destination; its
-    offset is committed once the alert is finished for every destination."""
+    offset is committed once the alert is finished for every destination. Destinations
+    with ``remind_every`` are reminded of the incidents still firing on those partitions."""
     notifier = Notifier(
         config.chat, config.dashboard_url, on_outcome=metrics.count_chat, silences=config.silences
     )
     acks = InOrderAcks()
+    if any(destination.remind_every for destination in config.chat):
+        _remind(app, config, notifier, FiringFollower(kafka, parse_duration(config.live_horizon)))
 
     @app.service
     class ChatDelivery(mode.Service):
@@ -101,3 +167,32 @@ def deliver_alerts_to_chat(
             record = AlertRecord.model_validate_json(event.value)
             acks.track(event, notifier.submit(record))
             yield None
+
+
+def _remind(
+    app: faust.App, config: FlowgaugeConfig, notifier: Notifier, follower: FiringFollower
+) -> None:
+    every = {d.name: parse_duration(d.remind_every) for d in config.chat if d.remind_every}
+    checked = [time.time()]  # reminders due before this worker started are not sent late
+
+    # Faust's decorators are not typed (pyproject.toml lets the shell use them freely).
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_firing() -> None:
+        await follower.follow()
+
+    @app.timer(max(1.0, min(REMIND_CHECK_SECONDS, min(every.values()) / 4)))  # type: ignore[untyped-decorator]
+    async def remind() -> None:
+        now, after = time.time(), checked[0]
+        checked[0] = now
+        if not follower.caught_up:  # a resolution not read yet would be reminded of
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ALERTS}
+        due: dict[tuple[str, float], list[str]] = defaultdict(list)
+        firing: dict[str, Firing] = {}
+        for name, seconds in every.items():
+            for one, when in follower.reminders.due(seconds, after, now):
+                if one.partition in owned:
+                    firing[one.record.incident_id] = one
+                    due[(one.record.incident_id, when)].append(name)
+        for (incident, when), names in due.items():
+            notifier.submit(reminder(firing[incident], when), to=names)

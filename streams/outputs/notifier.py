@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -194,9 +194,12 @@ class Notifier:
             await self._session.close()
             self._session = None
 
-    def submit(self, record: AlertRecord) -> asyncio.Future[None]:
-        """Queue ``record`` for every destination that wants its rule and scope, unless a
-        silence mutes it now; a full queue drops it for that destination only.
+    def submit(
+        self, record: AlertRecord, to: Collection[str] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``record`` for every destination that wants its rule and scope (of those
+        named ``to``, if given), unless a silence mutes it now; a full queue drops it for
+        that destination only.
 
         The future is done once the alert is finished for every destination: delivered,
         rejected (a 4xx other than 429, which no retry can fix) or dropped (its queue was full,
@@ -207,7 +210,12 @@ class Notifier:
         known = self._seen.get(record.alert_id)
         if known is not None:
             return known
-        lanes = [lane for lane in self._lanes if lane.destination.wants(record.rule, record.scope)]
+        lanes = [
+            lane
+            for lane in self._lanes
+            if lane.destination.wants(record.rule, record.scope)
+            and (to is None or lane.destination.name in to)
+        ]
         now = self._clock()
         if any(silence.mutes(record.rule, record.scope, now) for silence in self._silences):
             for lane in lanes:

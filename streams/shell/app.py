@@ -79,7 +79,7 @@ def build_app(config: FlowgaugeConfig, layout: Layout, kafka: Kafka) -> faust.Ap
         await track_topics(app.producer, produced)
 
     if config.chat:
-        deliver_alerts_to_chat(app, config, wiring.raw(ALERTS), wiring.metrics)
+        deliver_alerts_to_chat(app, config, wiring.raw(ALERTS), wiring.metrics, kafka)
 
     @app.page("/metrics")
     async def metrics_page(_: Any, request: Any) -> Any:
