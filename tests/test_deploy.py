@@ -29,6 +29,7 @@ SERVICES = {
     "worker",
     "simulator",
     "gateway",
+    "web",
     "prometheus",
     "alertmanager",
     "grafana",
@@ -251,6 +252,7 @@ def test_published_ports(compose: dict[str, Any]) -> None:
     assert published["alertmanager"] == ["9093:9093"]
     assert published["grafana"] == ["3000:3000"]
     assert published["worker"] == [], "a fixed host port would stop --scale worker=N"
+    assert published["web"] == ["8080:8080"]
     assert [str(port) for port in services["worker"]["expose"]] == [
         environment(services["worker"])["FLOWGAUGE_WEB_PORT"]
     ]
@@ -329,7 +331,7 @@ def test_topic_creation_matches_the_topics_the_workers_use(compose: dict[str, An
     assert {name: init["depends_on"][name]["condition"] for name in BROKERS} == dict.fromkeys(
         BROKERS, "service_healthy"
     )
-    for name in ("worker", "simulator"):
+    for name in ("worker", "simulator", "web"):
         condition = compose["services"][name]["depends_on"]["kafka-init"]["condition"]
         assert condition == "service_completed_successfully", name
 
@@ -370,3 +372,40 @@ def test_the_worker_environment_is_a_valid_config(
     assert Kafka.of(config).servers == tuple(f"{name}:9092" for name in BROKERS)
     assert config.web_host == "0.0.0.0"
     assert config.web_port == 6066
+
+
+def test_the_web_view_serves_the_topics_of_the_workers_on_its_published_port(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flowgauge web`: its command is one the CLI takes, it listens on the port compose
+    publishes and its health check asks, it reads the workers' brokers at their step, and it
+    runs with the settings it is given (no credentials: aggregates only)."""
+    from streams.commands.cli import _parser
+
+    services = compose["services"]
+    web, worker = services["web"], services["worker"]
+    assert (web["build"], web["image"]) == (worker["build"], worker["image"])
+    assert web["command"] == ["web", "--host", "0.0.0.0", "--port", "8080"]
+    assert "profiles" not in web, "started by a plain `docker compose up`"
+    assert "volumes" not in web, "its history is in memory only"
+    args = _parser().parse_args(web["command"])
+    assert (args.host, args.port) == ("0.0.0.0", 8080)
+    assert web["ports"] == [f"{args.port}:{args.port}"]
+    check = " ".join(web["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{args.port}/healthz" in check
+    assert web["healthcheck"]["test"][:2] == worker["healthcheck"]["test"][:2]
+    ours, workers = environment(web), environment(worker)
+    for name in ("FLOWGAUGE_BROKER", "FLOWGAUGE_STEP", "FLOWGAUGE_APP_ID"):
+        assert ours[name] == workers[name], name
+    assert "http://localhost:8080" in COMPOSE.read_text().split("\nname:")[0], "in the header"
+    for name in list(FlowgaugeConfig.model_fields):
+        monkeypatch.delenv(f"FLOWGAUGE_{name.upper()}", raising=False)
+    monkeypatch.delenv("FLOWGAUGE_CONFIG", raising=False)
+    used = flowgauge_variables(compose)
+    for name, value in {**used["Dockerfile"], **used["web"]}.items():
+        monkeypatch.setenv(name, value)
+    config = FlowgaugeConfig(ui_host=args.host, ui_port=args.port)
+    config.core()
+    assert Kafka.of(config).servers == tuple(f"{name}:9092" for name in BROKERS)
+    assert (config.ui_host, config.ui_port) == ("0.0.0.0", 8080)
+    assert (config.web_token, config.web_username, config.web_password) == (None, None, None)
