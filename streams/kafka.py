@@ -204,3 +204,14 @@ def _tls_context(config: FlowgaugeConfig) -> ssl.SSLContext:
 
 def _revealed(secret: SecretStr | None) -> str | None:
     return None if secret is None else secret.get_secret_value()
+
+
+async def read_to_highwaters(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every assigned partition has been read to the high-water mark its last fetch
+    reported. From the fetch, not ListOffsets: that is also right on the embedded Tansu,
+    whose ListOffsets is not (workarounds/tansu.py)."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True

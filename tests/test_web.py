@@ -247,6 +247,8 @@ def test_the_live_page_shows_what_report_computes_and_follows_new_events(
     wait_until(
         "the web service has read the worker's last boundary", lambda: caught_up(live, report), 120
     )
+    with urllib.request.urlopen(f"{live.url}readyz", timeout=5) as ready:  # open, as probes are
+        assert ready.status == 200
     watched, close = open_live(browser, live)
     try:
         page = watched.page

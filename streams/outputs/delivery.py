@@ -19,7 +19,6 @@ from typing import Any, TypeAlias, cast
 
 import faust
 import mode
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from faust.types import TP, EventT
 from mode.supervisors import CrashingSupervisor
@@ -28,7 +27,7 @@ from pydantic import ValidationError
 from streams.config import FlowgaugeConfig
 from streams.core.timeline import parse_duration
 from streams.core.topics import ALERTS
-from streams.kafka import Kafka
+from streams.kafka import Kafka, read_to_highwaters
 from streams.outputs.metrics import PipelineMetrics
 from streams.outputs.notifier import Notifier
 from streams.outputs.records import AlertRecord
@@ -95,7 +94,7 @@ class FiringFollower:
                     for messages in batches.values():
                         for message in messages:
                             self._take(message.value, message.timestamp / 1000, message.partition)
-                    self.caught_up = await _at_highwaters(consumer)
+                    self.caught_up = await read_to_highwaters(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("backlog.alerts (reminders): %s; reading again in 5s", exc)
             finally:
@@ -109,16 +108,6 @@ class FiringFollower:
             log.warning("backlog.alerts (reminders): skipped a record: %s", exc.errors()[0]["msg"])
             return
         self.reminders.take(record, published_s, partition)
-
-
-async def _at_highwaters(consumer: AIOKafkaConsumer) -> bool:
-    """Whether every partition has been read to the high-water mark its last fetch
-    reported (from the fetch itself: Tansu's ListOffsets is wrong, workarounds/tansu.py)."""
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is None or await consumer.position(tp) < highwater:
-            return False
-    return True
 
 
 def deliver_alerts_to_chat(

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 
 from streams.config import FlowgaugeConfig
 from streams.core.timeline import parse_duration
-from streams.kafka import Kafka
+from streams.kafka import Kafka, read_to_highwaters
 from streams.outputs.access import Access, guard
 from streams.web.history import TOPICS, History, Thinning
 from streams.web.page import STATIC, live_page
@@ -45,6 +45,7 @@ class Feed:
 
     received_at: float | None = None
     lost_since: float | None = None  # the broker did not answer since then
+    caught_up: bool = False  # has read every topic to its end once: ready
 
     def staleness(self, now: float, stale_after: float, zone: ZoneInfo) -> str | None:
         if self.lost_since is not None:
@@ -121,9 +122,17 @@ class WebService:
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok\n")
 
+        async def readyz(_: web.Request) -> web.Response:
+            """Ready once it has read every derived topic to its end: a new replica then
+            shows what the others show. It stays ready without a broker (stale, marked)."""
+            if self.feed.caught_up:
+                return web.Response(text="ready\n")
+            return web.Response(status=503, text="reading the derived topics\n")
+
         app.router.add_get("/", index)
         app.router.add_get("/api/view", view_of)
         app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.cleanup_ctx.append(self._following)
         return app
@@ -138,14 +147,22 @@ class WebService:
     async def follow(self) -> None:
         """Read the derived topics for ever; a consumer that fails is made again."""
         while True:
-            consumer = self.kafka.consumer(*TOPICS, auto_offset_reset="earliest", group_id=None)
+            # Metadata asked for often: a topic the workers create after this starts (a
+            # fresh cluster, make demo) is read within seconds, not Kafka's five minutes.
+            consumer = self.kafka.consumer(
+                *TOPICS, auto_offset_reset="earliest", group_id=None, metadata_max_age_ms=5000
+            )
             probe = None
             try:
                 await consumer.start()
                 probe = asyncio.create_task(self._probe(consumer))
-                async for message in consumer:
-                    self.history.take(message.topic, message.value)
-                    self.feed.received_at = time.time()
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for messages in batches.values():
+                        for message in messages:
+                            self.history.take(message.topic, message.value)
+                        self.feed.received_at = time.time()
+                    self.feed.caught_up = self.feed.caught_up or await read_to_highwaters(consumer)
             except (KafkaError, OSError) as exc:
                 self.feed.lost_since = self.feed.lost_since or time.time()
                 log.warning("derived topics: %s; reading again in %ss", exc, RETRY_SECONDS)
