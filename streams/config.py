@@ -732,6 +732,9 @@ class FlowgaugeConfig(BaseSettings):
             raise ValueError("basic auth needs both web_username and web_password")
         if self.web_auth_metrics and self.web_token is None and self.web_password is None:
             raise ValueError("web_auth_metrics needs web_token or web_username and web_password")
+        thinning = [parse_duration(d) for d in (self.ui_fine, self.ui_hourly, self.ui_retention)]
+        if thinning != sorted(set(thinning)):
+            raise ValueError("the web view keeps ui_fine < ui_hourly < ui_retention")
         return self
 
     @classmethod

@@ -37,6 +37,10 @@ class KafkaRefused(SystemExit):
     """The broker refused this client for good: one line, a non-zero exit."""
 
 
+class KafkaUnreachable(SystemExit):
+    """No bootstrap server could be reached: one line, a non-zero exit, unless caught."""
+
+
 @dataclass(frozen=True)
 class Kafka:
     """How to reach the cluster: its bootstrap servers and this client's security."""
@@ -99,7 +103,7 @@ class Kafka:
                     return
             if attempt < attempts - 1:
                 await asyncio.sleep(pause)
-        raise SystemExit(f"no Kafka broker could be reached at {self.bootstrap}")
+        raise KafkaUnreachable(f"no Kafka broker could be reached at {self.bootstrap}")
 
     async def _accepted(self, server: str) -> bool:
         host, _, port = server.rpartition(":")

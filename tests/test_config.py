@@ -62,3 +62,14 @@ def test_a_window_that_is_not_a_multiple_of_the_step_is_refused(
     monkeypatch.setenv("FLOWGAUGE_STEP", "7m")
     with pytest.raises(ValueError, match="multiple of the step"):
         FlowgaugeConfig().core()
+
+
+def test_the_web_view_thins_its_history_in_order() -> None:
+    FlowgaugeConfig(ui_fine="2d", ui_hourly="30d", ui_retention="90d")
+    for fine, hourly, retention in (
+        ("7d", "7d", "400d"),
+        ("90d", "7d", "400d"),
+        ("7d", "90d", "30d"),
+    ):
+        with pytest.raises(ValidationError, match="ui_fine < ui_hourly < ui_retention"):
+            FlowgaugeConfig(ui_fine=fine, ui_hourly=hourly, ui_retention=retention)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -25,8 +26,10 @@ def oracle(times: set[int], newest: int, thinning: Thinning) -> list[int]:
     that later one's grain (the later one is as old or younger, so its grain is as fine)."""
 
     def grain(at: int) -> int:
-        age = newest - at
-        return DAY if age >= thinning.hourly else HOUR if age >= thinning.fine else 0
+        # the cutoffs fall on whole hours and days
+        if at <= (newest - thinning.hourly) // DAY * DAY:
+            return DAY
+        return HOUR if at <= (newest - thinning.fine) // HOUR * HOUR else 0
 
     def bucket(at: int, g: int) -> int:
         return -(-at // g)
@@ -144,3 +147,67 @@ def test_tickets_are_left_out_without_credentials_and_sla_changes_are_all_s() ->
     assert view(history, queue, SETTINGS, FRESH)["sla_tickets"] is None
     indicators = view(history, "all", SETTINGS, FRESH)["indicators"]
     assert all(at % HOUR == 0 for at in indicators["t"])
+
+
+def test_the_flow_diagram_counts_each_departure_once_across_the_thinned_history() -> None:
+    """A hundred days of one departure an hour, fed hour by hour: past 90 days only the
+    midnights are kept, then every hour, then (the last week) every boundary; the
+    departures line still ends at one per hour since its first point."""
+    history = History()
+    start = 1_767_225_600  # a midnight
+    hours = 100 * 24
+    for hour in range(hours):
+        at = start + hour * HOUR
+        counts = {"1h": 1, "24h": 24, "7d": 168}
+        record = {
+            "as_of": iso(at * 1_000_000),
+            "scope": "all",
+            "open": 50,
+            "inflow": counts,
+            "outflow": counts,
+            "transfers_in": dict.fromkeys(counts, 0),
+            "transfers_out": dict.fromkeys(counts, 0),
+        }
+        assert history.take(FLOW, json.dumps(record).encode())
+    cfd = view(history, "all", SETTINGS, FRESH)["cfd"]
+    gaps = {later - earlier for earlier, later in itertools.pairwise(cfd["t"])}
+    assert gaps == {HOUR, DAY}  # thinned to days, then hours, with no seam between
+    assert cfd["departures"][-1] == (cfd["t"][-1] - cfd["t"][0]) // HOUR
+    assert cfd["arrivals"][-1] - cfd["departures"][-1] == 50
+
+
+def test_what_is_past_retention_is_forgotten_scopes_and_alerts_too() -> None:
+    history = History(Thinning(fine=HOUR, hourly=DAY, retention=2 * DAY))
+    start = 1_767_225_600
+
+    def flow(scope: str, at: int) -> bytes:
+        counts = {"24h": 1}
+        record = {
+            "as_of": iso(at * 1_000_000),
+            "scope": scope,
+            "open": 1,
+            "inflow": counts,
+            "outflow": counts,
+            "transfers_in": counts,
+            "transfers_out": counts,
+        }
+        return json.dumps(record).encode()
+
+    alert = {
+        "alert_id": "a:firing",
+        "incident_id": "a",
+        "rule": "inflow_above_outflow",
+        "scope": "all",
+        "state": "firing",
+        "at": iso(start * 1_000_000),
+        "value": 1.0,
+        "threshold": 0.0,
+        "summary": "s",
+    }
+    assert history.take(ALERTS, json.dumps(alert).encode())
+    assert history.take(FLOW, flow("queue:gone", start))
+    for hour in range(5 * 24):
+        history.take(FLOW, flow("all", start + hour * HOUR))
+    assert set(history.scopes) == {"all"}
+    assert history.alerts_of("all") == []
+    assert view(history, "all", SETTINGS, FRESH)["flow"]["t"][0] >= start + 2 * DAY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -11,12 +12,13 @@ from aiohttp import web
 
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Emitted
-from streams.kafka import Kafka
+from streams.kafka import Kafka, KafkaUnreachable
 from streams.web.history import History
 from streams.web.page import report_page
 from streams.web.service import WebService, view_settings
 from streams.web.view import Freshness, view
 
+log = logging.getLogger(__name__)
 Records = Callable[[Emitted], Iterable[tuple[str, bytes, bytes]]]
 
 
@@ -26,8 +28,15 @@ def run_web(config: FlowgaugeConfig) -> int:
 
 
 async def start_web(config: FlowgaugeConfig) -> tuple[web.AppRunner, str]:
-    """The web service listening (``ui_host``, ``ui_port``), and its address."""
-    runner = web.AppRunner(WebService(config, Kafka.of(config)).app(), access_log=None)
+    """The web service listening (``ui_host``, ``ui_port``), and its address. A broker that
+    refuses this client (TLS, SASL) stops it with one line, as every command; one that
+    cannot be reached yet does not: the page says so and fills once it can."""
+    kafka = Kafka.of(config)
+    try:
+        await kafka.connect(attempts=1)
+    except KafkaUnreachable as unreachable:
+        log.warning("%s; serving the page meanwhile", unreachable)
+    runner = web.AppRunner(WebService(config, kafka).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.ui_host, config.ui_port).start()
     host, port = runner.addresses[0][:2]

@@ -72,8 +72,12 @@ class Thinning:
     retention: int = 400 * DAY  # then none
 
     def cutoffs(self, newest: int) -> tuple[tuple[int, int], ...]:
-        """(grain, through): each boundary at or before ``through`` is its grain's last."""
-        return (HOUR, newest - self.fine), (DAY, newest - self.hourly)
+        """(grain, through): each boundary at or before ``through`` is its grain's last.
+        Each cutoff is a whole hour or day, so the coarser points end where the finer
+        begin: the last daily point is a midnight and the next kept is an hour after it."""
+        hourly_through = (newest - self.fine) // HOUR * HOUR
+        daily_through = (newest - self.hourly) // DAY * DAY
+        return (HOUR, hourly_through), (DAY, daily_through)
 
 
 @dataclass
@@ -279,13 +283,19 @@ class History:
 
     def _thin_hourly(self, newest: int) -> None:
         """Thin every series once an hour of event time (thinning is linear in the kept
-        points; once per boundary would be quadratic in a catch-up)."""
+        points; once per boundary would be quadratic in a catch-up), and forget what is
+        past retention: alerts, and scopes with nothing left within it."""
         if self._thinned_at is not None and newest - self._thinned_at < HOUR:
             return
         self._thinned_at = newest
-        for scope in self.scopes.values():
+        oldest = newest - self.thinning.retention
+        for name, scope in list(self.scopes.items()):
             for columns in scope.series.values():
                 columns.thin(newest, self.thinning)
+            scope.alerts = {k: a for k, a in scope.alerts.items() if epoch(a.at) >= oldest}
+            scope.latest = {k: held for k, held in scope.latest.items() if held[0] >= oldest}
+            if not scope.latest and not scope.alerts:
+                del self.scopes[name]
 
     def scope_names(self) -> list[str]:
         return sorted(self.scopes, key=_scope_order)

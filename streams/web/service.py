@@ -166,6 +166,9 @@ class WebService:
             except (KafkaError, OSError) as exc:
                 self.feed.lost_since = self.feed.lost_since or time.time()
                 log.warning("derived topics: %s; reading again in %ss", exc, RETRY_SECONDS)
+            except Exception:  # a bug must not leave the page stale for good: say, read again
+                self.feed.lost_since = self.feed.lost_since or time.time()
+                log.exception("derived topics: reading failed; reading again in %ss", RETRY_SECONDS)
             finally:
                 if probe is not None:
                     probe.cancel()
