@@ -410,14 +410,16 @@ class RulesConfig(BaseModel):
     clear: int = Field(default=12, ge=1)
     warm_up: Duration = "7d"  # nothing decided this long after a scope's first boundary
     hold: Duration = "3h"  # a firing stands at least this long: never a flap
+    band_for: Duration = "12h"  # the backlog stays outside its band this long: band rules fire
 
     def policy(self, capacity_window: str) -> RulesPolicy:
-        thresholds = self.model_dump(exclude={"warm_up", "hold"})
+        thresholds = self.model_dump(exclude={"warm_up", "hold", "band_for"})
         return RulesPolicy(
             **thresholds,
             capacity_window=capacity_window,
             warm_up_seconds=parse_duration(self.warm_up),
             hold_seconds=parse_duration(self.hold),
+            band_for_seconds=parse_duration(self.band_for),
         )
 
 

@@ -8,7 +8,14 @@ from itertools import count
 
 from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.core.alerts import DRIVER_SPIKE, SLA_BREACH_WAVE, Hysteresis, capacity_days
+from streams.core.alerts import (
+    BACKLOG_ABOVE_BAND,
+    DRIVER_SPIKE,
+    SLA_BREACH_WAVE,
+    Hysteresis,
+    IndicatorRules,
+    capacity_days,
+)
 from streams.core.flow import FlowSnapshot
 from streams.core.indicators import IndicatorSnapshot
 from streams.core.scope import Emitted
@@ -152,3 +159,30 @@ def test_a_firing_stands_for_its_hold_so_it_never_flaps() -> None:
     assert [step(h, False) for h in (1, 2, 3)] == [None, None, None]  # calm, but held
     assert step(4, False) == "resolved"
     assert step(5, True) == "firing"
+
+
+def band_firing_hour(step_seconds: int, above_hours: int) -> float | None:
+    """Hours after the warm-up at which ``backlog_above_band`` fires when the backlog sits
+    at 4 days of capacity for ``above_hours``, then back at 2; None if it never fires."""
+    settings = FlowgaugeConfig(step=f"{step_seconds}s", windows="1h,24h,7d").core()
+    rules = IndicatorRules("all")
+    step_us = step_seconds * 1_000_000
+    warm_up = settings.rules.warm_up_seconds * 1_000_000
+    quiet = IndicatorSnapshot(0, "all", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    for index in range((warm_up + 30 * 3600 * 1_000_000) // step_us + 1):
+        at = index * step_us
+        above = warm_up <= at < warm_up + above_hours * 3600 * 1_000_000
+        flow = FlowSnapshot(at, "all", 400 if above else 200, {}, {"7d": 700}, {}, {})
+        for alert in rules.evaluate(flow, quiet, None, settings.rules, settings.rule_spans):
+            if alert.rule == BACKLOG_ABOVE_BAND and alert.state.value == "firing":
+                return (at - warm_up) / (3600 * 1_000_000)
+    return None
+
+
+def test_the_band_rules_wait_for_the_backlog_to_stay_out_for_band_for_at_any_step() -> None:
+    """A Monday morning's few hours above the band fire nothing; twelve hours do, at the
+    same hour at a 5-minute and at a 1-hour step (band_for is a duration)."""
+    assert band_firing_hour(300, above_hours=8) is None
+    assert band_firing_hour(3600, above_hours=8) is None
+    assert band_firing_hour(300, above_hours=20) == band_firing_hour(3600, above_hours=20)
+    assert band_firing_hour(300, above_hours=20) == 12  # out from hour 0 through hour 12

@@ -286,6 +286,9 @@ class RulesPolicy:
     # longer than a flap (2 hours).
     warm_up_seconds: int = 7 * 86400
     hold_seconds: int = 3 * 3600
+    # A backlog outside its band for hours is the weekly rhythm (Monday mornings hold the
+    # weekend's arrivals): the band rules wait until it has stayed out this long.
+    band_for_seconds: int = 12 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +319,11 @@ class IndicatorRules:
         indicators: IndicatorSnapshot,
         breached: int | None,
         policy: RulesPolicy,
-        spans: tuple[int, int],
+        spans: tuple[int, int, int],
     ) -> list[AlertTransition]:
-        """``spans``: the indicator window and the breach-wave span, in boundaries."""
-        baseline_steps, wave_steps = spans
+        """``spans``: the indicator window, the breach-wave span and how long the backlog
+        stays outside its band before a band rule fires, in boundaries."""
+        baseline_steps, wave_steps, band_steps = spans
         previous_p90 = _remember(
             self.p90_history, indicators.first_response_p90_seconds, baseline_steps
         )
@@ -369,21 +373,22 @@ class IndicatorRules:
             self.first_us = flow.as_of_us
         if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
             return []
-        return self._step(readings, flow.as_of_us, policy)
+        return self._step(readings, flow.as_of_us, policy, band_steps)
 
     def _step(
-        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy
+        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy, band_steps: int
     ) -> list[AlertTransition]:
         """Advance each rule's state machine by its reading; the transitions it makes."""
         alerts = []
         for rule, reading in readings.items():
+            band = rule in (BACKLOG_ABOVE_BAND, BACKLOG_BELOW_BAND)
             alert = self.machines[rule].evaluate(
                 reading.fires,
                 not reading.fires,
                 at_us,
                 reading.value,
                 reading.threshold,
-                policy.sustain,
+                max(policy.sustain, band_steps) if band else policy.sustain,
                 policy.clear,
                 policy.hold_seconds * US_PER_SECOND,
             )
