@@ -406,17 +406,19 @@ class RulesConfig(BaseModel):
     band_high_days: float = Field(default=3.0, gt=0)
     breach_wave: int = Field(default=10, ge=1)
     min_volume: int = Field(default=10, ge=0)
-    sustain: int = Field(default=6, ge=1)
-    clear: int = Field(default=12, ge=1)
+    sustain: Duration = "30m"  # a rule's condition holds this long: it fires
+    clear: Duration = "1h"  # and has not held this long: it resolves
     warm_up: Duration = "7d"  # nothing decided this long after a scope's first boundary
     hold: Duration = "3h"  # a firing stands at least this long: never a flap
     band_for: Duration = "12h"  # the backlog stays outside its band this long: band rules fire
 
     def policy(self, capacity_window: str) -> RulesPolicy:
-        thresholds = self.model_dump(exclude={"warm_up", "hold", "band_for"})
+        durations = {"sustain", "clear", "warm_up", "hold", "band_for"}
         return RulesPolicy(
-            **thresholds,
+            **self.model_dump(exclude=durations),
             capacity_window=capacity_window,
+            sustain_seconds=parse_duration(self.sustain),
+            clear_seconds=parse_duration(self.clear),
             warm_up_seconds=parse_duration(self.warm_up),
             hold_seconds=parse_duration(self.hold),
             band_for_seconds=parse_duration(self.band_for),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 from streams.commands.report import run
@@ -131,8 +131,11 @@ def spike_alerts(**rules: object) -> list[tuple[str, str]]:
     ]
 
 
-def test_the_driver_spike_rule_fires_after_six_boundaries() -> None:
-    assert spike_alerts(warm_up="1d") == [(at(6 * 24 + 6), "firing")]
+def test_the_driver_spike_rule_fires_once_the_spike_has_held_for_sustain() -> None:
+    """At a 1-hour step, the default half hour is the spike's first boundary; six hours,
+    its sixth."""
+    assert spike_alerts(warm_up="1d") == [(at(6 * 24 + 1), "firing")]
+    assert spike_alerts(warm_up="1d", sustain="6h") == [(at(6 * 24 + 6), "firing")]
 
 
 def test_no_indicator_rule_decides_in_a_scope_s_first_week() -> None:
@@ -180,9 +183,41 @@ def band_firing_hour(step_seconds: int, above_hours: int) -> float | None:
 
 
 def test_the_band_rules_wait_for_the_backlog_to_stay_out_for_band_for_at_any_step() -> None:
-    """A Monday morning's few hours above the band fire nothing; twelve hours do, at the
-    same hour at a 5-minute and at a 1-hour step (band_for is a duration)."""
+    """A Monday morning's few hours above the band fire nothing; twelve hours do, at a
+    5-minute and at a 1-hour step alike (band_for is a duration): each fires at the boundary
+    whose step completes twelve hours out of the band."""
     assert band_firing_hour(300, above_hours=8) is None
     assert band_firing_hour(3600, above_hours=8) is None
-    assert band_firing_hour(300, above_hours=20) == band_firing_hour(3600, above_hours=20)
-    assert band_firing_hour(300, above_hours=20) == 12  # out from hour 0 through hour 12
+    assert band_firing_hour(300, above_hours=20) == 12 - 5 / 60
+    assert band_firing_hour(3600, above_hours=20) == 12 - 1
+
+
+def wave_firings(step_seconds: int) -> list[float]:
+    """Days (from the first boundary) at which ``sla_breach_wave`` fires in four weeks
+    where every Sunday from 10:00 to 14:00 holds 15 more tickets past SLA, and one Tuesday
+    of the fourth week does too."""
+    settings = FlowgaugeConfig(step=f"{step_seconds}s").core()
+    rules = IndicatorRules("all")
+    quiet = IndicatorSnapshot(0, "all", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    start = to_us(datetime(2026, 3, 1, tzinfo=UTC))  # a Sunday, midnight
+    day_us, hour_us = 86_400_000_000, 3_600_000_000
+    fired = []
+    for index in range(28 * 86400 // step_seconds):
+        at = start + index * step_seconds * 1_000_000
+        day, hour = divmod((at - start) // hour_us, 24)
+        waved = day % 7 == 0 or day == 23  # Sundays, and the fourth week's Tuesday
+        breached = 15 if waved and 10 <= hour < 14 else 0
+        flow = FlowSnapshot(at, "all", 100, {}, {"7d": 700}, {}, {})
+        for alert in rules.evaluate(flow, quiet, breached, settings.rules, settings.rule_spans):
+            if alert.rule == SLA_BREACH_WAVE and alert.state.value == "firing":
+                fired.append((at - start) / day_us)
+    return fired
+
+
+def test_the_breach_wave_is_measured_against_the_same_hour_of_earlier_weeks() -> None:
+    """Sundays' breaches are the rhythm of a team that works no weekends: after the first
+    week (the warm-up) they fire nothing; the Tuesday's, which no earlier week had, fires.
+    The same at a 5-minute and at a 1-hour step."""
+    tuesday = 23 + 10 / 24
+    assert wave_firings(3600) == [tuesday]  # one boundary stands for its hour
+    assert wave_firings(300) == [tuesday + 25 / (24 * 60)]  # six boundaries: half an hour

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
@@ -253,6 +254,9 @@ DRIVER_SPIKE = "driver_spike"
 BACKLOG_ABOVE_BAND = "backlog_above_band"
 BACKLOG_BELOW_BAND = "backlog_below_band"
 SLA_BREACH_WAVE = "sla_breach_wave"
+WAVE_WEEKS = 3  # earlier weeks the breach wave's usual rise is the median of
+HOUR_US = 3_600_000_000
+WEEK_HOURS = 7 * 24
 PLANNED = frozenset({INFLOW_ABOVE_OUTFLOW, BACKLOG_ABOVE_BAND})  # their firing quotes the plan
 INDICATOR_RULES = (
     REOPEN_RATE_HIGH,
@@ -267,7 +271,8 @@ INDICATOR_RULES = (
 
 @dataclass(frozen=True, slots=True)
 class RulesPolicy:
-    """Thresholds of the indicator rules; windows are counted in boundaries."""
+    """Thresholds of the indicator rules; durations in seconds (``RuleSpans`` counts them in
+    boundaries of the step)."""
 
     reopen_rate: float = 0.15
     recontact_rate: float = 0.20  # the simulator's normal week runs at 7-17%
@@ -277,9 +282,9 @@ class RulesPolicy:
     breach_wave: int = 10  # more open tickets past an SLA target than ``wave_steps`` ago
     min_volume: int = 10
     # Indicators move slowly and hover near their thresholds: a longer run in each
-    # direction keeps a team's chat from flapping (6 and 12 boundaries: 30 and 60 min).
-    sustain: int = 6
-    clear: int = 12
+    # direction keeps a team's chat from flapping. Durations, so any step behaves alike.
+    sustain_seconds: int = 1800
+    clear_seconds: int = 3600
     wave_seconds: int = 3600
     capacity_window: str = "7d"  # the flow window whose outflow measures capacity
     # Nothing decided while the scope's first week fills the windows; a firing stands for
@@ -289,6 +294,28 @@ class RulesPolicy:
     # A backlog outside its band for hours is the weekly rhythm (Monday mornings hold the
     # weekend's arrivals): the band rules wait until it has stayed out this long.
     band_for_seconds: int = 12 * 3600
+
+
+class RuleSpans(NamedTuple):
+    """The rules' durations in boundaries of the step. What a boundary reads stands for
+    the step that ends there, so a condition holds for a duration once it has held at as
+    many boundaries in a row as that duration has steps (at least one): 30 minutes is six
+    boundaries at a 5-minute step and one at an hour's."""
+
+    baseline: int  # the indicator window
+    wave: int  # the breach wave's span
+    band: int  # outside the band before a band rule fires
+    sustain: int
+    clear: int
+
+    @classmethod
+    def of(cls, policy: RulesPolicy, baseline: int, step_us: int) -> RuleSpans:
+        def held(seconds: int) -> int:
+            return max(1, -(-seconds * US_PER_SECOND // step_us))
+
+        wave = max(1, policy.wave_seconds * US_PER_SECOND // step_us)
+        band, sustain = held(policy.band_for_seconds), held(policy.sustain_seconds)
+        return cls(baseline, wave, band, sustain, held(policy.clear_seconds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +336,9 @@ class IndicatorRules:
     p90_history: deque[float] = field(default_factory=deque)
     breached_history: deque[int] = field(default_factory=deque)
     first_us: int | None = None  # the scope's first boundary evaluated
+    # Tickets past an SLA target at each whole hour of the last weeks: how many more an
+    # hour brings is compared with what the same hour of the week usually brings.
+    breached_hours: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.machines = {rule: Hysteresis(rule, self.scope) for rule in INDICATOR_RULES}
@@ -319,11 +349,9 @@ class IndicatorRules:
         indicators: IndicatorSnapshot,
         breached: int | None,
         policy: RulesPolicy,
-        spans: tuple[int, int, int],
+        spans: RuleSpans,
     ) -> list[AlertTransition]:
-        """``spans``: the indicator window, the breach-wave span and how long the backlog
-        stays outside its band before a band rule fires, in boundaries."""
-        baseline_steps, wave_steps, band_steps = spans
+        baseline_steps, wave_steps = spans.baseline, spans.wave
         previous_p90 = _remember(
             self.p90_history, indicators.first_response_p90_seconds, baseline_steps
         )
@@ -366,17 +394,34 @@ class IndicatorRules:
         if breached is not None:
             earlier = _remember(self.breached_history, breached, wave_steps)
             rise = breached - earlier if earlier is not None else 0
-            readings[SLA_BREACH_WAVE] = Reading(
-                rise >= policy.breach_wave, float(rise), float(policy.breach_wave)
-            )
+            limit = policy.breach_wave + self._usual_rise(flow.as_of_us, breached, policy)
+            readings[SLA_BREACH_WAVE] = Reading(rise >= limit, float(rise), float(limit))
         if self.first_us is None:
             self.first_us = flow.as_of_us
         if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
             return []
-        return self._step(readings, flow.as_of_us, policy, band_steps)
+        return self._step(readings, flow.as_of_us, policy, spans)
+
+    def _usual_rise(self, at_us: int, breached: int, policy: RulesPolicy) -> int:
+        """The median rise of tickets past an SLA over the same hour of the week in the
+        last ``WAVE_WEEKS`` weeks (0 where none rose, or before a week is known): a team
+        that works no weekends breaches every Sunday, and that is its rhythm, not a wave."""
+        hour, whole = divmod(at_us, HOUR_US)
+        if not whole:
+            self.breached_hours[hour] = breached
+            for old in [h for h in self.breached_hours if h < hour - WAVE_WEEKS * WEEK_HOURS - 1]:
+                del self.breached_hours[old]
+        span = max(1, policy.wave_seconds // 3600)
+        rises = [
+            self.breached_hours[then] - self.breached_hours[then - span]
+            for weeks in range(1, WAVE_WEEKS + 1)
+            if (then := hour - weeks * WEEK_HOURS) in self.breached_hours
+            and then - span in self.breached_hours
+        ]
+        return max(0, int(statistics.median(rises))) if rises else 0
 
     def _step(
-        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy, band_steps: int
+        self, readings: dict[str, Reading], at_us: int, policy: RulesPolicy, spans: RuleSpans
     ) -> list[AlertTransition]:
         """Advance each rule's state machine by its reading; the transitions it makes."""
         alerts = []
@@ -388,8 +433,8 @@ class IndicatorRules:
                 at_us,
                 reading.value,
                 reading.threshold,
-                max(policy.sustain, band_steps) if band else policy.sustain,
-                policy.clear,
+                max(spans.sustain, spans.band) if band else spans.sustain,
+                spans.clear,
                 policy.hold_seconds * US_PER_SECOND,
             )
             if alert is not None:

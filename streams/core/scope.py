@@ -13,6 +13,7 @@ from streams.core.alerts import (
     CrossingPolicy,
     IndicatorRules,
     InflowAboveOutflow,
+    RuleSpans,
     RulesPolicy,
     crossing_applies,
 )
@@ -47,7 +48,7 @@ class Settings:
     pull: PullPolicy | None = field(default_factory=PullPolicy)
     # Worked out once: every transition and every snapshot reads them.
     indicator_windows: IndicatorWindows = field(init=False, repr=False, compare=False)
-    rule_spans: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+    rule_spans: RuleSpans = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wanted = (
@@ -61,12 +62,8 @@ class Settings:
         step = self.windows.step_us
         baseline, recent = (s * US_PER_SECOND // step for s in self.indicator_seconds)
         windows = IndicatorWindows(baseline, recent, -(-DEFLECTION_HORIZON_US // step))
-        wave = self.rules.wave_seconds * US_PER_SECOND // step
-        # Out of the band from one boundary through one band_for later: the same instant
-        # at any step that divides it.
-        band = -(-self.rules.band_for_seconds * US_PER_SECOND // step) + 1
         object.__setattr__(self, "indicator_windows", windows)
-        object.__setattr__(self, "rule_spans", (baseline, max(1, wave), band))
+        object.__setattr__(self, "rule_spans", RuleSpans.of(self.rules, baseline, step))
 
 
 @dataclass(frozen=True, slots=True)
