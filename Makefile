@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DURATION ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25  # the slowest tests, to keep the suite within its budget
 
 .PHONY: setup services demo test lint bench schemas clean
 
