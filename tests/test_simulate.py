@@ -343,3 +343,14 @@ def test_paced_flat_out_does_not_sleep() -> None:
     values = asyncio.run(_collect(paced(events, speed=None)))
     assert len(values) == 3
     assert time.perf_counter() - began < 0.5
+
+
+def test_the_demo_raises_no_alert_at_startup(events: list[Event]) -> None:
+    """``make demo`` runs this team from nothing: in its first week, while every window
+    fills, no rule fires in any scope (before the warm-ups, the headline and the band rule
+    fired in the first hour: "outflow 0/day", "112 days of capacity")."""
+    end = START + timedelta(days=7)
+    lines = [encode(e) for e in events if _at(e) < end]
+    emitted, _ = run(lines, FlowgaugeConfig(step="5m").core(), 600 * 1_000_000)
+    assert len({item.flow.scope for item in emitted}) > 5
+    assert [alert for item in emitted for alert in item.alerts] == []
