@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,8 @@ Records = Callable[[Emitted], Iterable[tuple[str, bytes, bytes]]]
 
 
 def run_web(config: FlowgaugeConfig) -> int:
-    asyncio.run(_serve(config))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop, without a traceback
+        asyncio.run(_serve(config))
     return 0
 
 

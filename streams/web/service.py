@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from streams.config import FlowgaugeConfig
@@ -137,12 +139,12 @@ class WebService:
         app.cleanup_ctx.append(self._following)
         return app
 
-    async def _following(self, _: web.Application):  # type: ignore[no-untyped-def]
-        tasks = [asyncio.create_task(self.follow())]
+    async def _following(self, _: web.Application) -> AsyncIterator[None]:
+        """Read the topics while the app runs (aiohttp's cleanup context)."""
+        task = asyncio.create_task(self.follow())
         yield
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def follow(self) -> None:
         """Read the derived topics for ever; a consumer that fails is made again."""
@@ -175,12 +177,12 @@ class WebService:
                 await consumer.stop()
             await asyncio.sleep(RETRY_SECONDS)
 
-    async def _probe(self, consumer: object) -> None:
+    async def _probe(self, consumer: AIOKafkaConsumer) -> None:
         """Ask the broker for its topics every few seconds: a consumer waiting on a lost
         broker retries quietly, and the page must say its data is stale meanwhile."""
         while True:
             try:
-                await asyncio.wait_for(consumer.topics(), PROBE_SECONDS)  # type: ignore[attr-defined]
+                await asyncio.wait_for(consumer.topics(), PROBE_SECONDS)
             except (KafkaError, OSError, TimeoutError):
                 self.feed.lost_since = self.feed.lost_since or time.time()
             else:
