@@ -39,7 +39,7 @@ from streams.core.topics import DEAD_LETTERS, INPUT, TOPIC_CONFIGS
 from streams.outputs.metrics import OTHER, PipelineMetrics
 from streams.outputs.records import DeadLetter, outgoing
 from tests import inprocess
-from tests.cluster import produce, read_topic, workers
+from tests.cluster import NO_PLANNING, produce, read_topic, workers
 from tests.inprocess import GRACE_US, CoreRun
 
 BASE = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -688,7 +688,7 @@ def test_a_worker_survives_a_hostile_batch(broker: EmbeddedBroker, tmp_path: Pat
         *((b"G0", raw) for raw in storm),
     ]
     started = time.monotonic()
-    with workers(broker, tmp_path, 1, FLOWGAUGE_STEP="1h") as (worker,):
+    with workers(broker, tmp_path, 1, FLOWGAUGE_STEP="1h", **NO_PLANNING) as (worker,):
         produce(broker, INPUT, messages)
         letters = [json.loads(v) for _, v in read_topic(broker, DEAD_LETTERS, until=len(bad))]
         deadline = time.monotonic() + 40

@@ -41,7 +41,7 @@ from streams.commands.broker import EmbeddedBroker
 from streams.core.topics import FLOW, INDICATORS, INPUT, REJECTED
 from streams.kafka import Kafka
 from streams.workarounds import tansu
-from tests.cluster import end_process, latest_by_key, read_topic, start_worker
+from tests.cluster import NO_PLANNING, end_process, latest_by_key, read_topic, start_worker
 from tests.conftest import ROOT
 from tests.test_pipeline import STEP, assert_snapshots, expected_from_report
 
@@ -989,7 +989,7 @@ def test_an_issue_life_through_the_gateway_is_counted_by_the_worker(
     # newest event is older than the live horizon).
     boundary = last.replace(minute=0, second=0) + timedelta(hours=1)
     as_of = f"{boundary:%Y-%m-%dT%H:%M:%SZ}"
-    worker = start_worker(broker, tmp_path, "worker", **STEP)
+    worker = start_worker(broker, tmp_path, "worker", **STEP, **NO_PLANNING)
     try:
         flow = _until_published(broker, FLOW, (as_of, "all"))
         row = flow[(as_of, "all")]

@@ -200,7 +200,9 @@ def test_recontact_rate_high_fires_and_is_configurable() -> None:
             # Within the rules' warm-up otherwise: the log is under two days long.
             {
                 "step": "1h",
-                "alerts": {"rules": {"recontact_rate": threshold, "sustain": 2, "warm_up": "1h"}},
+                "alerts": {
+                    "rules": {"recontact_rate": threshold, "sustain": "2h", "warm_up": "1h"}
+                },
             }
         )
         result, _ = run(lines, config.core(), GRACE_US)

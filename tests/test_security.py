@@ -25,7 +25,7 @@ import pytest
 from streams.commands.broker import EmbeddedBroker, free_port
 from streams.config import FlowgaugeConfig
 from streams.kafka import Kafka
-from tests.cluster import start_worker
+from tests.cluster import NO_PLANNING, start_worker
 from tests.conftest import SHARED_FIXTURES, need_path
 from tests.kafka_front import CLIENT_NAME, CertificateFiles, KafkaFront, Sasl, server_context
 from tests.kafka_front import write_certificates as certificates_in
@@ -112,7 +112,7 @@ def test_worker_replay_and_reader_over_mutual_tls_and_scram_give_reports_numbers
     sasl = Sasl(("SCRAM-SHA-512",), {"flowgauge": PASSWORD})
     with _front(broker, tls=tls, sasl=sasl) as front:
         token = {"FLOWGAUGE_WEB_TOKEN_FILE": str(tmp_path / "token")}
-        worker = start_worker(broker, tmp_path, "worker", **STEP, **env, **token)
+        worker = start_worker(broker, tmp_path, "worker", **STEP, **env, **token, **NO_PLANNING)
         try:
             assert _command(broker, env, "replay", str(events)) == (
                 0, f"published {len(lines)} events from {events} to ticket-events\n",
