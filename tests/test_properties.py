@@ -102,9 +102,12 @@ class Config:
     policy: Policy
 
     def settings(self) -> Settings:
+        """The oracles here are of flow, aging and alerts: planning, which has exact oracles
+        of its own (test_forecast.py, test_pull.py), is left out of every example."""
         p = self.policy
         crossing = CrossingPolicy(p.window, p.min_volume, p.sustain, p.clear)
-        return Settings(Windows.of(self.step_s, self.windows), crossing)
+        windows = Windows.of(self.step_s, self.windows)
+        return Settings(windows, crossing, forecast=None, pull=None)
 
 
 SHORT = Config("5m/short", 300, {"15m": 900, "1h": 3600}, 180, Policy("15m", 2, 2, 2))
