@@ -62,20 +62,25 @@ def test_each_manifest_is_valid_for_its_kind(name: str) -> None:
     assert schema_errors(manifests()[name]) == [], name
 
 
-def test_kustomize_renders_them_valid_in_the_namespace() -> None:
+def assert_kustomize_renders(folder: Path, documents: dict[str, Any]) -> None:
+    """``kubectl kustomize folder`` renders ``documents``, each valid, in the namespace."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not on PATH: `kubectl kustomize` output not checked")
     output = subprocess.run(
-        [kubectl, "kustomize", str(GATEWAY)], check=True, capture_output=True, text=True
+        [kubectl, "kustomize", str(folder)], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     rendered = [doc for doc in yaml.safe_load_all(output) if doc]
-    assert sorted(doc["kind"] for doc in rendered) == sorted(
-        doc["kind"] for doc in manifests().values()
+    assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in rendered) == sorted(
+        (doc["kind"], doc["metadata"]["name"]) for doc in documents.values()
     )
     for document in rendered:
         assert schema_errors(document) == [], document["kind"]
         assert document["metadata"]["namespace"] == NAMESPACE
+
+
+def test_kustomize_renders_them_valid_in_the_namespace() -> None:
+    assert_kustomize_renders(GATEWAY, manifests())
 
 
 def test_the_gateway_listens_where_the_service_sends() -> None:

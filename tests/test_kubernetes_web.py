@@ -5,20 +5,23 @@ settings and who may read its pages) and with the workers' and the gateway's man
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-import yaml
 
 from streams.commands.cli import _parser
 from streams.config import FlowgaugeConfig
 from streams.outputs.access import Access
 from streams.web.service import view_settings
 from tests.test_kubernetes import KUBERNETES, NAMESPACE, schema_errors, setting_names
-from tests.test_kubernetes_gateway import GATEWAY, environment, load, one
+from tests.test_kubernetes_gateway import (
+    GATEWAY,
+    assert_kustomize_renders,
+    environment,
+    load,
+    one,
+)
 
 WEB = KUBERNETES / "web"
 Document = dict[str, Any]
@@ -94,19 +97,7 @@ def test_each_manifest_is_valid_for_its_kind(name: str) -> None:
 
 
 def test_kustomize_renders_them_valid_in_the_namespace() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not on PATH: `kubectl kustomize` output not checked")
-    output = subprocess.run(
-        [kubectl, "kustomize", str(WEB)], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
-    rendered = [doc for doc in yaml.safe_load_all(output) if doc]
-    assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in rendered) == sorted(
-        (doc["kind"], doc["metadata"]["name"]) for doc in manifests().values()
-    )
-    for document in rendered:
-        assert schema_errors(document) == [], document["kind"]
-        assert document["metadata"]["namespace"] == NAMESPACE
+    assert_kustomize_renders(WEB, manifests())
 
 
 # --- The container -------------------------------------------------------------------------

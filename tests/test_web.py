@@ -96,6 +96,22 @@ def assert_shows(watched: Watched, report: Report, scope: str) -> None:
     assert watched.number("firing") == report.firing.get(scope, 0)
 
 
+def check_page(watched: Watched, report: Report, screenshot: str) -> str:
+    """Scope ``all`` shows the report's numbers and every chart drew; its screenshot; then
+    the scope selector shows a queue's numbers and its pull list. The queue."""
+    assert_shows(watched, report, "all")
+    drawn = charts_drawn(watched.page)
+    assert set(drawn) == {"headline", "level", "cfd", "aging", "indicators"}
+    assert all(points > 0 for points in drawn.values()), drawn
+    watched.screenshot(screenshot)
+    queue = next(scope for scope in report.last if scope.startswith("queue:"))
+    watched.page.select_option('[data-testid="scope"]', queue)
+    wait_until("the queue's view", lambda: watched.number("open") == report.number(queue, "open"))
+    assert_shows(watched, report, queue)
+    assert watched.page.locator('[data-testid="pull"]').inner_text().strip()
+    return queue
+
+
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -122,19 +138,8 @@ def test_the_report_page_opens_offline_and_shows_the_report_s_numbers(
         watched = watch(page)
         page.goto(page_file.as_uri())
         page.wait_for_selector('[data-testid="open"][data-value]:not([data-value=""])')
-        assert_shows(watched, report, "all")
-        drawn = charts_drawn(page)
-        assert set(drawn) == {"headline", "level", "cfd", "aging", "indicators"}
-        assert all(points > 0 for points in drawn.values()), drawn
-        watched.screenshot("report-all")
-        queue = next(scope for scope in report.last if scope.startswith("queue:"))
-        page.select_option('[data-testid="scope"]', queue)
-        wait_until(
-            "the queue's view", lambda: watched.number("open") == report.number(queue, "open")
-        )
-        assert_shows(watched, report, queue)
+        queue = check_page(watched, report, "report-all")
         assert f"scope={queue.replace(':', '%3A')}" in page.url
-        assert page.locator('[data-testid="pull"]').inner_text().strip()
         assert not watched.errors
         assert [url for url in watched.requests if not url.startswith("file://")] == []
     finally:
@@ -255,17 +260,7 @@ def test_the_live_page_shows_what_report_computes_and_follows_new_events(
         wait_until(
             "the page shows the last boundary", lambda: watched.value("as-of") not in (None, "")
         )
-        assert_shows(watched, report, "all")
-        drawn = charts_drawn(page)
-        assert all(points > 0 for points in drawn.values()), drawn
-        watched.screenshot("live-all")
-        queue = next(scope for scope in report.last if scope.startswith("queue:"))
-        page.select_option('[data-testid="scope"]', queue)
-        wait_until(
-            "the queue's numbers", lambda: watched.number("open") == report.number(queue, "open")
-        )
-        assert_shows(watched, report, queue)
-        assert page.locator('[data-testid="pull"]').inner_text().strip()
+        check_page(watched, report, "live-all")
         page.select_option('[data-testid="scope"]', "all")
 
         # A ticket opened two hours after the last event: the page moves on by itself.
