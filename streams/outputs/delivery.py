@@ -94,7 +94,8 @@ class FiringFollower:
                     for messages in batches.values():
                         for message in messages:
                             self._take(message.value, message.timestamp / 1000, message.partition)
-                    self.caught_up = await read_to_highwaters(consumer)
+                    # Once: a record arriving later must not skip (and so lose) a due reminder.
+                    self.caught_up = self.caught_up or await read_to_highwaters(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("backlog.alerts (reminders): %s; reading again in 5s", exc)
             finally:
