@@ -22,6 +22,7 @@ from playwright.sync_api import Browser
 
 from streams.commands.broker import EmbeddedBroker, free_port
 from streams.commands.replay import message_key
+from streams.core.timeline import iso_seconds
 from streams.core.topics import AGING, FLOW, INPUT
 from tests.browser import Watched, charts_drawn, chromium, watch
 from tests.cluster import Worker, end_process, produce, start_worker
@@ -77,14 +78,10 @@ def send(broker: EmbeddedBroker, topic: str, messages: list[tuple[bytes | None, 
         pool.submit(produce, broker, topic, messages).result(60)
 
 
-def epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 def assert_shows(watched: Watched, report: Report, scope: str) -> None:
     """The headline numbers of ``scope`` are the report's at its last boundary."""
     row = report.last[scope]
-    assert watched.number("as-of") == epoch(row["as_of"])
+    assert watched.number("as-of") == iso_seconds(row["as_of"])
     for testid, column in (
         ("open", "open"),
         ("inflow-24h", "inflow_24h"),
@@ -284,7 +281,7 @@ def test_the_live_page_shows_what_report_computes_and_follows_new_events(
         send(live.broker, INPUT, [(message_key(line), line)])
         wait_until(
             "the page shows the new boundary without a reload",
-            lambda: watched.number("as-of") == epoch(moved.last["all"]["as_of"]),
+            lambda: watched.number("as-of") == iso_seconds(moved.last["all"]["as_of"]),
         )
         assert_shows(watched, moved, "all")
         assert not watched.errors, watched.errors
@@ -339,7 +336,7 @@ def test_the_page_says_its_data_is_stale_while_the_broker_is_lost(
         wait_until("the stale mark goes", lambda: not watched.page.is_visible(stale), 60)
         # It reads on where it was: a record written now reaches the page.
         latest = live.view()["latest"]["flow"]
-        later = datetime.fromtimestamp(epoch(latest["as_of"]) + 3600, UTC)
+        later = datetime.fromtimestamp(iso_seconds(latest["as_of"]) + 3600, UTC)
         record = {**latest, "as_of": later.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": 4321}
         send(live.broker, FLOW, [(b"all", json.dumps(record).encode())])
         wait_until("the record written after the cut", lambda: watched.number("open") == 4321)

@@ -41,6 +41,11 @@ def iso(us: int) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+def iso_seconds(text: str) -> int:
+    """The instant of an ISO 8601 UTC text as ``iso`` writes it, in whole seconds."""
+    return to_us(datetime.fromisoformat(text)) // US_PER_SECOND
+
+
 def boundary_index(us: int, step_us: int) -> int:
     """Index of the first boundary at or after ``us``: boundary i is at ``i * step_us``."""
     return -(-us // step_us)

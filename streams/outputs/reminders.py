@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from streams.core.timeline import iso_seconds
 from streams.outputs.records import AlertRecord
-
-
-def epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +37,7 @@ class Reminders:
         """One ``backlog.alerts`` record, in its partition's order."""
         if record.state != "firing":
             self.firing.pop(record.incident_id, None)
-        elif abs(published_s - epoch(record.at)) <= self.live_horizon_s:
+        elif abs(published_s - iso_seconds(record.at)) <= self.live_horizon_s:
             self.firing[record.incident_id] = Firing(record, published_s, partition)
         else:  # replayed: a firing written long after it fired is history
             self.firing.pop(record.incident_id, None)

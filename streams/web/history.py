@@ -21,13 +21,13 @@ import bisect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from streams.core.aging import BANDS
 from streams.core.alerts import INFLOW_ABOVE_OUTFLOW
+from streams.core.timeline import iso_seconds
 from streams.core.topics import AGING, ALERTS, FLOW, FORECAST, INDICATORS, PULL, SLA
 from streams.outputs.records import (
     AgingRecord,
@@ -56,11 +56,6 @@ TOPICS = tuple(MODELS)
 SLA_KEPT = 200  # ticket.sla changes kept, newest
 TIMELINE_SHOWN = 50
 Kind = Literal["flow", "aging", "indicators"]
-
-
-def epoch(text: str) -> int:
-    """An ISO 8601 UTC instant of a record, in whole seconds."""
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 @dataclass(frozen=True)
@@ -241,9 +236,9 @@ class History:
             AlertRecord: self._alert,
             SlaRecord: self._sla,
             ForecastRecord: lambda r: self._scope(r.scope).keep_latest(
-                "forecast", epoch(r.as_of), r
+                "forecast", iso_seconds(r.as_of), r
             ),
-            PullRecord: lambda r: self._scope(r.scope).keep_latest("pull", epoch(r.as_of), r),
+            PullRecord: lambda r: self._scope(r.scope).keep_latest("pull", iso_seconds(r.as_of), r),
         }
         keepers[type(record)](record)
 
@@ -254,7 +249,7 @@ class History:
         return held
 
     def _boundary(self, kind: Kind, record: Any, row: dict[str, Any]) -> None:
-        at = epoch(record.as_of)
+        at = iso_seconds(record.as_of)
         scope = self._scope(record.scope)
         # Indicators move over days (a 7-day window): an hourly series of them at every
         # age shows all there is to see, at a twelfth of the size at a 5-minute step.
@@ -292,7 +287,7 @@ class History:
         for name, scope in list(self.scopes.items()):
             for columns in scope.series.values():
                 columns.thin(newest, self.thinning)
-            scope.alerts = {k: a for k, a in scope.alerts.items() if epoch(a.at) >= oldest}
+            scope.alerts = {k: a for k, a in scope.alerts.items() if iso_seconds(a.at) >= oldest}
             scope.latest = {k: held for k, held in scope.latest.items() if held[0] >= oldest}
             if not scope.latest and not scope.alerts:
                 del self.scopes[name]
@@ -326,9 +321,9 @@ def headline_intervals(alerts: list[AlertRecord]) -> list[list[int | None]]:
         if alert.rule != INFLOW_ABOVE_OUTFLOW:
             continue
         if alert.state == "firing" and (not intervals or intervals[-1][1] is not None):
-            intervals.append([epoch(alert.at), None])
+            intervals.append([iso_seconds(alert.at), None])
         elif alert.state == "resolved" and intervals and intervals[-1][1] is None:
-            intervals[-1][1] = epoch(alert.at)
+            intervals[-1][1] = iso_seconds(alert.at)
     return intervals
 
 
