@@ -21,6 +21,15 @@ a resume clears the queues only when it ends a suspension: what came while the f
 running is kept (a message queued before the seek is then read twice, and the stages
 apply it once).
 
+Faust drops a batch it has drained when its flow stops before the batch is read (a
+rebalance starting) or the generation changes while it is read, and relies on seeking back
+to the committed offsets; but aiokafka's ``seek_to_committed`` leaves a partition with no
+committed offset (or offset 0) where it is (``if offset and offset > 0``), so a partition's
+first records after its assignment were fetched, dropped, and never fetched again: the
+worker took in nothing of it until a restart. So the records Faust drops unread are fetched
+again: the partition is seeked back to the first of them, unless it was seeked or
+reassigned since the batch was drained.
+
 Faust reads a jump in a partition's offsets as a compacted range and marks it done, so
 the commit moves past it. As a safety net a jump is checked against the log: when
 messages really sit in it, the worker restarts itself at once (as after a kill -9),
@@ -28,14 +37,17 @@ before anything past the jump is processed or committed, and resumes from the co
 offsets. A true gap (compaction, transaction markers) keeps Faust's handling.
 
 Works around Faust's consumer thread handing over batches fetched before a seek
-(faust-streaming #221 is the symptom) and mode's flow control clearing queues on every
-resume. Remove once Faust fences its own seeks and mode clears only on a real resume.
+(faust-streaming #221 is the symptom), Faust's ``Consumer.getmany`` dropping a drained
+batch for a seek that aiokafka skips, and mode's flow control clearing queues on every
+resume. Remove once Faust fences its own seeks and refetches what it drops, and mode clears
+only on a real resume.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -140,7 +152,9 @@ async def _stashing_wait_next_records(self: Any, timeout: float) -> Any:
 async def _fenced_getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
     consumer = self._thread._ensure_consumer()
     delivered = self.__dict__.setdefault(_DELIVERED, {})
+    passed: Counter[Any] = Counter()  # per partition, the batch's records Faust let through
     async for tp, message in _original_getmany(self, timeout):
+        passed[tp] += 1
         fences = getattr(self.__dict__.get(_BATCH), "fences", None)
         if fences is None:  # not drained through _fetch_records: Faust's handling
             yield tp, message
@@ -152,6 +166,30 @@ async def _fenced_getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
             delivered[tp] = fence
             self._read_offset[tp] = fence[1] - 1 if fence[1] > 0 else None
         yield tp, message
+    batch = self.__dict__.get(_BATCH)
+    dropped = _dropped(batch, passed) if isinstance(batch, _FencedRecords) else {}
+    if dropped and not self.should_stop:
+        await self._thread.call_thread(_fetch_again, consumer, dropped)
+
+
+def _dropped(batch: _FencedRecords, passed: Counter[Any]) -> dict[Any, tuple[Fence, int]]:
+    """Per partition of ``batch`` whose records Faust did not all let through (its flow
+    stopped, or the generation changed, mid-batch): the batch's fence and the first such
+    record's offset."""
+    return {
+        tp: (fence, records[passed[tp]].offset)
+        for tp, records in batch.items()
+        if passed[tp] < len(records) and (fence := batch.fences.get(tp)) is not None
+    }
+
+
+def _fetch_again(consumer: Any, dropped: dict[Any, tuple[Fence, int]]) -> None:
+    """In the consumer's thread: back to the first record Faust dropped, for each partition
+    not seeked or reassigned since (those are fetched again from where that put them)."""
+    for tp, (fence, offset) in dropped.items():
+        if _fence_of(consumer, tp) == fence:
+            log.debug("%s: Faust dropped a batch from offset %d; fetching it again", tp, offset)
+            consumer.seek(tp, offset)
 
 
 async def _perform_seek(self: Any) -> None:
