@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
 from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
-from streams.core.timeline import US_PER_SECOND, iso, parse_duration
+from streams.core.timeline import US_PER_SECOND, forget_before, iso, parse_duration
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
 
@@ -409,8 +409,7 @@ class IndicatorRules:
         hour, whole = divmod(at_us, HOUR_US)
         if not whole:
             self.breached_hours[hour] = breached
-            for old in [h for h in self.breached_hours if h < hour - WAVE_WEEKS * WEEK_HOURS - 1]:
-                del self.breached_hours[old]
+            forget_before(self.breached_hours, hour - WAVE_WEEKS * WEEK_HOURS - 1)
         span = max(1, policy.wave_seconds // 3600)
         rises = [
             self.breached_hours[then] - self.breached_hours[then - span]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from streams.core.alerts import INFLOW_ABOVE_OUTFLOW, AlertState, AlertTransition
 from streams.core.flow import FlowSnapshot
+from streams.core.timeline import forget_before
 
 HOUR_US = 3_600_000_000
 DAY_HOURS = 24
@@ -106,8 +107,7 @@ class Crossing:
         self.nets[hour] = (span, week, moved)
         # The oldest span read (spans back) needs its weeks too.
         oldest = hour - rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
-        for old in [h for h in self.nets if h < oldest]:
-            del self.nets[old]
+        forget_before(self.nets, oldest)
         scale = rule.span_hours / rule.capacity_hours
         capacity = snapshot.outflow[rule.capacity_window] * scale
         week_moved = snapshot.inflow[rule.capacity_window] + snapshot.outflow[rule.capacity_window]

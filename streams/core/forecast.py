@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import math
 import random
-from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
 from functools import lru_cache
-from itertools import accumulate, repeat
-from operator import add, mul, rshift, sub
+from itertools import accumulate
 from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
 
 from streams.core.flow import FlowSnapshot
 from streams.core.sla import Calendar
@@ -193,14 +194,15 @@ def _sufficient(
             in_band_by=(today,) * len(QUANTILES), closes_needed_per_day=0,
             inflow_reduction_per_day=0, target_by=target_by, target_status="met",
         )  # fmt: skip
-    pools = _pools(days, horizon, policy)
+    pools = DRAWN.pools_of(flow.scope, days, horizon, policy)
     drawn = DRAWN.get(flow.scope, today.toordinal(), pools, policy.paths, target_day)
     need = short.band_tickets - flow.open  # in band once a path's net comes down this far
     closes, fewer = _effort(drawn, need, horizon, target_day) if target_day else (None, None)
+    shares = drawn.shares_by(need)
     return replace(
         short, sufficient=True,
-        p_in_band=tuple(drawn.share_by(day, need) for day in reported),
-        in_band_by=tuple(_date_at(drawn, q, need, horizon) for q in QUANTILES),
+        p_in_band=tuple(shares[day - 1] for day in reported),
+        in_band_by=tuple(_date_at(shares, q, horizon) for q in QUANTILES),
         closes_needed_per_day=closes, inflow_reduction_per_day=fewer, target_by=target_by,
         target_status="open" if target_day else "missed",
     )  # fmt: skip
@@ -262,34 +264,29 @@ def _pools(
     return tuple(pools)
 
 
-Effort = tuple[str, tuple[int, ...], int]  # (how, pace, effort): a key of Futures._within
+Paths = npt.NDArray[np.int64]  # one row per day, one column per path
 
 
 @dataclass(frozen=True, slots=True)
 class Futures:
     """The sampled futures of one scope and day, kept as every hour of the day reads them.
 
-    ``lowest``: per day of the horizon, the lowest cumulative net of every path so far
-    (put in order when first read: the share of paths in band by then is a bisection).
+    ``lowest``: per day of the horizon, the lowest cumulative net of every path so far.
     ``early`` and ``arrivals``: per day up to the target, the cumulative net and the day's
-    inflow of every path. ``_within``: per effort, the lowest of every path's eased net, in
-    order, as read."""
+    inflow of every path."""
 
-    lowest: tuple[array[int], ...]
-    early: tuple[array[int], ...]
-    arrivals: tuple[array[int], ...]
+    lowest: Paths
+    early: Paths
+    arrivals: Paths
     most_arrivals: int = 0  # of any path on any day to the target
-    _ordered: dict[int, array[int]] = field(default_factory=dict)
     # Where each search starts: its last answer (yesterday's at first, see ``Drawn``).
     _last: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
-    _within: dict[Effort, array[int]] = field(default_factory=dict)
 
-    def share_by(self, day: int, need: int) -> float:
-        """The share of paths whose net has come down to ``need`` by the end of ``day``."""
-        lowest = self._ordered.get(day)
-        if lowest is None:
-            lowest = self._ordered[day] = array("q", sorted(self.lowest[day - 1]))
-        return bisect_right(lowest, need) / len(lowest)
+    def shares_by(self, need: int) -> list[float]:
+        """Per day of the horizon, the share of paths whose net has come down to ``need``
+        by its end (first passage: never falling)."""
+        paths = self.lowest.shape[1]
+        return [int(count) / paths for count in np.count_nonzero(self.lowest <= need, axis=1)]
 
     def least_effort(self, how: str, pace: tuple[int, ...], need: int) -> int | None:
         """The least whole effort such that at least 85% of the paths, eased by it, come
@@ -301,7 +298,7 @@ class Futures:
         arrivals is enough (the closes alone would not bring the paths down)."""
 
         def enough(effort: int) -> bool:
-            return self._share_within((how, pace, effort), need) >= TARGET_QUANTILE
+            return self._share_within(how, pace, effort, need) >= TARGET_QUANTILE
 
         if how == "arrivals" and not enough(self.most_arrivals):
             return None  # even no arrivals at all would not do: only closes can
@@ -320,56 +317,44 @@ class Futures:
         self._last[(how, pace)] = high
         return high
 
-    def _share_within(self, key: Effort, need: int) -> float:
-        lowest = self._within.get(key)
-        if lowest is None:
-            if len(self._within) >= MAX_EFFORTS_KEPT:
-                self._within.clear()  # a long day of hours: keep the memory bounded
-            lowest = self._within[key] = array("q", sorted(self._lowest_eased(*key)))
-        return bisect_right(lowest, need) / len(lowest)
-
-    def _lowest_eased(self, how: str, pace: tuple[int, ...], effort: int) -> list[int]:
-        """Per path, the lowest net over the days to the target, each day's eased. Days off
-        before the first business day ease nothing but count: a path in band on such a day
-        needs no effort."""
+    def _share_within(self, how: str, pace: tuple[int, ...], effort: int, need: int) -> float:
+        """The share of paths whose net, eased by ``effort``, comes down to ``need`` on some
+        day up to the target. Days off before the first business day ease nothing but
+        count: a path in band on such a day needs no effort."""
         if how == "closes":
-            eased = [
-                list(map(sub, column, repeat(effort * share)))
-                for column, share in zip(self.early, pace, strict=True)
-            ]
+            eased = self.early - effort * np.array(pace, dtype=np.int64)[:, np.newaxis]
         else:
-            fewer = [0] * len(self.early[0])
-            eased = []
-            for column, came in zip(self.early, self.arrivals, strict=True):
-                fewer = list(map(add, fewer, map(min, came, repeat(effort))))
-                eased.append(list(map(sub, column, fewer)))
-        return list(map(min, *eased)) if len(eased) > 1 else eased[0]
-
-
-MAX_EFFORTS_KEPT = 256
+            eased = self.early - np.cumsum(np.minimum(self.arrivals, effort), axis=0)
+        paths: int = eased.shape[1]
+        return int(np.count_nonzero(eased.min(axis=0) <= need)) / paths
 
 
 def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int) -> Futures:
     """``count`` sampled futures, seeded from scope and date: the same wherever drawn. Each
-    day draws one pair for every path, in C: 32 random bits per path scaled to the pool (a
-    bias below one in 2**32 / len(pool))."""
+    day draws one pair for every path: 32 random bits per path scaled to the pool (a bias
+    below one in 2**32 / len(pool))."""
     rng = random.Random(f"{scope}|{date.fromordinal(today).isoformat()}")
-    cumulative, low = [0] * count, [0] * count
-    lowest, kept, arrivals = [], [], []
-    for day, pool in enumerate(pools, 1):
+    picks = np.empty((len(pools), count), dtype=np.int64)
+    arrays: dict[int, tuple[Paths, Paths]] = {}  # by pool: its nets and inflows
+    for day, pool in enumerate(pools):
         if len(set(pool.nets)) == 1 and len(set(pool.ins)) == 1:
-            picks = [0] * count  # one outcome (a quiet stretch): nothing to draw
+            picks[day] = 0  # one outcome (a quiet stretch): nothing to draw
         else:
-            bits = array("I", rng.randbytes(4 * count))
-            picks = list(map(rshift, map(mul, bits, repeat(len(pool.nets))), repeat(32)))
-        cumulative = list(map(add, cumulative, map(pool.nets.__getitem__, picks)))
-        low = list(map(min, low, cumulative)) if day > 1 else cumulative
-        lowest.append(array("q", low))
-        if day <= early:
-            kept.append(array("q", cumulative))
-            arrivals.append(array("q", map(pool.ins.__getitem__, picks)))
-    most = max(map(max, arrivals), default=0)
-    return Futures(tuple(lowest), tuple(kept), tuple(arrivals), most)
+            bits = np.frombuffer(rng.randbytes(4 * count), dtype="<u4").astype(np.uint64)
+            picks[day] = (bits * np.uint64(len(pool.nets))) >> np.uint64(32)
+        if id(pool) not in arrays:
+            arrays[id(pool)] = (np.array(pool.nets, np.int64), np.array(pool.ins, np.int64))
+    nets = np.empty_like(picks)
+    arrivals = np.empty((min(early, len(pools)), count), dtype=np.int64)
+    for day, pool in enumerate(pools):
+        pool_nets, pool_ins = arrays[id(pool)]
+        nets[day] = pool_nets[picks[day]]
+        if day < early:
+            arrivals[day] = pool_ins[picks[day]]
+    cumulative = np.cumsum(nets, axis=0)
+    lowest = np.minimum.accumulate(cumulative, axis=0)
+    most = int(arrivals.max()) if arrivals.size else 0
+    return Futures(lowest, cumulative[:early].copy(), arrivals, most)
 
 
 class Drawn:
@@ -382,6 +367,23 @@ class Drawn:
         self.draws = 0
         # Per scope, the last answer and what it was the answer to.
         self.answers: dict[str, tuple[tuple[object, ...], ForecastPolicy, Forecast]] = {}
+        # Per scope, the last pools and what they were made from: the same all day.
+        self.pools: dict[str, tuple[tuple[object, ...], ForecastPolicy, tuple[Pool, ...]]] = {}
+
+    def pools_of(
+        self,
+        scope: str,
+        days: dict[int, tuple[int, int, int]],
+        horizon: Horizon,
+        policy: ForecastPolicy,
+    ) -> tuple[Pool, ...]:
+        inputs = (horizon, tuple(days.items()))
+        known = self.pools.get(scope)
+        if known is not None and known[0] == inputs and known[1] is policy:
+            return known[2]
+        pools = _pools(days, horizon, policy)
+        self.pools[scope] = (inputs, policy, pools)
+        return pools
 
     def get(
         self, scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int
@@ -399,15 +401,16 @@ class Drawn:
     def clear(self) -> None:
         self.by_scope.clear()
         self.answers.clear()
+        self.pools.clear()
 
 
 DRAWN = Drawn()
 
 
-def _date_at(drawn: Futures, quantile: float, need: int, horizon: Horizon) -> date | None:
-    """The first day by which at least ``quantile`` of the paths are in band."""
-    days = range(1, len(horizon.dates) + 1)
-    day = bisect_left(days, quantile, key=lambda d: drawn.share_by(d, need))
+def _date_at(shares: list[float], quantile: float, horizon: Horizon) -> date | None:
+    """The first day by which at least ``quantile`` of the paths are in band (``shares``
+    per day of the horizon, never falling)."""
+    day = bisect_left(shares, quantile)
     return horizon.dates[day] if day < len(horizon.dates) else None
 
 

@@ -17,13 +17,16 @@ Paused tickets (pending, on hold) wait on someone else and are left out, as are 
 
 from __future__ import annotations
 
+import heapq
 from bisect import insort
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import mul
 from typing import Literal, get_args
 
 from streams.core.aging import OpenTicket
 from streams.core.sla import TARGETS, SlaPolicy
+from streams.core.ticket import Traits
 from streams.core.timeline import US_PER_SECOND
 
 Part = Literal["age", "untouched", "sla", "priority", "tier", "sentiment"]
@@ -88,40 +91,103 @@ def pull_list(
     that cannot reach the last of the top, so a long queue costs about ``top`` clocks."""
     weights = tuple(policy.weights.get(name, 0.0) for name in PARTS)
     sla_weight = policy.weights.get("sla", 0.0)
-    bounded = sorted(
-        (-(_score(parts, weights) + sla_weight), ticket_id, parts)
+    # A ticket a day old has the whole age part: its bound moves only with its replies
+    # and traits, and is kept from the last hour while those stay the same objects.
+    aged_since = as_of_us - policy.age_full_us
+    kept = AGED_BOUNDS.of(scope, policy)
+    bounds: dict[str, AgedBound] = {}
+
+    def bound(ticket_id: str, ticket: OpenTicket) -> float:
+        if ticket.first_open_us > aged_since:
+            return _score(_cheap_parts(ticket, as_of_us, policy), weights) + sla_weight
+        known = kept.get(ticket_id)
+        if known is None or not known.holds(ticket):
+            value = _score(_cheap_parts(ticket, as_of_us, policy), weights) + sla_weight
+            known = AgedBound(ticket, ticket.replied, ticket.traits, value)
+        bounds[ticket_id] = known
+        return known.value
+
+    # A heap, not a sort: the visit reads about ``top`` of them. (-bound, ticket_id) is
+    # unique, so it pops in the order a sort would give.
+    bounded = [
+        (-bound(ticket_id, ticket), ticket_id)
         for ticket_id, ticket in tickets.items()
         if not (ticket.traits is not None and ticket.traits.paused)
-        for parts in [_cheap_parts(ticket, as_of_us, policy)]
-    )
+    ]
+    AGED_BOUNDS.keep(scope, policy, bounds)
+    heapq.heapify(bounded)
+    candidates = len(bounded)
     best: list[tuple[float, str, dict[Part, float]]] = []  # (-score, ticket_id, parts)
-    for negative_bound, ticket_id, parts in bounded:
+    while bounded:
+        negative_bound, ticket_id = heapq.heappop(bounded)
         # Scores are rounded to 6 decimals: a bound this far below the last cannot tie it.
         if len(best) == policy.top and -negative_bound < -best[-1][0] - 1e-6:
             break
-        parts["sla"] = round(_sla_used(tickets[ticket_id], as_of_us, sla), 6)
-        insort(best, (-_score(parts, weights), ticket_id, parts))
+        ticket = tickets[ticket_id]
+        parts = dict(zip(PARTS, _cheap_parts(ticket, as_of_us, policy), strict=True))
+        parts["sla"] = round(_sla_used(ticket, as_of_us, sla), 6)
+        insort(best, (-_score(parts.values(), weights), ticket_id, parts))
         del best[policy.top :]
     picks = tuple(
         Pick(rank, ticket_id, -negative, parts)
         for rank, (negative, ticket_id, parts) in enumerate(best, 1)
     )
-    return PullList(as_of_us, scope, len(tickets), len(bounded), picks)
+    return PullList(as_of_us, scope, len(tickets), candidates, picks)
 
 
-def _cheap_parts(ticket: OpenTicket, as_of_us: int, policy: PullPolicy) -> dict[Part, float]:
-    """Every part, rounded to 6 decimals, but ``sla`` left at 0 (``pull_list`` sets it)."""
+@dataclass(frozen=True, slots=True)
+class AgedBound:
+    """A day-old ticket's bound, and what it was worked out from."""
+
+    ticket: OpenTicket
+    replied: bool
+    traits: Traits | None
+    value: float
+
+    def holds(self, ticket: OpenTicket) -> bool:
+        return (
+            self.ticket is ticket
+            and self.replied == ticket.replied
+            and (self.traits is ticket.traits)
+        )
+
+
+class AgedBounds:
+    """Per queue, the bounds of its day-old tickets at the last hour read, and the policy
+    they were worked out with: most of a backlog is older than a day, and scoring each of
+    its tickets every hour was most of the pull list's cost."""
+
+    def __init__(self) -> None:
+        self.by_scope: dict[str, tuple[PullPolicy, dict[str, AgedBound]]] = {}
+
+    def of(self, scope: str, policy: PullPolicy) -> dict[str, AgedBound]:
+        held = self.by_scope.get(scope)
+        return held[1] if held is not None and held[0] is policy else {}
+
+    def keep(self, scope: str, policy: PullPolicy, bounds: dict[str, AgedBound]) -> None:
+        self.by_scope[scope] = (policy, bounds)
+
+
+AGED_BOUNDS = AgedBounds()
+
+
+def _cheap_parts(ticket: OpenTicket, as_of_us: int, policy: PullPolicy) -> tuple[float, ...]:
+    """Every part in ``PARTS`` order, rounded to 6 decimals, but ``sla`` left at 0
+    (``pull_list`` sets it)."""
     traits = ticket.traits
-    sentiment = traits.sentiment if traits is not None else None
-    age = min(1.0, max(0.0, (as_of_us - ticket.first_open_us) / policy.age_full_us))
-    return {
-        "age": round(age, 6),
-        "untouched": 0.0 if ticket.replied else 1.0,
-        "sla": 0.0,
-        "priority": round(PRIORITY_VALUES.get(traits.priority, 0.0), 6) if traits else 0.0,
-        "tier": policy.tiers.get((traits.tier or "").lower(), 0.0) if traits else 0.0,
-        "sentiment": round(min(1.0, max(0.0, -sentiment)), 6) if sentiment is not None else 0.0,
-    }
+    age = round(min(1.0, max(0.0, (as_of_us - ticket.first_open_us) / policy.age_full_us)), 6)
+    untouched = 0.0 if ticket.replied else 1.0
+    if traits is None:
+        return (age, untouched, 0.0, 0.0, 0.0, 0.0)
+    sentiment = traits.sentiment
+    return (
+        age,
+        untouched,
+        0.0,
+        round(PRIORITY_VALUES.get(traits.priority, 0.0), 6),
+        policy.tiers.get((traits.tier or "").lower(), 0.0),
+        round(min(1.0, max(0.0, -sentiment)), 6) if sentiment is not None else 0.0,
+    )
 
 
 def _sla_used(ticket: OpenTicket, as_of_us: int, sla: SlaPolicy) -> float:
@@ -139,7 +205,7 @@ def _sla_used(ticket: OpenTicket, as_of_us: int, sla: SlaPolicy) -> float:
     return used
 
 
-def _score(parts: dict[Part, float], weights: tuple[float, ...]) -> float:
+def _score(parts: Iterable[float], weights: tuple[float, ...]) -> float:
     """The weighted sum of the parts (in ``PARTS`` order, as weighted), rounded to 6 decimals."""
-    total: float = sum(map(mul, weights, parts.values()))
+    total: float = sum(map(mul, weights, parts))
     return round(total, 6)

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 US_PER_SECOND = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -44,6 +45,17 @@ def iso(us: int) -> str:
 def iso_seconds(text: str) -> int:
     """The instant of an ISO 8601 UTC text as ``iso`` writes it, in whole seconds."""
     return to_us(datetime.fromisoformat(text)) // US_PER_SECOND
+
+
+def forget_before(by_key: dict[int, Any], oldest: int) -> None:
+    """Drop the keys below ``oldest`` of a dict filled in increasing key order: they are
+    at its front, so this reads only what it drops (a rule's hours, kept for weeks, are
+    pruned every hour)."""
+    while by_key:
+        first = next(iter(by_key))
+        if first >= oldest:
+            return
+        del by_key[first]
 
 
 def boundary_index(us: int, step_us: int) -> int:
