@@ -41,6 +41,7 @@ from tests.bench_latency import bench_latency
 from tests.bench_million import bench_million
 from tests.bench_recovery import bench_recovery
 from tests.bench_render import bench_render
+from tests.bench_speedup import bench_speedup
 from tests.bench_support import Target, busy_team
 from tests.bench_throughput import bench_throughput
 from tests.bench_web import bench_web
@@ -247,6 +248,10 @@ def run_web(_: Sizes) -> list[Target]:
     return []
 
 
+def run_speedup(sizes: Sizes) -> list[Target]:
+    return bench_speedup(sizes.days)
+
+
 def run_alert_quality(_: Sizes) -> list[Target]:
     run_alerts()
     return []
@@ -254,6 +259,7 @@ def run_alert_quality(_: Sizes) -> list[Target]:
 
 PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "report": run_report,  # first: its peak RSS is this process's
+    "speedup": run_speedup,  # report against BASELINE=<commit>, checked out beside
     "million": run_million,
     "throughput": run_throughput,
     "latency": run_latency,

@@ -94,7 +94,8 @@ class LocalPipeline:
         self._decide(limit * self.settings.windows.step_us)  # before: new scopes start after
         self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
         for state in self.scopes.values():
-            yield from state.emit_through(limit, self.settings)
+            if state.flow.due(limit):
+                yield from state.emit_through(limit, self.settings)
 
     def _findings(
         self, ticket: Ticket, event: TicketEvent, transitions: list[Transition]

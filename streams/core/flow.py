@@ -89,6 +89,11 @@ class ScopeFlow:
             if index > emitted - steps:
                 self.sums.setdefault(name, _zeros())[kind] += 1
 
+    def due(self, limit: int) -> bool:
+        """Whether ``emit_through(limit)`` may have a boundary to emit: a scope visited per
+        event by every stage skips the generator when it has not (most events)."""
+        return self.first_seen_us is not None and (self.emitted is None or self.emitted < limit)
+
     def emit_through(self, limit: int, windows: Windows) -> Iterator[FlowSnapshot]:
         """Snapshots for every boundary not emitted yet, up to index ``limit``."""
         if self.first_seen_us is None:
@@ -115,8 +120,12 @@ class ScopeFlow:
         if entering is not None:
             self.open += sum(_NET[kind] * entering[kind] for kind in FLOW_KINDS)
         for name, steps in windows.steps.items():
-            sums = self.sums.setdefault(name, _zeros())
+            sums = self.sums.get(name)
+            if sums is None:
+                sums = self.sums[name] = _zeros()
             leaving = self.buckets.get(index - steps)
+            if entering is None and leaving is None:
+                continue
             for kind in FLOW_KINDS:
                 sums[kind] += (entering[kind] if entering else 0) - (
                     leaving[kind] if leaving else 0

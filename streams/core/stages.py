@@ -519,6 +519,8 @@ def apply_progress_to(watermarks: Watermarks, progress: Progress) -> None:
 
 def emit(records: Iterable[ScopeRecord], limit: int, settings: Settings) -> Iterator[Emitted]:
     for record in records:
+        if not record.state.flow.due(limit):
+            continue
         for emitted in record.state.emit_through(limit, settings):
             record.last = emitted
             yield emitted
