@@ -71,13 +71,13 @@ class Tally:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def build_app(broker_url: str, count: int, workdir: Path, batches: Batches | None) -> faust.App:
-    name = app_id(batches)
-    app = faust.App(
+def bare_app(name: str, broker_url: str, datadir: Path) -> faust.App:
+    """A Faust app with nothing of flowgauge's, its state in memory, quick to rebalance."""
+    return faust.App(
         name,
         broker=broker_url,
         store="memory://",
-        datadir=str(workdir / name),
+        datadir=str(datadir),
         topic_replication_factor=1,
         broker_rebalance_timeout=3,
         broker_session_timeout=4.5,
@@ -85,6 +85,11 @@ def build_app(broker_url: str, count: int, workdir: Path, batches: Batches | Non
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
     )
+
+
+def build_app(broker_url: str, count: int, workdir: Path, batches: Batches | None) -> faust.App:
+    name = app_id(batches)
+    app = bare_app(name, broker_url, workdir / name)
     topic = app.topic(
         INPUT, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )

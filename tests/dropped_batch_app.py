@@ -25,6 +25,7 @@ from faust.transport import consumer as faust_consumer
 
 from streams.kafka import Kafka
 from streams.workarounds import gaps
+from tests.bench_faust import bare_app
 
 
 def stop_the_flow_over_the_first_batch(topic: str, marker: Path) -> None:
@@ -42,18 +43,7 @@ def stop_the_flow_over_the_first_batch(topic: str, marker: Path) -> None:
 
 
 def build_app(broker_url: str, topic_name: str, workdir: Path) -> faust.App:
-    app = faust.App(
-        f"dropped-batch-{topic_name}",
-        broker=broker_url,
-        store="memory://",
-        datadir=str(workdir / "app"),
-        topic_replication_factor=1,
-        broker_rebalance_timeout=3,
-        broker_session_timeout=4.5,
-        broker_heartbeat_interval=1.0,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-    )
+    app = bare_app(f"dropped-batch-{topic_name}", broker_url, workdir / "app")
     topic = app.topic(topic_name, value_type=bytes, value_serializer="raw")
     seen = workdir / "seen"
 
