@@ -23,9 +23,11 @@ from pydantic import ValidationError
 
 from streams.commands.report import run
 from streams.config import FlowgaugeConfig
-from streams.core.pull import PullList, PullPolicy
+from streams.core.aging import OpenTicket
+from streams.core.pull import AgedBound, PullList, PullPolicy
 from streams.core.scope import Emitted, Settings
 from streams.core.sla import SlaState, Target
+from streams.core.ticket import Traits
 from streams.core.timeline import iso, to_us
 from streams.shell.pull import PullLists
 from tests.conftest import core_settings
@@ -36,12 +38,12 @@ DAY = "2025-03-03"
 _ids = count()
 
 
-def event(kind: str, at: str, ticket: str, **fields: object) -> bytes:
+def event(kind: str, at: str, ticket: str, day: str = DAY, **fields: object) -> bytes:
     body = {
         "event_id": f"E{next(_ids)}",
         "type": kind,
         "ticket_id": ticket,
-        "occurred_at": f"{DAY}T{at}:00Z",
+        "occurred_at": f"{day}T{at}:00Z",
     }
     return json.dumps(body | fields).encode()
 
@@ -59,12 +61,12 @@ def parts(
     }
 
 
-def at(hhmm: str) -> int:
-    return to_us(datetime.fromisoformat(f"{DAY}T{hhmm}:00+00:00"))
+def at(hhmm: str, day: str = DAY) -> int:
+    return to_us(datetime.fromisoformat(f"{day}T{hhmm}:00+00:00"))
 
 
-def pull_of(emitted: list[Emitted], scope: str, hhmm: str) -> PullList:
-    wanted = at(hhmm)
+def pull_of(emitted: list[Emitted], scope: str, hhmm: str, day: str = DAY) -> PullList:
+    wanted = at(hhmm, day)
     for item in emitted:
         if item.flow.scope == scope and item.flow.as_of_us == wanted:
             assert item.pull is not None, f"no pull list for {scope} at {hhmm}"
@@ -191,6 +193,46 @@ def test_a_sentiment_update_moves_the_score_at_the_next_whole_hour(
             ("F", 0.3875, parts(1 / 12, 1, 1 / 12, 0, 1, 0)),
         ],
     )
+
+
+def test_a_day_old_ticket_moves_with_its_first_reply_and_its_sentiment() -> None:
+    """Past a day the age part is whole and the bound is kept from hour to hour (the
+    pull list's ``AGED_BOUNDS``): a reply or new traits must still move the ticket."""
+    day = "2025-03-04"
+    events = [
+        event("created", "00:00", "X", queue="old", priority="P3"),
+        event("created", "00:30", "Y", queue="old", priority="P3"),
+        event("agent_replied", "05:30", "X", day=day, meaningful=True),
+        event("customer_replied", "07:30", "Y", day=day, sentiment=-1.0),
+        event("assigned", "08:00", "Y", day=day),
+    ]
+    emitted, _ = run(events, settings(), GRACE_US)
+    # 05:00: both a day old and untouched, first response (P3, 24 h) breached: .25 + .25 +
+    # .20 = .70 each; the tie goes to X.
+    both = parts(1, 1, 1, 0, 0, 0)
+    assert_picks(pull_of(emitted, "queue:old", "05:00", day), [("X", 0.7, both), ("Y", 0.7, both)])
+    # 06:00: X replied at 05:30. Its first-response clock stopped for good; resolution
+    # (7200 min) 1800 min used, .25: .25 + .20*.25 = .30.
+    assert_picks(
+        pull_of(emitted, "queue:old", "06:00", day),
+        [("Y", 0.7, both), ("X", 0.3, parts(1, 0, 0.25, 0, 0, 0))],
+    )
+    # 08:00: Y's reply carried sentiment -1: .70 + .05. X's resolution 1920 of 7200 min.
+    assert_picks(
+        pull_of(emitted, "queue:old", "08:00", day),
+        [("Y", 0.75, parts(1, 1, 1, 0, 0, 1)), ("X", 0.303333, parts(1, 0, 1920 / 7200, 0, 0, 0))],
+    )
+
+
+def test_a_kept_bound_holds_only_for_the_same_ticket_replies_and_traits() -> None:
+    ticket = OpenTicket(0, False, traits=Traits("P3"))
+    kept = AgedBound(ticket, ticket.replied, ticket.traits, 0.5)
+    assert kept.holds(ticket)
+    ticket.replied = True  # applied in place, as aging applies a first reply
+    assert not kept.holds(ticket)
+    ticket.replied, ticket.traits = False, Traits("P3", sentiment=-1.0)
+    assert not kept.holds(ticket)
+    assert not kept.holds(OpenTicket(0, False, traits=kept.traits))  # reopened: a new one
 
 
 def test_the_paused_ticket_comes_back_with_its_clock_stopped_while_paused(
