@@ -72,9 +72,9 @@ def bench_speedup(days: float) -> list[Target]:
     }
     targets = []
     for number, (label, scenario) in enumerate(inputs.items()):
-        events = workdir / f"input-{number}.jsonl"
-        events.write_bytes(b"".join(encode(e) + b"\n" for e in generate_events(scenario)))
-        count = sum(1 for _ in events.open("rb"))
+        lines = [encode(event) + b"\n" for event in generate_events(scenario)]
+        events, count = workdir / f"input-{number}.jsonl", len(lines)
+        events.write_bytes(b"".join(lines))
         for step in STEPS:
             outs = [workdir / f"input-{number}" / step / str(side) for side in range(2)]
             best = [float("inf")] * 2

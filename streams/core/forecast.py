@@ -334,23 +334,21 @@ def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: 
     day draws one pair for every path: 32 random bits per path scaled to the pool (a bias
     below one in 2**32 / len(pool))."""
     rng = random.Random(f"{scope}|{date.fromordinal(today).isoformat()}")
-    picks = np.empty((len(pools), count), dtype=np.int64)
-    arrays: dict[int, tuple[Paths, Paths]] = {}  # by pool: its nets and inflows
+    nets = np.empty((len(pools), count), dtype=np.int64)
+    arrivals = np.empty((min(early, len(pools)), count), dtype=np.int64)
+    arrays: dict[int, tuple[Paths, Paths]] = {}  # by pool (days of a kind share one)
     for day, pool in enumerate(pools):
-        if len(set(pool.nets)) == 1 and len(set(pool.ins)) == 1:
-            picks[day] = 0  # one outcome (a quiet stretch): nothing to draw
-        else:
-            bits = np.frombuffer(rng.randbytes(4 * count), dtype="<u4").astype(np.uint64)
-            picks[day] = (bits * np.uint64(len(pool.nets))) >> np.uint64(32)
         if id(pool) not in arrays:
             arrays[id(pool)] = (np.array(pool.nets, np.int64), np.array(pool.ins, np.int64))
-    nets = np.empty_like(picks)
-    arrivals = np.empty((min(early, len(pools)), count), dtype=np.int64)
-    for day, pool in enumerate(pools):
         pool_nets, pool_ins = arrays[id(pool)]
-        nets[day] = pool_nets[picks[day]]
+        if len(set(pool.nets)) == 1 and len(set(pool.ins)) == 1:
+            picks = np.zeros(count, dtype=np.int64)  # one outcome (a quiet stretch): no draw
+        else:
+            bits = np.frombuffer(rng.randbytes(4 * count), dtype="<u4").astype(np.uint64)
+            picks = ((bits * np.uint64(len(pool.nets))) >> np.uint64(32)).astype(np.int64)
+        nets[day] = pool_nets[picks]
         if day < early:
-            arrivals[day] = pool_ins[picks[day]]
+            arrivals[day] = pool_ins[picks]
     cumulative = np.cumsum(nets, axis=0)
     lowest = np.minimum.accumulate(cumulative, axis=0)
     most = int(arrivals.max()) if arrivals.size else 0

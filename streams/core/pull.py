@@ -98,11 +98,12 @@ def pull_list(
     bounds: dict[str, AgedBound] = {}
 
     def bound(ticket_id: str, ticket: OpenTicket) -> float:
-        if ticket.first_open_us > aged_since:
-            return _score(_cheap_parts(ticket, as_of_us, policy), weights) + sla_weight
-        known = kept.get(ticket_id)
+        aged = ticket.first_open_us <= aged_since
+        known = kept.get(ticket_id) if aged else None
         if known is None or not known.holds(ticket):
             value = _score(_cheap_parts(ticket, as_of_us, policy), weights) + sla_weight
+            if not aged:
+                return value
             known = AgedBound(ticket, ticket.replied, ticket.traits, value)
         bounds[ticket_id] = known
         return known.value
