@@ -15,6 +15,7 @@ from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
 from streams.core.timeline import US_PER_SECOND, forget_before, iso, parse_duration
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
+ARRIVALS_READING = "arrivals"  # the headline fired by its arrivals (crossing.py)
 
 
 class AlertState(StrEnum):
@@ -31,6 +32,8 @@ class AlertTransition:
     value: float
     threshold: float
     fired_at_us: int
+    # What fired the headline when not its usual reading: ARRIVALS_READING (crossing.py).
+    reading: str = ""
 
     @property
     def incident_id(self) -> str:
@@ -177,6 +180,12 @@ def _imbalance_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -
     usual week, per day, and its threshold the level it fired or resolved at."""
     weekly_out = snapshot.outflow.get("7d")
     closing = f"; the team closes {weekly_out / 7:.0f}/day" if weekly_out else ""
+    if alert.state is AlertState.FIRING and alert.reading == ARRIVALS_READING:
+        return (
+            f"{name}: {alert.value:.0f} more tickets a day arrive than in the same hours of"
+            f" earlier weeks (fires at {alert.threshold:.0f}){closing}; the backlog keeps"
+            " growing beyond the usual week"
+        )
     if alert.state is AlertState.FIRING:
         return (
             f"{name}: {alert.value:.0f} more tickets a day arrive than are closed, beyond the"

@@ -1,7 +1,7 @@
 """The headline rule, ``inflow_above_outflow``: it fires once per structural imbalance, when
 arrivals outrun what the team closes, and not with the weekly rhythm of a team that keeps up.
 
-Two readings, taken at whole hours of event time from the flow snapshots (the same at any
+Three readings, taken at whole hours of event time from the flow snapshots (the same at any
 step), both in tickets per ``span`` (24 h by default):
 
 - **now**: the net inflow of the last ``span`` (inflow minus outflow, transfers counted)
@@ -9,13 +9,18 @@ step), both in tickets per ``span`` (24 h by default):
   has its own mean daily net removed first, so what it contributes is the shape of a
   balanced week (Mondays heavy, weekends unworked); the median over the weeks leaves out one
   that was itself disturbed. What remains is the imbalance of the last ``span``.
+- **arrivals**: the arrivals of the last ``span`` against the median of the same hours of
+  the week in the earlier weeks. A surge shows here first: arrivals alone carry half the
+  Poisson noise of arrivals and closures together, and a team with room closes more while
+  it lasts, which hides part of it from the net. It fires only while the imbalance now is
+  above ``clear_share`` of capacity: more arrivals that the team absorbs are no imbalance.
 - **week**: the net inflow of the capacity window (7 d) scaled to ``span``: slow, but it
   sees a small imbalance that lasts (one percent more a week adds up).
 
 Each fires at the larger of an effect size (a share of the team's capacity: its outflow
 over the capacity window) and a multiple of its own Poisson noise (the square root of the
-tickets that came and went), so a small queue needs a clearer signal than the whole
-backlog. The rule fires once either has fired at ``confirm`` whole hours in a row, and
+tickets that came and went, or that came), so a small queue needs a clearer signal than the
+whole backlog. The rule fires once one has fired at ``confirm`` whole hours in a row, and
 resolves once the imbalance now has stayed at or below ``clear_share`` of capacity for
 ``clear_for``. It decides nothing until ``warm_up`` after the scope's first hour.
 
@@ -28,11 +33,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from streams.core.alerts import INFLOW_ABOVE_OUTFLOW, AlertState, AlertTransition
+from streams.core.alerts import ARRIVALS_READING, INFLOW_ABOVE_OUTFLOW, AlertState, AlertTransition
 from streams.core.flow import FlowSnapshot
 from streams.core.timeline import forget_before
 
 HOUR_US = 3_600_000_000
+NET, ARRIVALS, WEEK = "net", ARRIVALS_READING, "week"  # the readings
 DAY_HOURS = 24
 WEEK_HOURS = 7 * DAY_HOURS
 
@@ -49,6 +55,7 @@ class CrossingRule:
     spans: int = 3  # the imbalance now is read over the last one, two and three spans
     fire_share: float = 0.25  # of capacity per span, the least imbalance now that fires
     fire_z: float = 3.0
+    arrivals_z: float = 3.5  # a third reading tested at each hour: a higher bar
     week_share: float = 0.10  # of capacity, the least imbalance over the week that fires
     week_z: float = 3.0
     clear_share: float = 0.05  # of capacity: at or below, the imbalance is over
@@ -63,10 +70,19 @@ class Reading:
     """What the rule sees at one whole hour, in tickets per span."""
 
     now: float | None  # None until a week of history
+    arrivals: float | None  # the arrivals of the last span beyond the usual; None as now
     week: float
     capacity: float
     fires_now: bool
+    fires_arrivals: bool
     fires_week: bool
+
+    @property
+    def fired_by(self) -> str:
+        """The reading that fires, the fastest first: the one a firing reports."""
+        if self.fires_now:
+            return NET
+        return ARRIVALS if self.fires_arrivals else WEEK
 
 
 @dataclass(slots=True)
@@ -88,6 +104,7 @@ class Crossing:
     slow: bool = False
     week_armed: bool = True
     resolved_hour: int | None = None  # the imbalance now is read over spans since then
+    arrived: dict[int, int] = field(default_factory=dict)  # hour: the arrivals of the span
 
     def evaluate(self, snapshot: FlowSnapshot, rule: CrossingRule) -> AlertTransition | None:
         if snapshot.as_of_us % HOUR_US:
@@ -105,38 +122,37 @@ class Crossing:
         span, week = _net(snapshot, rule.span), _net(snapshot, rule.capacity_window)
         moved = snapshot.inflow[rule.span] + snapshot.outflow[rule.span]
         self.nets[hour] = (span, week, moved)
+        self.arrived[hour] = snapshot.inflow[rule.span]
         # The oldest span read (spans back) needs its weeks too.
         oldest = hour - rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
         forget_before(self.nets, oldest)
+        forget_before(self.arrived, oldest)
         scale = rule.span_hours / rule.capacity_hours
         capacity = snapshot.outflow[rule.capacity_window] * scale
         week_moved = snapshot.inflow[rule.capacity_window] + snapshot.outflow[rule.capacity_window]
         enough = moved >= rule.min_volume
-        excesses = self._excesses(hour, rule)
+        excesses = self._excesses(hour, rule, NET)
+        arrivals = self._excesses(hour, rule, ARRIVALS)
         now = excesses[0][0] if excesses else None
-        # The last span, the last two, the last three: an imbalance that lasts stands out of
-        # the noise over more of them; one that is over (the last span calm) does not.
-        fires_now = (
-            enough
-            and now is not None
-            and now > rule.clear_share * capacity
-            and any(
-                excess >= max(rule.fire_share * capacity * spans, rule.fire_z * math.sqrt(variance))
-                for spans, (excess, variance) in enumerate(excesses, 1)
-            )
-        )
+        growing = enough and now is not None and now > rule.clear_share * capacity
+        fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule.fire_z)
+        fires_arrivals = growing and _beyond(arrivals, rule.fire_share * capacity, rule.arrivals_z)
         week_net = week * scale
         # A first week shows arrivals without the closures of tickets opened before the
         # first event: the week reading waits until its window has passed it.
         seen = hour - (hour if self.first_hour is None else self.first_hour)
         level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
         fires_week = enough and seen >= 2 * rule.capacity_hours and week_net >= level
-        return Reading(now, week_net, capacity, fires_now, fires_week)
+        first_arrivals = arrivals[0][0] if arrivals else None
+        return Reading(
+            now, first_arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week
+        )
 
-    def _excesses(self, hour: int, rule: CrossingRule) -> list[tuple[float, float]]:
-        """The net inflow of the last one, two and three spans beyond their balanced shape,
-        each with its variance (Poisson: the tickets that came and went, once for now and
-        once over the number of weeks the shape is the median of)."""
+    def _excesses(self, hour: int, rule: CrossingRule, reading: str) -> list[tuple[float, float]]:
+        """The net inflow (``NET``) or the arrivals (``ARRIVALS``) of the last one, two and
+        three spans beyond their usual, each with its variance (Poisson: the tickets that
+        came and went, or came, once for now and once over the number of weeks the usual is
+        the median of)."""
         excesses: list[tuple[float, float]] = []
         excess = variance = 0.0
         for back in range(rule.spans):
@@ -147,42 +163,63 @@ class Crossing:
                 and then - rule.span_hours < self.resolved_hour
             ):
                 break  # what was over stays over
-            known, shapes = self.nets.get(then), self._shapes(then, rule)
+            known, shapes = self._observed(then, reading), self._shapes(then, rule, reading)
             if known is None or not shapes:
                 break
-            excess += known[0] - statistics.median(shapes)
-            variance += known[2] * (1 + 1 / len(shapes))
+            observed, noise = known
+            excess += observed - statistics.median(shapes)
+            variance += noise * (1 + 1 / len(shapes))
             excesses.append((excess, variance))
         return excesses
 
-    def _shapes(self, hour: int, rule: CrossingRule) -> list[float]:
-        """The net of the same hours of the week in earlier weeks, each week's mean removed:
-        only where a whole span had been seen, the mean over what had been seen of the week
-        centred there (known half a week later)."""
+    def _observed(self, hour: int, reading: str) -> tuple[float, float] | None:
+        """The span ending at ``hour``: its net inflow or its arrivals, and the tickets whose
+        Poisson noise it carries."""
+        if reading == ARRIVALS:
+            arrived = self.arrived.get(hour)
+            return None if arrived is None else (arrived, arrived)
+        known = self.nets.get(hour)
+        return None if known is None else (known[0], known[2])
+
+    def _shapes(self, hour: int, rule: CrossingRule, reading: str) -> list[float]:
+        """The same hours of the week in earlier weeks, only where a whole span had been
+        seen."""
         first = hour if self.first_hour is None else self.first_hour
         shapes = []
         for weeks in range(1, rule.history_weeks + 1):
-            then_hour = hour - weeks * WEEK_HOURS
-            then = self.nets.get(then_hour)
-            around = self.nets.get(then_hour + WEEK_HOURS // 2)
-            if then is None or around is None or then_hour - first < rule.span_hours:
-                continue
-            seen = min(rule.capacity_hours, then_hour + WEEK_HOURS // 2 - first)
-            shapes.append(then[0] - around[1] * rule.span_hours / seen)
+            then = hour - weeks * WEEK_HOURS
+            usual = self._usual(then, first, rule, reading)
+            if usual is not None and then - first >= rule.span_hours:
+                shapes.append(usual)
         return shapes
+
+    def _usual(self, hour: int, first: int, rule: CrossingRule, reading: str) -> float | None:
+        """What the span ending at ``hour`` of an earlier week adds to the usual: its
+        arrivals, or its net with its week's mean removed (the mean over what had been seen
+        of the week centred there, known half a week later)."""
+        if reading == ARRIVALS:
+            return self.arrived.get(hour)
+        then, around = self.nets.get(hour), self.nets.get(hour + WEEK_HOURS // 2)
+        if then is None or around is None:
+            return None
+        seen = min(rule.capacity_hours, hour + WEEK_HOURS // 2 - first)
+        return then[0] - around[1] * rule.span_hours / seen
 
     def _decide(self, at_us: int, reading: Reading, rule: CrossingRule) -> AlertTransition | None:
         if not reading.fires_week:
             self.week_armed = True
         if not self.firing:
             week = reading.fires_week and self.week_armed
-            self.fire_streak = self.fire_streak + 1 if reading.fires_now or week else 0
+            self.fire_streak = (
+                self.fire_streak + 1 if reading.fires_now or reading.fires_arrivals or week else 0
+            )
             if self.fire_streak < rule.confirm_hours:
                 return None
             self.firing, self.fired_at_us, self.fire_streak = True, at_us, 0
-            self.slow = not reading.fires_now
-            value = reading.week if self.slow else (reading.now or 0.0)
-            return self._transition(AlertState.FIRING, at_us, value, reading, rule)
+            fired_by = reading.fired_by
+            self.slow = fired_by == WEEK
+            value = {NET: reading.now, ARRIVALS: reading.arrivals}.get(fired_by, reading.week)
+            return self._transition(AlertState.FIRING, at_us, value or 0.0, reading, rule, fired_by)
         now = reading.now if reading.now is not None and not self.slow else reading.week
         # While the week still grows past its level, a burst is over only once the backlog
         # drains: a lasting imbalance hovers around its level and would resolve and fire
@@ -198,7 +235,13 @@ class Crossing:
         return self._transition(AlertState.RESOLVED, at_us, now, reading, rule)
 
     def _transition(
-        self, state: AlertState, at_us: int, value: float, reading: Reading, rule: CrossingRule
+        self,
+        state: AlertState,
+        at_us: int,
+        value: float,
+        reading: Reading,
+        rule: CrossingRule,
+        fired_by: str = NET,
     ) -> AlertTransition:
         share = rule.fire_share if state is AlertState.FIRING else rule.clear_share
         per_day = DAY_HOURS / rule.span_hours  # what the message and the topic say
@@ -210,7 +253,17 @@ class Crossing:
             value * per_day,
             share * reading.capacity * per_day,
             self.fired_at_us,
+            fired_by if fired_by == ARRIVALS else "",
         )
+
+
+def _beyond(excesses: list[tuple[float, float]], share: float, z: float) -> bool:
+    """The last span, the last two, the last three: an imbalance that lasts stands out of
+    the noise over more of them; one that is over (the last span calm) does not."""
+    return any(
+        excess >= max(share * spans, z * math.sqrt(variance))
+        for spans, (excess, variance) in enumerate(excesses, 1)
+    )
 
 
 def _net(snapshot: FlowSnapshot, window: str) -> int:
