@@ -13,6 +13,7 @@ import pytest
 from streams.commands.report import LocalPipeline, run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.core.aging import ScopeAging
+from streams.core.crossing import Crossing
 from streams.core.events import parse_event
 from streams.core.scope import ScopeState
 from streams.core.sla import Clock, SlaPolicy
@@ -103,9 +104,16 @@ def older(state: object, dropped: str) -> bytes:
         (Progress(1, 100, 7), "base", 0),
         (PartitionProgress(100), "base", 0),
         (RequesterPartitionRecord(0, 4), "log", None),
-        (ScopeAging("all"), "sealed", 0),
+        (ScopeAging("all"), "sla_read", None),
+        (Crossing("all"), "arrived", None),
     ],
-    ids=["Progress", "PartitionProgress", "RequesterPartitionRecord", "ScopeAging"],
+    ids=[
+        "Progress",
+        "PartitionProgress",
+        "RequesterPartitionRecord",
+        "ScopeAging",
+        "Crossing",
+    ],
 )
 def test_state_written_before_a_new_field_loads_with_its_default(
     state: object, field: str, default: object

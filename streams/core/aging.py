@@ -3,7 +3,9 @@
 Transitions are held back until their boundary settles, then applied in event
 time order, so the index always describes the scope exactly as of the last
 settled boundary. Band counts, the oldest age and percentiles are bisections
-of the sorted first-open times: no scan of the open tickets.
+of the sorted first-open times: no scan of the open tickets. They are kept
+between snapshots (``AgeCounts``): a snapshot in which no ticket opened, closed
+or crossed a band's start bisects nothing.
 
 SLA states change between events too (a clock runs out with nothing happening),
 so each open ticket's next crossing sits in a second heap, merged with the
@@ -65,6 +67,61 @@ class AgingSnapshot:
     oldest_open_us: int | None
     sla: dict[Target, dict[SlaState, int]]
     sla_changes: tuple[SlaChange, ...] = ()
+
+
+_UNKNOWN = -1  # below every threshold: the first open after it is looked up again
+_NONE_AFTER = 2**63  # no ticket first opened after the threshold
+
+
+@dataclass(slots=True)
+class AgeCounts:
+    """What a snapshot reads of the ordered first-open times, kept between snapshots.
+
+    Per band start: the tickets first opened at or before its threshold (``as_of`` minus
+    the start) at the last snapshot, and a first open no later than the earliest one after
+    it: until time passes it, the count stays. A ticket that opens or closes moves the
+    counts it belongs to; the percentiles' first opens are looked up again only after one
+    has."""
+
+    thresholds: list[int] = field(default_factory=lambda: [_UNKNOWN] * len(_BAND_STARTS_US))
+    counts: list[int] = field(default_factory=lambda: [0] * len(_BAND_STARTS_US))
+    next_opens: list[int] = field(default_factory=lambda: [_UNKNOWN] * len(_BAND_STARTS_US))
+    ranked: tuple[int, ...] | None = None  # first opens of the oldest and the percentiles
+
+    def at_least(self, opens: SortedList, as_of_us: int) -> list[int]:
+        """Per band start, the open tickets at least that old as of ``as_of_us``."""
+        thresholds, counts, next_opens = self.thresholds, self.counts, self.next_opens
+        for i, start in enumerate(_BAND_STARTS_US):
+            threshold = as_of_us - start
+            if threshold >= next_opens[i] or threshold < thresholds[i]:
+                index = opens.bisect_right(threshold)
+                counts[i] = index
+                next_opens[i] = opens[index] if index < len(opens) else _NONE_AFTER
+            thresholds[i] = threshold
+        return counts
+
+    def ranked_opens(self, opens: SortedList) -> tuple[int, ...]:
+        """The earliest first open, then the one at each percentile's nearest rank."""
+        if self.ranked is None:
+            count = len(opens)
+            ranks = (count - _nearest_rank(p, count) for p in PERCENTILES)
+            self.ranked = (opens[0], *(opens[rank] for rank in ranks))
+        return self.ranked
+
+    def opened(self, first_open_us: int) -> None:
+        self.ranked = None
+        for i, threshold in enumerate(self.thresholds):
+            if first_open_us <= threshold:
+                self.counts[i] += 1
+            elif first_open_us < self.next_opens[i]:
+                self.next_opens[i] = first_open_us
+
+    def closed(self, first_open_us: int) -> None:
+        # A next open that closed stays: early, it costs one bisection, never a wrong count.
+        self.ranked = None
+        for i, threshold in enumerate(self.thresholds):
+            if first_open_us <= threshold:
+                self.counts[i] -= 1
 
 
 # A transition held back, as plain values in heap order: (effective time, arrival number,
@@ -133,6 +190,10 @@ class ScopeAging:
     # ``codec`` writes the state without ``pending``: ``restore`` puts it back.
     segments: dict[int, int] = field(default_factory=dict)
     sealed: int = 0
+    ages: AgeCounts = field(default_factory=AgeCounts)
+    # The SLA counts as snapshots carry them, until they change: shared by the snapshots
+    # taken meanwhile, which nobody writes to.
+    sla_read: dict[Target, dict[SlaState, int]] | None = None
 
     def seal(self) -> tuple[int, list[Held]] | None:
         """The transitions held back since the last seal, as a new segment (its number and
@@ -225,6 +286,7 @@ class ScopeAging:
                 current.states = Clock.of_flat(*prior).states(policy)
                 self._count(current.states, 1)
             self.first_opens.add(first_open)
+            self.ages.opened(first_open)
             self.untouched += not replied
         elif current is None:
             return
@@ -241,6 +303,7 @@ class ScopeAging:
         if kind in CLOSING_KINDS:
             del self.tickets[ticket_id]
             self.first_opens.remove(current.first_open_us)
+            self.ages.closed(current.first_open_us)
             self.untouched -= not current.replied
             self._count(current.states, -1)
 
@@ -290,6 +353,7 @@ class ScopeAging:
     def _count(self, states: dict[Target, SlaState | None], sign: int) -> None:
         for target, state in states.items():
             if state in COUNTED_STATES:
+                self.sla_read = None
                 key = (target, state)
                 self.sla_counts[key] = self.sla_counts.get(key, 0) + sign
 
@@ -297,28 +361,33 @@ class ScopeAging:
         opens = self.first_opens
         count = len(opens)
         bands = self._bands(as_of_us)
-        oldest = (as_of_us - opens[0]) // US_PER_SECOND if count else 0
-        percentiles = {
-            p: (as_of_us - opens[count - _nearest_rank(p, count)]) // US_PER_SECOND if count else 0
-            for p in PERCENTILES
-        }
-        first = opens[0] if count else None
-        sla = {t: {s: self.sla_counts.get((t, s), 0) for s in COUNTED_STATES} for t in TARGETS}
+        if count:
+            first, *ranked = self.ages.ranked_opens(opens)
+            oldest = (as_of_us - first) // US_PER_SECOND
+            ages = ((as_of_us - at) // US_PER_SECOND for at in ranked)
+            percentiles = dict(zip(PERCENTILES, ages, strict=True))
+        else:
+            first, oldest, percentiles = None, 0, dict.fromkeys(PERCENTILES, 0)
+        if self.sla_read is None:
+            counts = self.sla_counts
+            self.sla_read = {t: {s: counts.get((t, s), 0) for s in COUNTED_STATES} for t in TARGETS}
         # Changes at one instant come in arrival order, which differs between workers.
         changes = tuple(sorted(self.sla_changes, key=_change_order))
         self.sla_changes = []
         return AgingSnapshot(
-            as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first, sla,
-            changes,
+            as_of_us, self.scope, count, bands, oldest, self.untouched, percentiles, first,
+            self.sla_read, changes,
         )  # fmt: skip
 
     def _bands(self, as_of_us: int) -> dict[str, int]:
         """Open tickets per age band: aged [lo, hi) seconds is first opened in (B - hi, B - lo],
         and tickets at least ``lo`` old are those first opened at or before B - lo."""
-        bisect = self.first_opens.bisect_right
-        at_least = [bisect(as_of_us - start) for start in _BAND_STARTS_US]
-        at_least.append(0)
-        return {name: at_least[i] - at_least[i + 1] for i, name in enumerate(_BAND_NAMES)}
+        at_least = self.ages.at_least(self.first_opens, as_of_us)
+        last = len(at_least) - 1
+        return {
+            name: at_least[i] - (at_least[i + 1] if i < last else 0)
+            for i, name in enumerate(_BAND_NAMES)
+        }
 
 
 def _nearest_rank(percent: int, count: int) -> int:

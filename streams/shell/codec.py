@@ -21,7 +21,7 @@ from typing import IO, Any
 from faust.serializers import codecs
 from sortedcontainers import SortedList
 
-from streams.core.aging import AgingSnapshot, OpenTicket, ScopeAging
+from streams.core.aging import AgeCounts, AgingSnapshot, OpenTicket, ScopeAging
 from streams.core.alerts import (
     AlertState,
     AlertTransition,
@@ -63,6 +63,7 @@ from streams.core.watermark import PartitionProgress, Watermarks
 
 NAME = "flowgauge-state"
 _STATE_CLASSES: tuple[type, ...] = (
+    AgeCounts,
     AgingSnapshot,
     OpenTicket,
     ScopeAging,
