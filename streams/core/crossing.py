@@ -2,7 +2,7 @@
 arrivals outrun what the team closes, and not with the weekly rhythm of a team that keeps up.
 
 Three readings, taken at whole hours of event time from the flow snapshots (the same at any
-step), both in tickets per ``span`` (24 h by default):
+step), each in tickets per ``span`` (24 h by default):
 
 - **now**: the net inflow of the last ``span`` (inflow minus outflow, transfers counted)
   against the same hours of the week in up to ``history`` earlier weeks. Each earlier week
