@@ -382,12 +382,8 @@ class ScopeAging:
     def _bands(self, as_of_us: int) -> dict[str, int]:
         """Open tickets per age band: aged [lo, hi) seconds is first opened in (B - hi, B - lo],
         and tickets at least ``lo`` old are those first opened at or before B - lo."""
-        at_least = self.ages.at_least(self.first_opens, as_of_us)
-        last = len(at_least) - 1
-        return {
-            name: at_least[i] - (at_least[i + 1] if i < last else 0)
-            for i, name in enumerate(_BAND_NAMES)
-        }
+        at_least = [*self.ages.at_least(self.first_opens, as_of_us), 0]
+        return {name: at_least[i] - at_least[i + 1] for i, name in enumerate(_BAND_NAMES)}
 
 
 def _nearest_rank(percent: int, count: int) -> int:

@@ -70,7 +70,8 @@ class Reading:
     """What the rule sees at one whole hour, in tickets per span."""
 
     now: float | None  # None until a week of history
-    arrivals: float | None  # the arrivals of the last span beyond the usual; None as now
+    arrivals: float | None  # the arrivals of the last span beyond the usual, read while
+    # the imbalance now grows (None otherwise)
     week: float
     capacity: float
     fires_now: bool
@@ -132,9 +133,10 @@ class Crossing:
         week_moved = snapshot.inflow[rule.capacity_window] + snapshot.outflow[rule.capacity_window]
         enough = moved >= rule.min_volume
         excesses = self._excesses(hour, rule, NET)
-        arrivals = self._excesses(hour, rule, ARRIVALS)
         now = excesses[0][0] if excesses else None
         growing = enough and now is not None and now > rule.clear_share * capacity
+        # More arrivals than usual matter only while the backlog grows beyond its rhythm.
+        arrivals = self._excesses(hour, rule, ARRIVALS) if growing else []
         fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule.fire_z)
         fires_arrivals = growing and _beyond(arrivals, rule.fire_share * capacity, rule.arrivals_z)
         week_net = week * scale
