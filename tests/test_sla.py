@@ -13,9 +13,20 @@ from hypothesis import strategies as st
 
 from streams.commands.report import SLA_EVENTS, LocalPipeline, run, write_csv
 from streams.config import FlowgaugeConfig
+from streams.core.aging import SharedReadings
 from streams.core.events import parse_event
 from streams.core.scope import Settings
-from streams.core.sla import HOUR_US, Calendar, SlaPolicy, Targets
+from streams.core.sla import (
+    HOUR_US,
+    Calendar,
+    Clock,
+    SlaPolicy,
+    SlaState,
+    Target,
+    TargetClock,
+    Targets,
+    read,
+)
 from streams.core.timeline import to_us
 from tests.conftest import core_settings
 
@@ -236,3 +247,24 @@ def test_crossings_left_stale_by_updates_are_dropped_and_change_nothing() -> Non
         ["T1", "first_response", "at_risk", "2026-03-02T04:00:00Z", "2026-03-02T03:00:00Z"],
         ["T1", "first_response", "breached", "2026-03-02T04:00:00Z", "2026-03-02T04:00:00Z"],
     ]
+
+
+def test_a_shared_reading_is_the_policys_own_and_the_same_clock_for_every_scope() -> None:
+    """Readings are shared between the scopes of a ticket, kept by clock and instant: a clock
+    read under another policy is read again, and a full store starts afresh."""
+    readings = SharedReadings(limit=2)
+    strict, lenient = SlaPolicy(at_risk_share=0.5), SlaPolicy(at_risk_share=0.1)
+    start = to_us(datetime(2026, 3, 2, tzinfo=UTC))
+    targets = Targets(4 * HOUR_US, 24 * HOUR_US)
+    flat = Clock(start, targets, TargetClock(3 * HOUR_US, True), TargetClock(0, True)).flat()
+    clock, reading = readings.of(flat, start, strict)
+    assert reading.states[Target.FIRST_RESPONSE] is SlaState.AT_RISK
+    assert readings.of(flat, start, strict) == (clock, reading)
+    assert readings.of(flat, start, strict)[0] is clock  # one object for every scope
+    # Under the lenient policy the same clock is not at risk yet: its own reading.
+    assert readings.of(flat, start, lenient)[1].states[Target.FIRST_RESPONSE] is None
+    assert readings.of(flat, start, lenient)[1] == read(clock, start, lenient)
+    # Later, the first response is breached in one more hour of the clock.
+    later = readings.of(flat, start + HOUR_US, strict)[1]
+    assert later.states[Target.FIRST_RESPONSE] is SlaState.BREACHED
+    assert len(readings.kept) <= 2

@@ -49,6 +49,10 @@ class LocalPipeline:
     clock: WallClock | None = None  # when the file is read: "now", so history is unaffected
     catalogs: dict[str, Catalog[tuple[int, Transition]]] = field(default_factory=dict)
     own: set[str] = field(default_factory=set)  # scopes whose transitions count as their own
+    # Whether a value was held or a scope first seen since the last limit was handled: with
+    # neither, and the same limit, nothing can be decided or due (most events).
+    changed: bool = True
+    handled: int | None = None
 
     def ingest(self, event: TicketEvent) -> Iterator[Emitted]:
         at = event.occurred_us
@@ -89,8 +93,9 @@ class LocalPipeline:
         return min(last for last in lasts if last is not None)
 
     def _emit_through(self, limit: int | None) -> Iterator[Emitted]:
-        if limit is None:
+        if limit is None or (limit == self.handled and not self.changed):
             return
+        self.handled, self.changed = limit, False
         self._decide(limit * self.settings.windows.step_us)  # before: new scopes start after
         self.emitted = max(limit, self.emitted if self.emitted is not None else limit)
         for state in self.scopes.values():
@@ -127,18 +132,24 @@ class LocalPipeline:
     def _see(self, scope: str, at_us: int) -> None:
         target = self._target(scope)
         if target is None:
-            self._catalog(scope.partition(":")[0]).hold(scope, at_us, [], self.emitted)
-        else:
-            self._scope(target).flow.see(at_us)
+            self._hold(scope, at_us, [])
+            return
+        flow = self._scope(target).flow
+        self.changed |= flow.first_seen_us is None
+        flow.see(at_us)
 
     def _add(self, transition: Transition) -> None:
         scope = transition.scope
         target = self._target(scope)
         if target is None:
-            held = [(self.counters.processed, transition)]
-            self._catalog(scope.partition(":")[0]).hold(scope, None, held, self.emitted)
+            self._hold(scope, None, [(self.counters.processed, transition)])
         else:
             self._count_in(target, [transition])
+
+    def _hold(self, scope: str, seen_us: int | None, held: list[tuple[int, Transition]]) -> None:
+        """Keep a transition of a value not decided yet (or only its sighting)."""
+        self.changed = True
+        self._catalog(scope.partition(":")[0]).hold(scope, seen_us, held, self.emitted)
 
     def _decide(self, through_us: int) -> None:
         """Decide the values first seen by ``through_us``; each target takes the held

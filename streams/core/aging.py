@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from streams.core.sla import TARGETS, Clock, FlatClock, SlaChange, SlaPolicy, SlaState, Target
+from streams.core.sla import (
+    TARGETS,
+    Clock,
+    FlatClock,
+    Reading,
+    SlaChange,
+    SlaPolicy,
+    SlaState,
+    Target,
+    read,
+)
 from streams.core.ticket import (
     ALL_SCOPE,
     CLOSING_KINDS,
@@ -148,6 +158,35 @@ def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
         prior.flat() if prior is not None else None,
         transition.traits,
     )
+
+
+@dataclass(slots=True)
+class SharedReadings:
+    """The readings of the latest clocks transitions carried, shared by the scopes.
+
+    Each scope of a ticket applies the same transition, with the same clock at the same
+    instant (four times per ticket event), and a reading is a function of the clock, the
+    instant and the policy alone: read once, and once built, one clock object for all."""
+
+    limit: int = 8192
+    kept: dict[tuple[FlatClock, int], tuple[SlaPolicy, Clock, Reading]] = field(
+        default_factory=dict
+    )
+
+    def of(self, flat: FlatClock, at_us: int, policy: SlaPolicy) -> tuple[Clock, Reading]:
+        key = (flat, at_us)
+        kept = self.kept.get(key)
+        if kept is not None and kept[0] is policy:
+            return kept[1], kept[2]
+        clock = Clock.of_flat(*flat)
+        reading = read(clock, at_us, policy)
+        if len(self.kept) >= self.limit:
+            self.kept.clear()  # the scopes of a ticket apply its transition within a batch
+        self.kept[key] = (policy, clock, reading)
+        return clock, reading
+
+
+_READINGS = SharedReadings()
 
 
 @dataclass(slots=True)
@@ -283,7 +322,7 @@ class ScopeAging:
             first_open = min(first_open_us, effective_us)
             current = self.tickets[ticket_id] = OpenTicket(first_open, replied)
             if prior is not None:
-                current.states = Clock.of_flat(*prior).states(policy)
+                current.states = _READINGS.of(prior, prior[0], policy)[1].states
                 self._count(current.states, 1)
             self.first_opens.add(first_open)
             self.ages.opened(first_open)
@@ -297,10 +336,12 @@ class ScopeAging:
         # (DESIGN): a transition applied later in event time may have arrived earlier.
         if len(held) > 9 and held[9] is not None and held[1] >= current.traits_arrival:
             current.traits, current.traits_arrival = held[9], held[1]
-        if clock is not None:
-            current.clock = Clock.of_flat(*clock)
-            self._update_sla(ticket_id, current, at_us, policy)
-        if kind in CLOSING_KINDS:
+        closing = kind in CLOSING_KINDS
+        # Only ``all`` keeps the changes: elsewhere a closing ticket's states just leave.
+        if clock is not None and (not closing or self.scope == ALL_SCOPE):
+            current.clock, reading = _READINGS.of(clock, at_us, policy)
+            self._update_sla(ticket_id, current, reading, policy)
+        if closing:
             del self.tickets[ticket_id]
             self.first_opens.remove(current.first_open_us)
             self.ages.closed(current.first_open_us)
@@ -310,7 +351,9 @@ class ScopeAging:
     def _cross(self, crossing: tuple[int, int, str, int], policy: SlaPolicy) -> None:
         if self._is_live(crossing):
             at_us, _, ticket_id, _ = crossing
-            self._update_sla(ticket_id, self.tickets[ticket_id], at_us, policy)
+            ticket = self.tickets[ticket_id]
+            assert ticket.clock is not None
+            self._update_sla(ticket_id, ticket, read(ticket.clock, at_us, policy), policy)
 
     def _is_live(self, crossing: tuple[int, int, str, int]) -> bool:
         _, _, ticket_id, version = crossing
@@ -318,26 +361,22 @@ class ScopeAging:
         return ticket is not None and ticket.version == version
 
     def _update_sla(
-        self, ticket_id: str, ticket: OpenTicket, at_us: int, policy: SlaPolicy
+        self, ticket_id: str, ticket: OpenTicket, reading: Reading, policy: SlaPolicy
     ) -> None:
-        """Bring the ticket's SLA states to ``at_us``, keep the changes, schedule the next one."""
-        assert ticket.clock is not None
-        clock = ticket.clock.advanced(at_us, policy)
-        states = clock.states(policy)
-        for target, state in states.items():
-            if state is not None and state != ticket.states[target] and self.scope == ALL_SCOPE:
-                due = clock.due_us(target, policy)
-                self.sla_changes.append(SlaChange(ticket_id, target, state, due, clock.at_us))
-        self._count(ticket.states, -1)
-        self._count(states, 1)
+        """Bring the ticket's SLA states to the reading's, keep the changes, schedule the next."""
+        clock, states, before = reading.clock, reading.states, ticket.states
+        if states != before:
+            for target, state in states.items():
+                if state is not None and state != before[target] and self.scope == ALL_SCOPE:
+                    due = clock.due_us(target, policy)
+                    self.sla_changes.append(SlaChange(ticket_id, target, state, due, clock.at_us))
+            self._count(before, -1)
+            self._count(states, 1)
         ticket.states = states
         ticket.version += 1
-        for target in TARGETS:
-            crossing = clock.next_crossing(target, policy)
-            if crossing is not None:
-                entry = (crossing, self.scheduled, ticket_id, ticket.version)
-                heapq.heappush(self.crossings, entry)
-                self.scheduled += 1
+        for crossing in reading.crossings:
+            heapq.heappush(self.crossings, (crossing, self.scheduled, ticket_id, ticket.version))
+            self.scheduled += 1
         if len(self.crossings) > 2 * len(TARGETS) * len(self.tickets) + 64:
             self._compact_crossings()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -112,7 +113,7 @@ class TicketEvent(BaseModel):
     status: Literal["open", "pending", "on_hold"] | None = None
     resolution: Literal["solved", "ai_resolved", "duplicate", "stale", "spam"] | None = None
 
-    @property
+    @cached_property  # read several times per event: by the clock check, the core and its stages
     def occurred_us(self) -> int:
         return to_us(self.occurred_at)
 

@@ -38,6 +38,9 @@ class Effort:
     tags: tuple[str, ...] = ()  # the ticket's tags, on an inflow
 
 
+NO_EFFORT = Effort()  # what an inflow or outflow sent without one (state of before) tells
+
+
 @dataclass(frozen=True, slots=True)
 class IndicatorWindows:
     """The indicator windows, in steps: the baseline (default 7d), the recent window drivers

@@ -22,7 +22,7 @@ from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
 from streams.core.forecast import HOUR_US, DayHistory, Forecast, ForecastPolicy, forecast
 from streams.core.indicators import (
     DEFLECTION_HORIZON_US,
-    Effort,
+    NO_EFFORT,
     IndicatorSnapshot,
     IndicatorWindows,
     ScopeIndicators,
@@ -124,11 +124,11 @@ class ScopeState:
 
     def _indicate(self, transition: Transition, settings: Settings) -> None:
         step, windows = settings.windows.step_us, settings.indicator_windows
-        at, effort = transition.at_us, transition.effort or Effort()
+        at = transition.at_us
         if transition.kind is Kind.INFLOW:
-            self.indicators.opened(at, effort, step, windows)
+            self.indicators.opened(at, transition.effort or NO_EFFORT, step, windows)
         elif transition.kind is Kind.OUTFLOW:
-            self.indicators.resolved(at, effort, step, windows)
+            self.indicators.resolved(at, transition.effort or NO_EFFORT, step, windows)
         elif transition.kind is Kind.REPLIED:
             self.indicators.responded(at, at - transition.first_open_us, step, windows)
         elif transition.kind is Kind.RECONTACT:

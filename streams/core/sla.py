@@ -247,6 +247,21 @@ class Clock:
         return policy.advance(self.at_us, threshold - clock.elapsed_us)
 
 
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A clock as of an instant: its states, and when each running clock next changes one."""
+
+    clock: Clock  # advanced to the instant
+    states: dict[Target, SlaState | None]
+    crossings: tuple[int, ...]
+
+
+def read(clock: Clock, at_us: int, policy: SlaPolicy) -> Reading:
+    advanced = clock.advanced(at_us, policy)
+    crossings = (advanced.next_crossing(target, policy) for target in TARGETS)
+    return Reading(advanced, advanced.states(policy), tuple(c for c in crossings if c is not None))
+
+
 def _accrue(clock: TargetClock, start_us: int, end_us: int, policy: SlaPolicy) -> TargetClock:
     if not clock.running or clock.final is not None:
         return clock
