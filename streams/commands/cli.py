@@ -200,9 +200,6 @@ def _report(args: argparse.Namespace) -> int:
         snapshot_rows,
         write_csv,
     )
-    from streams.commands.web import recorded, write_html
-    from streams.outputs.records import publisher
-    from streams.web.service import history_of
 
     config = _config(step=args.step)
     _fewer_collections()
@@ -232,11 +229,17 @@ def _report(args: argparse.Namespace) -> int:
         # Read as it goes: the file is never held whole, nor are the rows.
         lines = (line.rstrip(b"\r\n") for line in source)
         emitted = in_order(lines, pipeline)
-        if args.html:
+        if args.html:  # the web view's modules (aiohttp among them) only when asked for
+            from streams.commands.web import recorded
+            from streams.outputs.records import publisher
+            from streams.web.service import history_of
+
             history = history_of(config)
             emitted = recorded(emitted, history, publisher(config, settings))
         write_csv(outputs, emitted)
     if args.html:
+        from streams.commands.web import write_html
+
         size = write_html(args.html, history, config)
         print(f"wrote {args.html} ({size / 1e6:.1f} MB)", file=sys.stderr)
     counters = pipeline.counters
