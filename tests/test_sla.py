@@ -268,3 +268,7 @@ def test_a_shared_reading_is_the_policys_own_and_the_same_clock_for_every_scope(
     later = readings.of(flat, start + HOUR_US, strict)[1]
     assert later.states[Target.FIRST_RESPONSE] is SlaState.BREACHED
     assert len(readings.kept) <= 2
+    # A crossing falling due reads the ticket's clock object, kept by it and the policy.
+    assert readings.at(clock, start, strict).states[Target.FIRST_RESPONSE] is SlaState.AT_RISK
+    assert readings.at(clock, start, lenient).states[Target.FIRST_RESPONSE] is None
+    assert readings.at(clock, start + HOUR_US, strict) == later

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sortedcontainers import SortedList
 
@@ -79,6 +80,8 @@ class AgingSnapshot:
     sla_changes: tuple[SlaChange, ...] = ()
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _UNKNOWN = -1  # below every threshold: the first open after it is looked up again
 _NONE_AFTER = 2**63  # no ticket first opened after the threshold
 
@@ -162,16 +165,19 @@ def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
 
 @dataclass(slots=True)
 class SharedReadings:
-    """The readings of the latest clocks transitions carried, shared by the scopes.
+    """The readings of the latest clocks, shared by the scopes of their tickets.
 
     Each scope of a ticket applies the same transition, with the same clock at the same
     instant (four times per ticket event), and a reading is a function of the clock, the
-    instant and the policy alone: read once, and once built, one clock object for all."""
+    instant and the policy alone: read once, and once built, one clock object for all.
+    A crossing falls due in every scope of the ticket at one instant too: kept by that
+    clock object (held here, so its identity stays its own)."""
 
     limit: int = 8192
     kept: dict[tuple[FlatClock, int], tuple[SlaPolicy, Clock, Reading]] = field(
         default_factory=dict
     )
+    crossed: dict[tuple[int, int], tuple[SlaPolicy, Clock, Reading]] = field(default_factory=dict)
 
     def of(self, flat: FlatClock, at_us: int, policy: SlaPolicy) -> tuple[Clock, Reading]:
         key = (flat, at_us)
@@ -180,10 +186,22 @@ class SharedReadings:
             return kept[1], kept[2]
         clock = Clock.of_flat(*flat)
         reading = read(clock, at_us, policy)
-        if len(self.kept) >= self.limit:
-            self.kept.clear()  # the scopes of a ticket apply its transition within a batch
-        self.kept[key] = (policy, clock, reading)
+        self._keep(self.kept, key, (policy, clock, reading))
         return clock, reading
+
+    def at(self, clock: Clock, at_us: int, policy: SlaPolicy) -> Reading:
+        key = (id(clock), at_us)
+        kept = self.crossed.get(key)
+        if kept is not None and kept[0] is policy and kept[1] is clock:
+            return kept[2]
+        reading = read(clock, at_us, policy)
+        self._keep(self.crossed, key, (policy, clock, reading))
+        return reading
+
+    def _keep(self, store: dict[_K, _V], key: _K, value: _V) -> None:
+        if len(store) >= self.limit:
+            store.clear()  # the scopes of a ticket read its clock within a batch
+        store[key] = value
 
 
 _READINGS = SharedReadings()
@@ -353,7 +371,7 @@ class ScopeAging:
             at_us, _, ticket_id, _ = crossing
             ticket = self.tickets[ticket_id]
             assert ticket.clock is not None
-            self._update_sla(ticket_id, ticket, read(ticket.clock, at_us, policy), policy)
+            self._update_sla(ticket_id, ticket, _READINGS.at(ticket.clock, at_us, policy), policy)
 
     def _is_live(self, crossing: tuple[int, int, str, int]) -> bool:
         _, _, ticket_id, version = crossing
