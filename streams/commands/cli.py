@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     return command
 
 
-def _fewer_collections() -> None:
+def fewer_collections() -> None:
     """Run the cyclic garbage collector far less often.
 
     The state is millions of small, long-lived objects without cycles, and every full
@@ -202,7 +202,7 @@ def _report(args: argparse.Namespace) -> int:
     )
 
     config = _config(step=args.step)
-    _fewer_collections()
+    fewer_collections()
     settings = config.core()
     # Its wall clock is "now": a file of history is never ahead of it (docs/semantics.md).
     pipeline = LocalPipeline(settings, config.grace_us, clock=config.wall_clock(time.time()))
@@ -274,7 +274,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     with configured(args.config):  # read as FLOWGAUGE_CONFIG is, only while read
         config = _config(step=args.step)
-    _fewer_collections()
+    fewer_collections()
     return evaluate_file(config, args.events, args.truth, args.json)
 
 
@@ -311,7 +311,7 @@ def _broker(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from streams.shell.worker import run_worker
 
-    _fewer_collections()
+    fewer_collections()
     return run_worker(_config(broker=args.broker, web_port=args.web_port))
 
 
