@@ -5,12 +5,13 @@ python -m tests.bench [--quick] [--only PART ...] [--days N]
 Parts, all by default, in this order: report (``report`` in-process over ``--days`` of the
 default team), million (``flowgauge report`` over 1,000,000 events, tests/bench_million.py),
 throughput (raw aiokafka consumer, bare Faust agent, one worker, two workers over the same
-events, and where one worker's CPU goes, tests/bench_throughput.py), latency (at 500
-events/s, tests/bench_latency.py), render (``/metrics`` at 50 queues x 4 priorities x 8
-channels, tests/bench_render.py), recovery, gateway (signed GitHub deliveries through
-``flowgauge gateway`` beside a bare aiohttp handler, tests/bench_gateway.py), alerts, aging
-(as-of queries on a big aging index). ``--quick`` runs smaller sizes of each. Each target
-of the issue is printed at the end as met or not met, with the measured ratio.
+events, and where one worker's CPU goes, tests/bench_throughput.py), codec (what writing
+and reading back a ticket batch's deltas and tickets costs per event, tests/bench_codec.py),
+latency (at 500 events/s, tests/bench_latency.py), render (``/metrics`` at 50 queues x 4
+priorities x 8 channels, tests/bench_render.py), recovery, gateway (signed GitHub deliveries
+through ``flowgauge gateway`` beside a bare aiohttp handler, tests/bench_gateway.py),
+alerts, aging (as-of queries on a big aging index). ``--quick`` runs smaller sizes of each.
+Each target of the issue is printed at the end as met or not met, with the measured ratio.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_alerts import run_alerts
+from tests.bench_codec import bench_codec
 from tests.bench_forecast import bench_forecast, calibration
 from tests.bench_gateway import bench_gateway
 from tests.bench_gateway import report as report_gateway
@@ -126,10 +128,13 @@ class Sizes:
     render_days: float
     recovery: tuple[int, ...]  # open tickets a worker's tables hold when a second recovers them
     gateway: int  # signed deliveries posted through the gateway, 16 at a time
+    codec: int  # busy-team events whose ticket batches are written and read back
 
 
-FULL = Sizes(56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0, (10_000, 100_000), 10_000)
-QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0, (10_000,), 2_000)
+FULL = Sizes(
+    56.0, (10_000, 100_000, 1_000_000), 1_000_000, 60.0, 14.0, (10_000, 100_000), 10_000, 20_000
+)
+QUICK = Sizes(14.0, (10_000, 100_000), 100_000, 20.0, 3.0, (10_000,), 2_000, 5_000)
 
 
 def run_aging(sizes: Sizes) -> list[Target]:
@@ -248,6 +253,11 @@ def run_web(_: Sizes) -> list[Target]:
     return []
 
 
+def run_codec(sizes: Sizes) -> list[Target]:
+    bench_codec(sizes.codec)
+    return []
+
+
 def run_speedup(sizes: Sizes) -> list[Target]:
     return bench_speedup(sizes.days)
 
@@ -262,6 +272,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "speedup": run_speedup,  # report against BASELINE=<commit>, checked out beside
     "million": run_million,
     "throughput": run_throughput,
+    "codec": run_codec,  # the internal topics' codec per event, over the ticket stage's batches
     "latency": run_latency,
     "render": run_render,
     "recovery": run_recovery,

@@ -151,9 +151,14 @@ def _fill_defaults(cls: type) -> None:
     """Let ``cls`` load state written before its newest fields existed: a field missing
     from the pickle takes its default (new fields are added last, with a default)."""
     fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
 
     def setstate(self: Any, state: Any) -> None:
-        values = _state_values(state, [f.name for f in fields])
+        if type(state) is list and len(state) == len(names):  # as written now: in field order
+            for name, value in zip(names, state, strict=True):
+                object.__setattr__(self, name, value)
+            return
+        values = _state_values(state, names)
         for f in fields:
             if f.name in values:
                 value = values[f.name]
