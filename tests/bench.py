@@ -79,7 +79,9 @@ def open_tickets(count: int, policy: SlaPolicy) -> ScopeAging:
         running = TargetClock(0, True)
         clock = Clock(opened, targets, running, running)
         ticket = f"T{number}"
-        aging.add(Transition("all", Kind.INFLOW, opened, ticket, opened, None, clock), policy)
+        aging.add(
+            Transition("all", Kind.INFLOW, opened, ticket, opened, None, clock.flat()), policy
+        )
     return aging
 
 

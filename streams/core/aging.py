@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sortedcontainers import SortedList
@@ -31,6 +31,7 @@ from streams.core.sla import (
     SlaPolicy,
     SlaState,
     Target,
+    as_flat,
     read,
 )
 from streams.core.ticket import (
@@ -148,7 +149,6 @@ Held = tuple[
 
 
 def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
-    clock, prior = transition.clock, transition.prior
     return (
         effective_us,
         arrival,
@@ -157,8 +157,8 @@ def _held(transition: Transition, effective_us: int, arrival: int) -> Held:
         transition.ticket_id,
         transition.first_open_us,
         transition.replied_us,
-        clock.flat() if clock is not None else None,
-        prior.flat() if prior is not None else None,
+        transition.clock,
+        transition.prior,
         transition.traits,
     )
 
@@ -321,7 +321,9 @@ class ScopeAging:
     def _release(self) -> Held:
         held: Held | tuple[int, int, Transition] = heapq.heappop(self.pending)
         if len(held) == 3:  # held back by a worker before this form: (effective, arrival, it)
-            held = _held(held[2], held[0], held[1])
+            old = held[2]
+            flat = replace(old, clock=as_flat(old.clock), prior=as_flat(old.prior))
+            held = _held(flat, held[0], held[1])
         ticket_id = held[4]
         # Absent for state written before ``held`` existed: nothing is held back then.
         latest, count = self.held.pop(ticket_id, (0, 0))

@@ -262,6 +262,12 @@ def read(clock: Clock, at_us: int, policy: SlaPolicy) -> Reading:
     return Reading(advanced, advanced.states(policy), tuple(c for c in crossings if c is not None))
 
 
+def as_flat(clock: Clock | FlatClock | None) -> FlatClock | None:
+    """A transition's clock as the plain values it carries; a Clock object where it was
+    written before transitions carried them (held-back state, scope deltas in flight)."""
+    return clock.flat() if isinstance(clock, Clock) else clock
+
+
 def _accrue(clock: TargetClock, start_us: int, end_us: int, policy: SlaPolicy) -> TargetClock:
     if not clock.running or clock.final is not None:
         return clock

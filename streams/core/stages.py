@@ -23,17 +23,19 @@ from streams.core.indicators import Effort
 from streams.core.positions import SourceLog
 from streams.core.recontact import Contact, Requester, contact_of, requester_partition
 from streams.core.scope import Emitted, ScopeState, Settings
-from streams.core.sla import Clock, SlaPolicy
+from streams.core.sla import FlatClock, SlaPolicy, as_flat
 from streams.core.ticket import ALL_SCOPE, Kind, Ticket, Traits, Transition, apply_event
 from streams.core.timeline import US_PER_SECOND, WallClock
 from streams.core.watermark import Watermarks
 
 # An entry of a delta: (source position, kind, at_us, ticket_id, first_open_us, replied_us,
 # SLA clocks after and before the event, effort for the indicators, traits for the pull
-# list). Entries written before traits existed have nine values.
+# list). Entries written before traits existed have nine values, and those written before
+# the clocks were plain values hold Clock objects (``count_entries`` reads both).
 Entry = tuple[
-    int, int, int, str, int, int | None, Clock | None, Clock | None, Effort | None, Traits | None
-]
+    int, int, int, str, int, int | None, FlatClock | None, FlatClock | None, Effort | None,
+    Traits | None,
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,8 +414,8 @@ def count_entries(record: ScopeRecord, entries: Iterable[Entry], settings: Setti
     late, scope = 0, record.state.scope
     for _, kind, at, ticket_id, first_open, replied, clock, prior, effort, *traits in entries:
         transition = Transition(
-            scope, Kind(kind), at, ticket_id, first_open, replied, clock, prior, effort,
-            traits[0] if traits else None,
+            scope, Kind(kind), at, ticket_id, first_open, replied, as_flat(clock),
+            as_flat(prior), effort, traits[0] if traits else None,
         )  # fmt: skip
         late += record.state.add(transition, settings)
     return late

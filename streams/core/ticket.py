@@ -18,7 +18,7 @@ from streams.core.events import (
     TicketEvent,
 )
 from streams.core.indicators import REOPEN_HORIZON_US, Effort
-from streams.core.sla import Clock, SlaPolicy, settle_clock
+from streams.core.sla import Clock, FlatClock, SlaPolicy, settle_clock
 
 ALL_SCOPE = "all"
 AI_RESOLVED = "ai_resolved"
@@ -67,8 +67,10 @@ class Transition:
     ticket_id: str
     first_open_us: int
     replied_us: int | None
-    clock: Clock | None = None
-    prior: Clock | None = None  # the clocks just before the event, for a ticket (re)entering
+    # The clocks after the event, and just before it for a ticket (re)entering, as plain
+    # values (``Clock.flat``): every scope's delta and held-back transitions carry them.
+    clock: FlatClock | None = None
+    prior: FlatClock | None = None
     effort: Effort | None = None  # on inflows and outflows, for the leading indicators
     traits: Traits | None = None  # as of the event
 
@@ -139,7 +141,7 @@ def apply_event(
         replied=ticket.replied_us is not None,
         targets=policy.targets(ticket.queue, ticket.priority),
     )
-    stamp = _Stamp(event.ticket_id, prior, ticket.clock, effort, ticket.traits())
+    stamp = _Stamp(event.ticket_id, prior.flat(), ticket.clock.flat(), effort, ticket.traits())
     changes: list[Transition] = []
     if was_open:
         changes += _transfers(ticket, before, after, at, stamp)
@@ -164,8 +166,8 @@ def apply_event(
 @dataclass(frozen=True, slots=True)
 class _Stamp:
     ticket_id: str
-    prior: Clock | None
-    clock: Clock | None
+    prior: FlatClock | None
+    clock: FlatClock | None
     effort: Effort | None
     traits: Traits
 
