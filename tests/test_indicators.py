@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -12,6 +13,7 @@ from streams.core.alerts import (
     BACKLOG_ABOVE_BAND,
     DRIVER_SPIKE,
     SLA_BREACH_WAVE,
+    TTFMR_RISING,
     Hysteresis,
     IndicatorRules,
     capacity_days,
@@ -221,3 +223,34 @@ def test_the_breach_wave_is_measured_against_the_same_hour_of_earlier_weeks() ->
     tuesday = 23 + 10 / 24
     assert wave_firings(3600) == [tuesday]  # one boundary stands for its hour
     assert wave_firings(300) == [tuesday + 25 / (24 * 60)]  # six boundaries: half an hour
+
+
+def response_firings(step_seconds: int) -> list[float]:
+    """Days (from the first boundary) at which ``ttfmr_rising`` fires over five weeks in
+    which the first replies' p90 climbs through the first eight days (a queue filling from
+    empty, its weekend's slow replies not in yet), settles at 25 hours, and from day 25 is
+    40 hours: a real slowdown."""
+    settings = FlowgaugeConfig(step=f"{step_seconds}s").core()
+    rules = IndicatorRules("all")
+    day_us = 86_400_000_000
+    fired = []
+    for index in range(35 * 86400 // step_seconds):
+        at = index * step_seconds * 1_000_000
+        day = at / day_us
+        p90 = 5_000 * day if day < 8 else 90_000 if day < 25 else 144_000
+        flow = FlowSnapshot(at, "all", 100, {}, {"7d": 700}, {}, {})
+        quiet = IndicatorSnapshot(at, "all", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+        replied = replace(quiet, first_response_p90_seconds=p90, responses=50)
+        for alert in rules.evaluate(flow, replied, None, settings.rules, settings.rule_spans):
+            if alert.rule == TTFMR_RISING and alert.state.value == "firing":
+                fired.append(day)
+    return fired
+
+
+def test_first_replies_are_compared_only_with_a_week_past_the_first() -> None:
+    """The p90 of a scope's first week is no baseline: compared with it, the settled 25
+    hours look 50% slower on day 14 (where the rule fired in every scope of a steady team).
+    The slowdown of day 25 fires, at a 1-hour step and at a 5-minute one (six boundaries:
+    half an hour)."""
+    assert response_firings(3600) == [25.0]
+    assert response_firings(300) == [25 + 25 / (24 * 60)]

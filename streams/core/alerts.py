@@ -316,6 +316,7 @@ class RuleSpans(NamedTuple):
     band: int  # outside the band before a band rule fires
     sustain: int
     clear: int
+    baseline_us: int  # the indicator window, in microseconds
 
     @classmethod
     def of(cls, policy: RulesPolicy, baseline: int, step_us: int) -> RuleSpans:
@@ -324,7 +325,8 @@ class RuleSpans(NamedTuple):
 
         wave = max(1, policy.wave_seconds * US_PER_SECOND // step_us)
         band, sustain = held(policy.band_for_seconds), held(policy.sustain_seconds)
-        return cls(baseline, wave, band, sustain, held(policy.clear_seconds))
+        clear = held(policy.clear_seconds)
+        return cls(baseline, wave, band, sustain, clear, baseline * step_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +344,7 @@ class IndicatorRules:
 
     scope: str
     machines: dict[str, Hysteresis] = field(default_factory=dict)
-    p90_history: deque[float] = field(default_factory=deque)
+    p90_history: deque[float | None] = field(default_factory=deque)
     breached_history: deque[int] = field(default_factory=deque)
     first_us: int | None = None  # the scope's first boundary evaluated
     # Tickets past an SLA target at each whole hour of the last weeks: how many more an
@@ -361,9 +363,14 @@ class IndicatorRules:
         spans: RuleSpans,
     ) -> list[AlertTransition]:
         baseline_steps, wave_steps = spans.baseline, spans.wave
-        previous_p90 = _remember(
-            self.p90_history, indicators.first_response_p90_seconds, baseline_steps
-        )
+        if self.first_us is None:
+            self.first_us = flow.as_of_us
+        # A p90 over a window that holds any of the scope's first window is no baseline:
+        # then the slowest first replies (a weekend's) had not come yet, and the rule fired
+        # a week later in every scope of a steady team (BENCHMARKS.md, "Alert quality").
+        settled = flow.as_of_us - self.first_us >= 2 * spans.baseline_us
+        p90 = indicators.first_response_p90_seconds if settled else None
+        previous_p90 = _remember(self.p90_history, p90, baseline_steps)
         days = capacity_days(flow, policy.capacity_window)
         outflow = flow.outflow.get(policy.capacity_window, 0)
         spikes = indicators.spiking
@@ -405,8 +412,6 @@ class IndicatorRules:
             rise = breached - earlier if earlier is not None else 0
             limit = policy.breach_wave + self._usual_rise(flow.as_of_us, breached, policy)
             readings[SLA_BREACH_WAVE] = Reading(rise >= limit, float(rise), float(limit))
-        if self.first_us is None:
-            self.first_us = flow.as_of_us
         if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
             return []
         return self._step(readings, flow.as_of_us, policy, spans)
