@@ -300,6 +300,15 @@ TRUTH: dict[str, Any] = {
         "all": [{"start": "2026-03-09T00:00:00Z", "end": "2026-03-11T00:00:00Z"}],
         "queue:tech": [],
     },
+    "rules": {
+        "driver_spike": {
+            "means": "by hand",
+            "scopes": {
+                "all": [],
+                "queue:billing": [{"start": "2026-03-10T00:00:00Z", "end": "2026-03-12T00:00:00Z"}],
+            },
+        },
+    },
 }
 
 
@@ -317,6 +326,11 @@ def test_a_truth_file_is_read_with_its_intervals() -> None:
     assert truth.scopes == {"all": (hours(7 * 24, 9 * 24),), "queue:tech": ()}
     assert truth.ignored == ("priority:P1",)  # no rule runs for it
     assert (truth.scenario, truth.seed, truth.imbalance) == ("hand", 3, 0.1)
+    assert truth.rules == {"driver_spike": {"all": (), "queue:billing": (hours(8 * 24, 10 * 24),)}}
+    assert truth.intervals("inflow_above_outflow", "queue:tech") == ()
+    assert truth.intervals("driver_spike", "queue:billing") == (hours(8 * 24, 10 * 24),)
+    assert truth.intervals("driver_spike", "queue:tech") is None  # the truth does not say
+    assert truth.intervals("reopen_rate_high", "all") is None  # nor of this rule
 
 
 def test_the_truth_simulate_writes_is_read() -> None:
@@ -357,6 +371,33 @@ def test_the_truth_simulate_writes_is_read() -> None:
         ({"scenario": REMOVED}, "^scenario: Field required$"),
         ({"extra": 1}, "^extra: Extra inputs are not permitted: 1$"),
         ({"seed": "3", "imbalance": "x"}, r"^seed: .* \(and 1 more\)$"),
+        (
+            {"rules": {"driver_spike": {"means": "", "scopes": {"all": [{"start": "x"}]}}}},
+            r"^rules\.driver_spike\.scopes\.all\[0\]\.start: not a UTC time",
+        ),
+        (
+            {"rules": {"spike": {"means": "", "scopes": {}}}},
+            r"^rules\.spike: not one of the other rules: reopen_rate_high, ",
+        ),
+        (
+            {"rules": {"inflow_above_outflow": {"means": "", "scopes": {}}}},
+            r"^rules\.inflow_above_outflow: not one of the other rules",
+        ),
+        (
+            {
+                "rules": {
+                    "driver_spike": {
+                        "means": "",
+                        "scopes": {
+                            "all": [
+                                {"start": "2026-03-20T00:00:00Z", "end": "2026-03-21T00:00:00Z"}
+                            ]
+                        },
+                    }
+                }
+            },
+            r"^rules\.driver_spike\.scopes\.all: ",
+        ),
     ],
 )
 def test_a_wrong_truth_file_says_what_is_wrong(change: dict[str, Any], message: str) -> None:
@@ -433,15 +474,14 @@ def test_evaluate_scores_exactly_the_alerts_report_writes(
     reported = _report_alerts(written)
 
     scores = {(s["rule"], s["scope"]): s for s in document["scores"]}
-    truth_scopes = parse_truth(truth_json()).scopes
+    judged = parse_truth(truth_json())
     assert set(reported) <= set(scores)
     assert {rule for rule, _ in scores} == set(RULES)
     for key, item in scores.items():
         transitions = reported.get(key, [])
         assert item["alerts"] == [{"at": iso(a.at_us), "state": a.state.value} for a in transitions]
         assert item["transitions"] == len(transitions)
-        truth = truth_scopes.get(key[1]) if key[0] == INFLOW_ABOVE_OUTFLOW else None
-        expected = score(transitions, START, END, truth)
+        expected = score(transitions, START, END, judged.intervals(*key))
         assert item["firings"] == expected.firings
         assert item["flaps"] == expected.flaps
         assert item["cold_start_firings"] == expected.cold_start_firings
@@ -461,6 +501,10 @@ def test_evaluate_scores_exactly_the_alerts_report_writes(
     headline = scores[(INFLOW_ABOVE_OUTFLOW, "all")]
     assert headline["transitions"] > 0  # the simulator makes the headline rule fire
     assert len(headline["intervals"]) == 1
+    spike = scores[("driver_spike", "queue:billing")]
+    assert spike["intervals"][0]["start"] == "2026-03-10T00:00:00Z"  # scored against its truth
+    assert scores[("driver_spike", "queue:tech")]["intervals"] is None
+    assert document["rules_with_truth"] == [INFLOW_ABOVE_OUTFLOW, "driver_spike"]
     assert document["summary"][0]["rule"] == INFLOW_ABOVE_OUTFLOW
     assert document["summary"][0]["transitions"] == sum(
         len(t) for (rule, _), t in reported.items() if rule == INFLOW_ABOVE_OUTFLOW

@@ -137,6 +137,75 @@ def test_steady_has_no_truth() -> None:
     found = truth("steady", named("steady", seed=1))
     assert found.end == "2026-04-27T00:00:00Z"
     assert found.scopes == {scope: [] for scope in SCOPES}
+    assert set(found.rules) == {"driver_spike", "reopen_rate_high"}
+    for rule in found.rules.values():
+        assert rule.scopes == {scope: [] for scope in SCOPES}  # every firing a false alarm
+
+
+def test_an_outage_is_a_driver_spike_where_outages_are_rare() -> None:
+    """The surge's extra tickets are tagged outage: three times their usual share and more in
+    billing, accounts and sales (which have none) and in all, not in tech (a fifth outages)."""
+    found = truth("surge", named("surge", seed=1))
+    spikes = found.rules["driver_spike"]
+    assert "3 times" in spikes.means
+    assert spikes.scopes == {
+        scope: [] if scope == "queue:tech" else [_span(8, 11)] for scope in SCOPES
+    }
+    assert found.rules["reopen_rate_high"].scopes == {scope: [] for scope in SCOPES}
+
+
+def test_the_outage_share_the_truth_computes_is_the_flow_s(surge: list[Event]) -> None:
+    """Counted from the events: the outage share of new tickets in the surge's days against
+    the week before, over 3 in all and billing, under 3 in tech."""
+
+    def outage_share(queue: str | None, first: int, last: int) -> float:
+        created = [
+            event
+            for event in surge
+            if event["type"] == "created"
+            and (queue is None or event["queue"] == queue)
+            and _day(first) <= event["occurred_at"] < _day(last)
+        ]
+        return sum("outage" in event["tags"] for event in created) / len(created)
+
+    for queue, spike in ((None, True), ("billing", True), ("tech", False)):
+        ratio = outage_share(queue, 8, 11) / max(outage_share(queue, 1, 8), 1e-9)
+        assert (ratio >= 3) is spike, (queue, ratio)
+
+
+@pytest.fixture(scope="module")
+def bad_release() -> list[Event]:
+    return list(generate_events(named("bad-release", seed=1)))
+
+
+def test_a_bad_release_is_reopens_and_more_work_in_tech_alone() -> None:
+    found = truth("bad-release", named("bad-release", seed=1))
+    tech = {scope: [_span(15, 29)] if scope == "queue:tech" else [] for scope in SCOPES}
+    assert found.rules["reopen_rate_high"].scopes == tech
+    # Each reopen is work tech's capacity was not sized for; a third of the team's is not 10%.
+    assert found.scopes == tech
+    assert found.rules["driver_spike"].scopes == {scope: [] for scope in SCOPES}
+
+
+def test_the_reopen_share_the_truth_computes_is_the_flow_s(bad_release: list[Event]) -> None:
+    """Counted from the events: reopens per resolution in tech triple during the release's
+    two weeks (days 16-28, their reopens in), and billing's do not move."""
+    queue_of: dict[str, str] = {}
+    counts: Counter[tuple[str, bool, str]] = Counter()
+    for event in bad_release:
+        queue_of[event["ticket_id"]] = event.get("queue") or queue_of[event["ticket_id"]]
+        during = _day(16) <= event["occurred_at"] < _day(28)
+        before = _day(1) <= event["occurred_at"] < _day(14)
+        if event["type"] in ("resolved", "reopened") and (during or before):
+            counts[(queue_of[event["ticket_id"]], during, event["type"])] += 1
+
+    def rate(queue: str, during: bool) -> float:
+        return counts[(queue, during, "reopened")] / counts[(queue, during, "resolved")]
+
+    assert rate("tech", False) < 0.11
+    assert rate("billing", False) < 0.11
+    assert rate("tech", True) > 0.2
+    assert rate("billing", True) < 0.11
 
 
 def test_understaffed_truth_is_the_reduced_capacity_not_the_recovery() -> None:
@@ -306,3 +375,9 @@ def test_scenario_rejects_a_team_it_cannot_model() -> None:
         Effect(3, 2, 1.5)
     with pytest.raises(ValueError, match="no scenario"):
         named("calm")
+    with pytest.raises(ValueError, match="reopen more than every resolution"):
+        Scenario(per_queue_capacity=True, reopen_effects=(Effect(1, 2, 20.0),))
+    with pytest.raises(ValueError, match="only arrival effects tag"):
+        Scenario(per_queue_capacity=True, reopen_effects=(Effect(1, 2, 2.0, tag="bug"),))
+    with pytest.raises(ValueError, match="per_queue_capacity"):
+        Scenario(reopen_effects=(Effect(1, 2, 2.0),))

@@ -4,8 +4,9 @@ The rules run exactly as ``flowgauge report --alerts`` runs them (the same ``Loc
 over the file, with the same configuration and wall clock), their transitions are grouped
 by (rule, scope) and scored (``streams.core.scoring``) against a truth file such as
 ``flowgauge simulate --truth`` writes: per scope (``all``, ``queue:NAME``), the intervals in
-which the expected arrivals exceed the expected capacity. The truth applies to the headline
-rule, ``inflow_above_outflow``; the other rules get flaps, firings and notifications.
+which the expected arrivals exceed the expected capacity, for the headline rule,
+``inflow_above_outflow``, and those in which the other rules it names should fire; the rules
+it does not name get flaps, firings and notifications.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from streams.core.scoring import (
 )
 from streams.core.timeline import iso, to_us
 from streams.outputs.truth import MOMENT, Truth
+from streams.outputs.truth import Interval as TruthInterval
 
 RULES = (INFLOW_ABOVE_OUTFLOW, *INDICATOR_RULES)
 TRUTH_RULE = INFLOW_ABOVE_OUTFLOW  # the rule the truth's intervals are about
@@ -68,6 +70,12 @@ class JudgedTruth:
     seed: int
     imbalance: float
     ignored: tuple[str, ...] = ()  # scopes no rule runs for
+    rules: dict[str, dict[str, tuple[Interval, ...]]] = field(default_factory=dict)
+
+    def intervals(self, rule: str, scope: str) -> tuple[Interval, ...] | None:
+        """When ``rule`` should fire on ``scope``; None where the truth does not say."""
+        judged = self.scopes if rule == TRUTH_RULE else self.rules.get(rule, {})
+        return judged.get(scope)
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -104,13 +112,41 @@ def judge(truth: Truth) -> JudgedTruth:
     start, end = _us(truth.start, "start"), _us(truth.end, "end")
     if end <= start:
         raise TruthError("end is not after start")
-    scopes: dict[str, tuple[Interval, ...]] = {}
     ignored: list[str] = []
-    for scope, raw in truth.scopes.items():
-        where = _where(("scopes", scope))
+    scopes = _judged(truth.scopes, ("scopes",), start, end, ignored)
+    rules = {}
+    for rule, found in truth.rules.items():
+        if rule not in RULES or rule == TRUTH_RULE:
+            others = ", ".join(r for r in RULES if r != TRUTH_RULE)
+            raise TruthError(f"rules.{rule}: not one of the other rules: {others}")
+        rules[rule] = _judged(found.scopes, ("rules", rule, "scopes"), start, end, ignored)
+    return JudgedTruth(
+        start,
+        end,
+        scopes,
+        truth.scenario,
+        truth.seed,
+        truth.imbalance,
+        tuple(dict.fromkeys(ignored)),
+        rules,
+    )
+
+
+def _judged(
+    raw: dict[str, list[TruthInterval]],
+    place: tuple[str, ...],
+    start: int,
+    end: int,
+    ignored: list[str],
+) -> dict[str, tuple[Interval, ...]]:
+    """The intervals of each scope in microseconds, checked; the scopes no rule runs for
+    added to ``ignored``."""
+    scopes: dict[str, tuple[Interval, ...]] = {}
+    for scope, found in raw.items():
+        where = _where((*place, scope))
         intervals = tuple(
             Interval(_us(i.start, f"{where}[{n}].start"), _us(i.end, f"{where}[{n}].end"))
-            for n, i in enumerate(raw)
+            for n, i in enumerate(found)
         )
         try:
             check_intervals(intervals, start, end)
@@ -120,9 +156,7 @@ def judge(truth: Truth) -> JudgedTruth:
             scopes[scope] = intervals
         else:
             ignored.append(scope)
-    return JudgedTruth(
-        start, end, scopes, truth.scenario, truth.seed, truth.imbalance, tuple(ignored)
-    )
+    return scopes
 
 
 def parse_truth(document: str | bytes) -> JudgedTruth:
@@ -198,12 +232,12 @@ class Scored:
 
 def score_run(run: RuleRun, truth: JudgedTruth, policy: ScoringPolicy) -> list[Scored]:
     """Every rule on every scope it ran for (and every scope of the truth), scored."""
-    scopes = sorted(run.scopes | set(truth.scopes), key=scope_order)
+    scopes = sorted(run.scopes.union(truth.scopes, *truth.rules.values()), key=scope_order)
     scored = []
     for rule in RULES:
         for scope in scopes:
             transitions = tuple(run.alerts.get((rule, scope), ()))
-            intervals = truth.scopes.get(scope) if rule == TRUTH_RULE else None
+            intervals = truth.intervals(rule, scope)
             result = score(transitions, truth.start_us, truth.end_us, intervals, policy)
             scored.append(Scored(rule, scope, result, transitions))
     return scored
@@ -335,6 +369,7 @@ def document(
         "weeks": round((truth.end_us - truth.start_us) / US_PER_WEEK, 4),
         "step": step,
         "truth_rule": TRUTH_RULE,
+        "rules_with_truth": [TRUTH_RULE, *truth.rules],
         "flap_hours": policy.flap_us / US_PER_HOUR,
         "cold_start_hours": policy.cold_start_us / US_PER_HOUR,
         "events_read": {
@@ -367,7 +402,6 @@ def _resolve_delays(s: RuleScore) -> str:
 def render(scored: list[Scored], truth: JudgedTruth, policy: ScoringPolicy) -> None:
     """The scores as rich tables on standard output."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:  # a file or a pipe: wide enough for the tables
@@ -381,43 +415,52 @@ def render(scored: list[Scored], truth: JudgedTruth, policy: ScoringPolicy) -> N
         "the alert fired before the interval began, or resolved before it ended).",
         highlight=False,
     )
-    headline = Table(title=f"{TRUTH_RULE} against the truth")
-    headline.add_column("scope", no_wrap=True)
-    headline.add_column("detected", justify="right")
-    headline.add_column("start to firing (h)")
-    headline.add_column("end to resolved (h)")
-    for name in ("false alarms", "flaps", "firings", "notifications /week", "cold start"):
-        headline.add_column(name, justify="right")
+    headline = _table(f"{TRUTH_RULE} against the truth")
     for item in scored:
-        s = item.score
-        if item.rule != TRUTH_RULE:
-            continue
-        judged = s.intervals is not None
-        headline.add_row(
-            item.scope,
-            f"{s.detected}/{len(s.intervals or ())}" if judged else "no truth",
-            _fire_delays(s),
-            _resolve_delays(s),
-            str(s.false_alarms) if judged else "-",
-            str(s.flaps),
-            str(s.firings),
-            f"{s.notifications_per_week:.1f}",
-            str(s.cold_start_firings),
-        )
+        if item.rule == TRUTH_RULE:
+            headline.add_row(*_cells(item))
     console.print(headline)
-    others = Table(title="the other rules (no truth; scopes without a transition left out)")
-    others.add_column("rule", no_wrap=True)
-    others.add_column("scope", no_wrap=True)
-    for name in ("flaps", "firings", "notifications /week", "cold start"):
-        others.add_column(name, justify="right")
+    others = _table(
+        "the other rules (against the truth where it names them; scopes with neither a"
+        " transition nor a true interval left out)",
+        "rule",
+    )
     for item in scored:
-        s = item.score
-        if item.rule != TRUTH_RULE and s.transitions:
-            row = (str(s.flaps), str(s.firings), f"{s.notifications_per_week:.1f}")
-            others.add_row(item.rule, item.scope, *row, str(s.cold_start_firings))
+        if item.rule != TRUTH_RULE and (item.score.transitions or item.score.intervals):
+            others.add_row(item.rule, *_cells(item))
     console.print(others)
     for summary in summarise(scored):
         console.print(summary_line(summary), highlight=False)
+
+
+def _table(title: str, *first: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in (*first, "scope"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("detected", justify="right")
+    table.add_column("start to firing (h)")
+    table.add_column("end to resolved (h)")
+    for name in ("false alarms", "flaps", "firings", "notifications /week", "cold start"):
+        table.add_column(name, justify="right")
+    return table
+
+
+def _cells(item: Scored) -> tuple[str, ...]:
+    s = item.score
+    judged = s.intervals is not None
+    return (
+        item.scope,
+        f"{s.detected}/{len(s.intervals or ())}" if judged else "no truth",
+        _fire_delays(s),
+        _resolve_delays(s),
+        str(s.false_alarms) if judged else "-",
+        str(s.flaps),
+        str(s.firings),
+        f"{s.notifications_per_week:.1f}",
+        str(s.cold_start_firings),
+    )
 
 
 def summary_line(s: Summary) -> str:

@@ -43,7 +43,7 @@ import sys
 import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,7 +85,8 @@ _MAX_TURNS = 40
 
 @dataclass(frozen=True)
 class Effect:
-    """A factor on the arrivals or on the team's capacity over a span of the run.
+    """A factor on the arrivals, on the team's capacity or on the share of resolutions
+    reopened, over a span of the run.
 
     ``start`` and ``end`` are days since the scenario's start (``end`` excluded), taken at
     the hour: an hour is in the span when it begins in it. ``queues`` empty: every queue.
@@ -174,6 +175,8 @@ class Scenario:
     capacity_effects: tuple[Effect, ...] = ()
     # Compounded: arrivals times (1 + growth) ** weeks since the start.
     arrival_growth_per_week: float = 0.0
+    # On ``reopen_share`` of the resolutions in the queues named (a bad release, say).
+    reopen_effects: tuple[Effect, ...] = ()
 
     def __post_init__(self) -> None:
         if self.days <= 0:
@@ -196,7 +199,12 @@ class Scenario:
         self._check_team()
 
     def _check_team(self) -> None:
-        changes = self.arrival_effects or self.capacity_effects or self.arrival_growth_per_week
+        changes = (
+            self.arrival_effects
+            or self.capacity_effects
+            or self.reopen_effects
+            or self.arrival_growth_per_week
+        )
         modelled = self.capacity_per_day is not None or self.capacity_shares or changes
         if modelled and not self.per_queue_capacity:
             raise ValueError(
@@ -215,11 +223,13 @@ class Scenario:
             or sum(w for _, w in shares) <= 0
         ):
             raise ValueError("capacity_shares needs a non-negative weight for each queue")
-        for effect in (*self.arrival_effects, *self.capacity_effects):
+        for effect in (*self.arrival_effects, *self.capacity_effects, *self.reopen_effects):
             if not set(effect.queues) <= names:
                 raise ValueError(f"an effect names unknown queues: {effect.queues}")
-        if any(effect.tag for effect in self.capacity_effects):
+        if any(effect.tag for effect in (*self.capacity_effects, *self.reopen_effects)):
             raise ValueError("only arrival effects tag tickets")
+        if any(self.reopen_share * effect.factor > 1.0 for effect in self.reopen_effects):
+            raise ValueError("a reopen effect would reopen more than every resolution")
 
 
 Matrix = tuple[tuple[float, ...], ...]
@@ -303,7 +313,7 @@ class TeamModel:
       for the present arrivals; in the run they echo resolutions 3-7 days back);
     - ``fresh``: the part that is not a recontact, what the simulation draws;
     - ``work``: resolutions the team's resolve queue of each queue has to do for them, after
-      transfers, reopens included;
+      transfers, reopens included (at the reopen share of the queue they are worked in);
     - ``capacity``: resolutions that queue's share of the team can do.
 
     The team's resolve capacity is the work of ``capacity_per_day`` arrivals: a team
@@ -316,11 +326,10 @@ class TeamModel:
         self.shares = _normalised(s.queues)
         self.capacity_shares = _normalised(s.capacity_shares) if s.capacity_shares else self.shares
         (own_work, own_ends), (moved_work, moved_ends) = _paths(s)
-        moves = _transfer_matrix(s)
+        self.moves = moves = _transfer_matrix(s)
         n = range(len(self.names))
-        self.work_of: Matrix = tuple(
-            tuple(own_work * (a == b) + moved_work * moves[a][b] for b in n) for a in n
-        )
+        self._work_of: dict[tuple[float, ...], Matrix] = {}
+        # Recontacts echo resolutions at the scenario's own reopen share.
         self.recontacts_of: Matrix = tuple(
             tuple(s.recontact_share * (own_ends * (a == b) + moved_ends * moves[a][b]) for b in n)
             for a in n
@@ -350,8 +359,35 @@ class TeamModel:
             for b in range(len(arrivals))
         ]
 
+    def reopen_factors(self, day: float) -> tuple[float, ...]:
+        """Per queue, the factor the reopen effects put on its share of resolutions reopened."""
+        factors = []
+        for name in self.names:
+            factor = 1.0
+            for effect in self.scenario.reopen_effects:
+                if effect.applies(day, name):
+                    factor *= effect.factor
+            factors.append(factor)
+        return tuple(factors)
+
+    def reopen_share(self, day: float, queue: str) -> float:
+        """The share of the resolutions in ``queue`` reopened, ``day`` days into the run."""
+        return self.scenario.reopen_share * self.reopen_factors(day)[self.names.index(queue)]
+
+    def work_of(self, factors: tuple[float, ...]) -> Matrix:
+        """Resolutions per ticket arriving in a queue (row) done by each queue's resolve queue
+        (column), at the reopen shares ``factors`` give each of them."""
+        if factors not in self._work_of:
+            s, n = self.scenario, range(len(self.names))
+            paths = {f: _paths(replace(s, reopen_share=s.reopen_share * f)) for f in set(factors)}
+            work = [(paths[f][0][0], paths[f][1][0]) for f in factors]
+            self._work_of[factors] = tuple(
+                tuple(work[b][0] * (a == b) + work[b][1] * self.moves[a][b] for b in n) for a in n
+            )
+        return self._work_of[factors]
+
     def work(self, day: float) -> list[float]:
-        arrivals, work = self.arrivals(day), self.work_of
+        arrivals, work = self.arrivals(day), self.work_of(self.reopen_factors(day))
         return [
             sum(arrivals[a] * work[a][b] for a in range(len(arrivals)))
             for b in range(len(arrivals))
@@ -853,11 +889,16 @@ class _Simulation:
         rng, s = self.rng, self.scenario
         duplicate = ticket.reopens == 0 and rng.random() < s.duplicate_share
         self.finish(when, ticket, "duplicate" if duplicate else "solved", "agent")
-        if not duplicate and ticket.reopens < 2 and rng.random() < s.reopen_share:
+        if not duplicate and ticket.reopens < 2 and rng.random() < self.reopen_share(when, ticket):
             delay = min(max(rng.lognormvariate(math.log(20 * HOUR), 0.9), 30 * MINUTE), 6 * DAY)
             self.at(when + delay, self.reopen, ticket)
         elif not duplicate:
             self.after_resolution(when, ticket)
+
+    def reopen_share(self, when: float, ticket: _Ticket) -> float:
+        if self.model is None:
+            return self.scenario.reopen_share
+        return self.model.reopen_share(self.run_day(when), ticket.queue)
 
     def stale(self, when: float, ticket: _Ticket) -> None:
         self.finish(when, ticket, "stale", "system")
