@@ -14,12 +14,15 @@ from streams.core.alerts import (
     DRIVER_SPIKE,
     SLA_BREACH_WAVE,
     TTFMR_RISING,
+    AlertState,
+    AlertTransition,
     Hysteresis,
     IndicatorRules,
     capacity_days,
+    describe,
 )
 from streams.core.flow import FlowSnapshot
-from streams.core.indicators import IndicatorSnapshot
+from streams.core.indicators import Driver, IndicatorSnapshot
 from streams.core.scope import Emitted
 from streams.core.timeline import iso, to_us
 
@@ -254,3 +257,41 @@ def test_first_replies_are_compared_only_with_a_week_past_the_first() -> None:
     half an hour)."""
     assert response_firings(3600) == [25.0]
     assert response_firings(300) == [25 + 25 / (24 * 60)]
+
+
+def spike_transitions() -> list[tuple[str, float]]:
+    """``driver_spike`` over 16 days in which "outage" is 7% of new tickets, but 42% on days
+    10 to 13: its week's share, which takes in the spike, climbs so that it is 3 times that
+    share only through day 10's first hours."""
+    settings = FlowgaugeConfig(step="1h").core()
+    rules = IndicatorRules("all")
+    quiet = IndicatorSnapshot(0, "all", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    found = []
+    for hour in range(16 * 24):
+        at, day = hour * 3_600_000_000, hour / 24
+        during = 10 <= day < 13
+        share, usual = (0.42, 0.07 + 0.1 * (day - 10)) if during else (0.07, 0.07)
+        drivers = (Driver("outage", 50, share, usual, share >= 3 * usual),)
+        flow = FlowSnapshot(at, "all", 100, {}, {"7d": 700}, {}, {})
+        indicators = replace(quiet, as_of_us=at, drivers=drivers)
+        for alert in rules.evaluate(flow, indicators, None, settings.rules, settings.rule_spans):
+            if alert.rule == DRIVER_SPIKE:
+                found.append((alert.state.value, day))
+    return found
+
+
+def test_a_driver_spike_holds_while_the_tag_stays_above_its_share_before() -> None:
+    """It fires on the spike, and stands while the tag stays at three times the share it
+    had when it fired, though the week's share has taken the spike in (it resolved on day
+    10 at 17:00 before, while the outage went on)."""
+    assert spike_transitions() == [("firing", 10.0), ("resolved", 13.0)]
+
+
+def test_a_driver_spike_resolving_with_no_tag_spiking_says_so() -> None:
+    """The resolution's text when nothing spikes any more (it raised before: max() of no
+    spiking driver, in the worker's publisher)."""
+    flow = FlowSnapshot(0, "queue:tech", 12, {}, {}, {}, {})
+    calm = IndicatorSnapshot(0, "queue:tech", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    alert = AlertTransition(DRIVER_SPIKE, "queue:tech", AlertState.RESOLVED, 0, 0.0, 0.0, 0)
+    text = describe(alert, flow, None, calm)
+    assert text.startswith("tech: no tag's share of inflow is spiking any more; 12 open")

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
-from streams.core.indicators import SPIKE_FACTOR, IndicatorSnapshot
+from streams.core.indicators import SPIKE_FACTOR, Driver, IndicatorSnapshot
 from streams.core.timeline import US_PER_SECOND, forget_before, iso, parse_duration
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
@@ -218,7 +218,7 @@ def _rule_text(alert: AlertTransition, indicators: IndicatorSnapshot | None) -> 
     value, threshold = alert.value, alert.threshold
     firing = alert.state is AlertState.FIRING
     if alert.rule == DRIVER_SPIKE:
-        top = max(indicators.spiking, key=lambda d: d.recent_share) if indicators else None
+        top = _top_spike(indicators) if indicators else None
         if firing and top is not None:
             return (
                 f'tag "{top.tag}" is {top.recent_share:.0%} of inflow in the last day,'
@@ -350,6 +350,11 @@ class IndicatorRules:
     # Tickets past an SLA target at each whole hour of the last weeks: how many more an
     # hour brings is compared with what the same hour of the week usually brings.
     breached_hours: dict[int, int] = field(default_factory=dict)
+    # The tag driver_spike fired on and its usual share then: a spike that lasts days enters
+    # the week's share it is compared with, and the rule resolved within a day while the
+    # outage went on; it now holds while the tag stays above the share it had before.
+    spike_tag: str = ""
+    spike_usual: float = 0.0
 
     def __post_init__(self) -> None:
         self.machines = {rule: Hysteresis(rule, self.scope) for rule in INDICATOR_RULES}
@@ -373,8 +378,6 @@ class IndicatorRules:
         previous_p90 = _remember(self.p90_history, p90, baseline_steps)
         days = capacity_days(flow, policy.capacity_window)
         outflow = flow.outflow.get(policy.capacity_window, 0)
-        spikes = indicators.spiking
-        top = max(spikes, key=lambda d: d.recent_share, default=None)
         readings = {
             REOPEN_RATE_HIGH: Reading(
                 indicators.resolutions >= policy.min_volume
@@ -389,11 +392,7 @@ class IndicatorRules:
                 policy.recontact_rate,
             ),
             TTFMR_RISING: _rising(indicators, previous_p90, policy),
-            DRIVER_SPIKE: Reading(
-                top is not None,
-                top.recent_share if top else 0.0,
-                top.baseline_share * SPIKE_FACTOR if top else 0.0,
-            ),
+            DRIVER_SPIKE: self._spike(indicators),
             BACKLOG_ABOVE_BAND: Reading(
                 days is not None
                 and days > policy.band_high_days
@@ -414,7 +413,24 @@ class IndicatorRules:
             readings[SLA_BREACH_WAVE] = Reading(rise >= limit, float(rise), float(limit))
         if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
             return []
-        return self._step(readings, flow.as_of_us, policy, spans)
+        alerts = self._step(readings, flow.as_of_us, policy, spans)
+        for alert in alerts:
+            if alert.rule == DRIVER_SPIKE and alert.state is AlertState.FIRING:
+                top = _top_spike(indicators)
+                self.spike_tag, self.spike_usual = (top.tag, top.baseline_share) if top else ("", 0)
+        return alerts
+
+    def _spike(self, indicators: IndicatorSnapshot) -> Reading:
+        """A tag at ``SPIKE_FACTOR`` times its usual share; once fired, the same tag at that
+        factor times the usual share it had when it fired."""
+        if not self.machines[DRIVER_SPIKE].firing:
+            top = _top_spike(indicators)
+            if top is None:
+                return Reading(False, 0.0, 0.0)
+            return Reading(True, top.recent_share, top.baseline_share * SPIKE_FACTOR)
+        share = next((d.recent_share for d in indicators.drivers if d.tag == self.spike_tag), 0.0)
+        limit = self.spike_usual * SPIKE_FACTOR
+        return Reading(share >= limit, share, limit)
 
     def _usual_rise(self, at_us: int, breached: int, policy: RulesPolicy) -> int:
         """The median rise of tickets past an SLA over the same hour of the week in the
@@ -453,6 +469,10 @@ class IndicatorRules:
             if alert is not None:
                 alerts.append(alert)
         return alerts
+
+
+def _top_spike(indicators: IndicatorSnapshot) -> Driver | None:
+    return max(indicators.spiking, key=lambda d: d.recent_share, default=None)
 
 
 def _remember(history: deque[Any], value: Any, span: int) -> Any:
