@@ -10,7 +10,8 @@ and reading back a ticket batch's deltas and tickets costs per event, tests/benc
 latency (at 500 events/s, tests/bench_latency.py), render (``/metrics`` at 50 queues x 4
 priorities x 8 channels, tests/bench_render.py), recovery, gateway (signed GitHub deliveries
 through ``flowgauge gateway`` beside a bare aiohttp handler, tests/bench_gateway.py),
-alerts, aging (as-of queries on a big aging index). ``--quick`` runs smaller sizes of each.
+alerts, rules (the other rules on the scenarios, tests/bench_alerts.py), aging (as-of
+queries on a big aging index). ``--quick`` runs smaller sizes of each.
 Each target of the issue is printed at the end as met or not met, with the measured ratio.
 """
 
@@ -34,7 +35,7 @@ from streams.core.aging import ScopeAging
 from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
-from tests.bench_alerts import run_alerts
+from tests.bench_alerts import run_alerts, run_other_rules
 from tests.bench_codec import bench_codec
 from tests.bench_forecast import bench_forecast, calibration
 from tests.bench_gateway import bench_gateway
@@ -269,6 +270,11 @@ def run_alert_quality(_: Sizes) -> list[Target]:
     return []
 
 
+def run_rules(_: Sizes) -> list[Target]:
+    run_other_rules()
+    return []
+
+
 PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "report": run_report,  # first: its peak RSS is this process's
     "speedup": run_speedup,  # report against BASELINE=<commit>, checked out beside
@@ -283,6 +289,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "web": run_web,  # the web view's history: memory per scope and day, the report page
     "calibration": run_calibration,  # the forecast against what happened, ~10 min
     "alerts": run_alert_quality,  # the scenarios: about half an hour
+    "rules": run_rules,  # the other rules on the scenarios: about 5 minutes
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
-from streams.core.indicators import SPIKE_FACTOR, Driver, IndicatorSnapshot
+from streams.core.indicators import SPIKE_FACTOR, SPIKE_MIN_TICKETS, Driver, IndicatorSnapshot
 from streams.core.timeline import US_PER_SECOND, forget_before, iso, parse_duration
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
@@ -222,7 +222,7 @@ def _rule_text(alert: AlertTransition, indicators: IndicatorSnapshot | None) -> 
         if firing and top is not None:
             return (
                 f'tag "{top.tag}" is {top.recent_share:.0%} of inflow in the last day,'
-                f" against {top.baseline_share:.0%} over the week"
+                f" against {top.baseline_share:.0%} in the rest of the week"
             )
         return "no tag's share of inflow is spiking any more"
     capacity = f"backlog is {value:.1f} days of capacity"
@@ -422,15 +422,19 @@ class IndicatorRules:
 
     def _spike(self, indicators: IndicatorSnapshot) -> Reading:
         """A tag at ``SPIKE_FACTOR`` times its usual share; once fired, the same tag at that
-        factor times the usual share it had when it fired."""
+        factor times the usual share it had when it fired, with as many tickets as a spike
+        needs (a tag usually absent would otherwise hold it for good)."""
         if not self.machines[DRIVER_SPIKE].firing:
             top = _top_spike(indicators)
             if top is None:
                 return Reading(False, 0.0, 0.0)
             return Reading(True, top.recent_share, top.baseline_share * SPIKE_FACTOR)
-        share = next((d.recent_share for d in indicators.drivers if d.tag == self.spike_tag), 0.0)
+        tag = next((d for d in indicators.drivers if d.tag == self.spike_tag), None)
         limit = self.spike_usual * SPIKE_FACTOR
-        return Reading(share >= limit, share, limit)
+        if tag is None:
+            return Reading(False, 0.0, limit)
+        holds = tag.recent >= SPIKE_MIN_TICKETS and tag.recent_share >= limit
+        return Reading(holds, tag.recent_share, limit)
 
     def _usual_rise(self, at_us: int, breached: int, policy: RulesPolicy) -> int:
         """The median rise of tickets past an SLA over the same hour of the week in the

@@ -249,12 +249,15 @@ def _nearest_rank(values: SortedList, percent: int) -> float:
 
 
 def _drivers(recent: Bucket, baseline: Bucket) -> tuple[Driver, ...]:
-    """The top tags of recent inflow, with their share now and over the baseline window."""
+    """The top tags of recent inflow, with their share now and their usual share: over the
+    baseline window before the recent one (a spike of days would otherwise be part of what
+    it is compared with). No spike without inflow before the recent window."""
     ranked = sorted(recent.tags.items(), key=lambda item: (-item[1], item[0]))[:TOP_DRIVERS]
+    before = baseline.inflow - recent.inflow
     drivers = []
     for tag, count in ranked:
         share = _ratio(count, recent.inflow)
-        usual = _ratio(baseline.tags.get(tag, 0), baseline.inflow)
-        spike = count >= SPIKE_MIN_TICKETS and share >= SPIKE_FACTOR * usual
+        usual = _ratio(baseline.tags.get(tag, 0) - count, before)
+        spike = before > 0 and count >= SPIKE_MIN_TICKETS and share >= SPIKE_FACTOR * usual
         drivers.append(Driver(tag, count, share, usual, spike))
     return tuple(drivers)

@@ -173,7 +173,10 @@ def _scope_families() -> dict[str, GaugeMetricFamily]:
             [],
         ),
         "driver_share": family(
-            "driver_share_ratio", "Share of inflow with a top tag, per window", ["tag", "window"]
+            "driver_share_ratio",
+            "Share of inflow with a top tag: window recent (the last day) and baseline (its"
+            " usual share: the indicator window before the recent one)",
+            ["tag", "window"],
         ),
         "driver_spike": family(
             "driver_spike", "1 while a top tag's recent share is 3x its baseline", ["tag"]

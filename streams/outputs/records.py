@@ -268,7 +268,9 @@ class DriverRecord(BaseModel):
     tag: str
     recent: int = Field(description="inflow with the tag in the recent window (24h)")
     recent_share: float = Field(description="share of the recent window's inflow, 0..1")
-    baseline_share: float = Field(description="share of the baseline window's inflow, 0..1")
+    baseline_share: float = Field(
+        description="usual share: of the inflow in the baseline window before the recent one, 0..1"
+    )
     spike: bool = Field(description="recent share >= 3x baseline share and >= 10 tickets")
 
 
