@@ -7,11 +7,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from streams.commands.report import run
 from streams.config import FlowgaugeConfig
 from streams.core.alerts import (
+    ARRIVALS_READING,
     BACKLOG_ABOVE_BAND,
     DRIVER_SPIKE,
+    INDICATOR_RULES,
+    INFLOW_ABOVE_OUTFLOW,
     SLA_BREACH_WAVE,
     TTFMR_RISING,
     AlertState,
@@ -297,3 +303,51 @@ def test_a_driver_spike_resolving_with_no_tag_spiking_says_so() -> None:
     alert = AlertTransition(DRIVER_SPIKE, "queue:tech", AlertState.RESOLVED, 0, 0.0, 0.0, 0)
     text = describe(alert, flow, None, calm)
     assert text.startswith("tech: no tag's share of inflow is spiking any more; 12 open")
+
+
+_COUNTS = st.dictionaries(st.sampled_from(["1h", "24h", "7d"]), st.integers(0, 10_000))
+_SHARE = st.floats(0, 1)
+_DRIVERS = st.lists(
+    st.builds(
+        Driver, st.sampled_from(["a", "b"]), st.integers(0, 99), _SHARE, _SHARE, st.booleans()
+    )
+)
+
+
+@given(
+    rule=st.sampled_from([INFLOW_ABOVE_OUTFLOW, *INDICATOR_RULES]),
+    state=st.sampled_from(AlertState),
+    value=st.floats(-1e6, 1e6),
+    threshold=st.floats(-1e6, 1e6),
+    reading=st.sampled_from(["", ARRIVALS_READING]),
+    flow=st.builds(
+        FlowSnapshot,
+        st.integers(0, 2**50),
+        st.just("queue:tech"),
+        st.integers(0, 10_000),
+        _COUNTS,
+        _COUNTS,
+        _COUNTS,
+        _COUNTS,
+    ),
+    drivers=st.none() | _DRIVERS,
+    earlier_rule=st.booleans(),
+)
+def test_every_alert_has_a_text_whatever_the_snapshots_hold(
+    rule: str,
+    state: AlertState,
+    value: float,
+    threshold: float,
+    reading: str,
+    flow: FlowSnapshot,
+    drivers: list[Driver] | None,
+    earlier_rule: bool,
+) -> None:
+    """The worker's publisher describes every transition: no reading of the snapshots may
+    raise (one did: a driver_spike resolution with nothing spiking)."""
+    alert = AlertTransition(rule, "queue:tech", state, 0, value, threshold, 0, reading)
+    calm = IndicatorSnapshot(0, "queue:tech", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    indicators = None if drivers is None else replace(calm, drivers=tuple(drivers))
+    text = describe(alert, flow, "http://dash", indicators, earlier_rule)
+    assert text.startswith("tech: ")
+    assert text.endswith(" (http://dash)")
