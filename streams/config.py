@@ -794,8 +794,11 @@ class FlowgaugeConfig(BaseSettings):
         )
         if any(seconds % self.step_seconds for seconds in indicator_seconds):
             raise ValueError("indicator windows must be multiples of the step")
-        if indicator_seconds[1] > indicator_seconds[0]:
-            raise ValueError("the recent indicator window cannot be longer than the baseline")
+        if indicator_seconds[1] >= indicator_seconds[0]:
+            raise ValueError(
+                "the recent indicator window must be shorter than the baseline: drivers"
+                " compare it with the baseline before it"
+            )
         capacity = (
             "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
         )

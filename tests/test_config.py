@@ -73,3 +73,15 @@ def test_the_web_view_thins_its_history_in_order() -> None:
     ):
         with pytest.raises(ValidationError, match="ui_fine < ui_hourly < ui_retention"):
             FlowgaugeConfig(ui_fine=fine, ui_hourly=hourly, ui_retention=retention)
+
+
+@pytest.mark.parametrize("recent", ["7d", "8d"])
+def test_the_drivers_recent_window_must_leave_part_of_the_baseline_before_it(
+    recent: str,
+) -> None:
+    """A tag's usual share is over the baseline window before the recent one: a recent
+    window as long as the baseline leaves nothing to compare with."""
+    config = FlowgaugeConfig.model_validate({"indicators": {"window": "7d", "recent": recent}})
+    with pytest.raises(ValueError, match="recent indicator window must be shorter"):
+        config.core()
+    FlowgaugeConfig.model_validate({"indicators": {"window": "7d", "recent": "6d"}}).core()
