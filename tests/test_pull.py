@@ -19,17 +19,25 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+from faust.types import TP
 from pydantic import ValidationError
 
 from streams.commands.report import run
+from streams.commands.simulate import Scenario, encode, generate_events
 from streams.config import FlowgaugeConfig
 from streams.core.aging import OpenTicket
-from streams.core.pull import AgedBound, PullList, PullPolicy
+from streams.core.forecast import DRAWN
+from streams.core.pull import AGED_BOUNDS, AgedBound, PullList, PullPolicy
 from streams.core.scope import Emitted, Settings
 from streams.core.sla import SlaState, Target
+from streams.core.stages import dimension_key, dimension_partition
 from streams.core.ticket import Traits
 from streams.core.timeline import iso, to_us
+from streams.kafka import Kafka
 from streams.shell.pull import PullLists
+from streams.shell.scope import ScopeStage
+from streams.shell.topics import Layout
+from streams.shell.wiring import Wiring
 from tests.conftest import core_settings
 
 GRACE_US = 600 * 1_000_000  # report's default grace, 10m
@@ -451,3 +459,35 @@ def test_a_change_of_traits_alone_moves_no_clock() -> None:
     assert breached[("queue:billing", at("00:25"))] == 0
     assert breached[("queue:billing", at("00:35"))] == 1
     assert pull_of(emitted, "queue:billing", "01:00").picks[0].parts["sentiment"] == 0.5
+
+
+def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: Path) -> None:
+    """After a rebalance a revoked partition's scopes live on another worker: the pull
+    lists' kept bounds (which hold the queue's open tickets) and the forecasts' draws of
+    those scopes are dropped; the other partitions' stay."""
+    config = FlowgaugeConfig.model_validate(
+        {"broker": "kafka://localhost:9092", "data_dir": str(tmp_path), "step": "1h"}
+    )
+    kafka = Kafka.of(config)
+    wiring = Wiring.of(
+        kafka.app(config.app_id, store="memory://"), config, Layout(4, 1, 1, 0), kafka
+    )
+    stage = ScopeStage(wiring)
+    lines = [encode(e) for e in generate_events(Scenario(days=16, seed=5))]
+    run(lines, wiring.settings, GRACE_US)
+
+    def placed(scope: str) -> int:
+        return dimension_partition(dimension_key(scope), wiring.partitions)
+
+    queues = placed("queue:billing")
+    drawn = set(DRAWN.by_scope) | set(DRAWN.answers) | set(DRAWN.pools)
+    assert {"queue:billing", "queue:tech"} <= set(AGED_BOUNDS.by_scope)
+    assert {"all", "queue:billing"} <= drawn
+    assert placed("all") != queues  # so that one partition's scopes go, another's stay
+
+    stage.forget_revoked(wiring.app, {TP("ticket-events", queues)})  # not the scopes' topic
+    assert "queue:billing" in AGED_BOUNDS.by_scope
+    stage.forget_revoked(wiring.app, {TP(wiring.deltas.get_topic_name(), queues)})
+    for held in (AGED_BOUNDS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
+        assert all(placed(scope) != queues for scope in held)
+    assert "all" in set(DRAWN.by_scope) | set(DRAWN.answers) | set(DRAWN.pools)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from streams.core.aging import AgingSnapshot, ScopeAging
@@ -19,7 +19,14 @@ from streams.core.alerts import (
 )
 from streams.core.crossing import Crossing, CrossingRule
 from streams.core.flow import FlowSnapshot, ScopeFlow, Windows
-from streams.core.forecast import HOUR_US, DayHistory, Forecast, ForecastPolicy, forecast
+from streams.core.forecast import (
+    DRAWN,
+    HOUR_US,
+    DayHistory,
+    Forecast,
+    ForecastPolicy,
+    forecast,
+)
 from streams.core.indicators import (
     DEFLECTION_HORIZON_US,
     NO_EFFORT,
@@ -27,7 +34,7 @@ from streams.core.indicators import (
     IndicatorWindows,
     ScopeIndicators,
 )
-from streams.core.pull import PullList, PullPolicy, pull_list
+from streams.core.pull import AGED_BOUNDS, PullList, PullPolicy, pull_list
 from streams.core.sla import SlaPolicy, SlaState
 from streams.core.ticket import FINDING_KINDS, FLOW_KINDS, Kind, Transition
 from streams.core.timeline import US_PER_SECOND
@@ -200,6 +207,13 @@ class ScopeState:
 
 def _headline(scope: str, policy: CrossingPolicy | CrossingRule) -> Crossing | InflowAboveOutflow:
     return Crossing(scope) if isinstance(policy, CrossingRule) else InflowAboveOutflow(scope)
+
+
+def forget_caches(gone: Callable[[str], bool]) -> None:
+    """Drop what the pull lists and the forecasts keep per scope between whole hours, for
+    the scopes ``gone`` says (those a worker no longer owns)."""
+    AGED_BOUNDS.forget(gone)
+    DRAWN.forget(gone)
 
 
 def scope_order(scope: str) -> tuple[bool, str]:

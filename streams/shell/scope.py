@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from streams.core.catalog import dimension_of, other_scope
-from streams.core.scope import Emitted, ScopeState, Settings
+from streams.core.scope import Emitted, ScopeState, Settings, forget_caches
 from streams.core.stages import (
     DimensionDeltas,
     PartitionRecord,
@@ -57,6 +57,18 @@ class ScopeStage:
         self.input_ends = EndOffsets(wiring.kafka, INPUT, wiring.partitions)
         self.horizon_us = parse_duration(wiring.config.live_horizon) * US_PER_SECOND
         wiring.stage(wiring.deltas, "scopes", self._batch)
+        # mode's handler type (a keyword after *args, from mypy_extensions) matches no function.
+        wiring.app.on_partitions_revoked.connect(self.forget_revoked)  # type: ignore[arg-type]
+
+    def forget_revoked(self, _: Any, revoked: set[TopicPartition], **__: Any) -> None:
+        """Drop the pull lists' and forecasts' caches of the scopes on partitions revoked:
+        they hold open tickets and drawn futures that another worker keeps now, and would
+        stay in this one's memory until the scope came back."""
+        topic = self.wiring.deltas.get_topic_name()
+        lost = {tp.partition for tp in revoked if tp.topic == topic}
+        if lost:
+            sources = self.wiring.partitions
+            forget_caches(lambda scope: dimension_partition(dimension_key(scope), sources) in lost)
 
     def owned(self) -> list[ScopeRecord]:
         """The scopes of the partitions this worker actively owns: what /metrics shows."""
