@@ -182,7 +182,8 @@ def test_a_bad_release_is_reopens_and_more_work_in_tech_alone() -> None:
     found = truth("bad-release", named("bad-release", seed=1))
     tech = {scope: [_span(15, 29)] if scope == "queue:tech" else [] for scope in SCOPES}
     assert found.rules["reopen_rate_high"].scopes == tech
-    # Each reopen is work tech's capacity was not sized for; a third of the team's is not 10%.
+    # Each reopen is work tech's capacity was not sized for: tech's work rises by more than
+    # 10%, the team's by about 7% (tech does about a third of it), so all is not in imbalance.
     assert found.scopes == tech
     assert found.rules["driver_spike"].scopes == {scope: [] for scope in SCOPES}
 
