@@ -9,6 +9,7 @@ open and not paused; the first-response clock stops for good at the first meanin
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -472,7 +473,7 @@ def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: P
     wiring = Wiring.of(
         kafka.app(config.app_id, store="memory://"), config, Layout(4, 1, 1, 0), kafka
     )
-    stage = ScopeStage(wiring)
+    ScopeStage(wiring)  # connects itself to the app's rebalance signals
     lines = [encode(e) for e in generate_events(Scenario(days=16, seed=5))]
     run(lines, wiring.settings, GRACE_US)
 
@@ -485,9 +486,12 @@ def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: P
     assert {"all", "queue:billing"} <= drawn
     assert placed("all") != queues  # so that one partition's scopes go, another's stay
 
-    stage.forget_revoked(wiring.app, {TP("ticket-events", queues)})  # not the scopes' topic
+    def revoke(topic: str) -> None:  # as Faust signals a rebalance
+        asyncio.run(wiring.app.on_partitions_revoked.send({TP(topic, queues)}))
+
+    revoke("ticket-events")  # not the scopes' topic
     assert "queue:billing" in AGED_BOUNDS.by_scope
-    stage.forget_revoked(wiring.app, {TP(wiring.deltas.get_topic_name(), queues)})
+    revoke(wiring.deltas.get_topic_name())
     for held in (AGED_BOUNDS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
         assert all(placed(scope) != queues for scope in held)
     assert "all" in set(DRAWN.by_scope) | set(DRAWN.answers) | set(DRAWN.pools)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
@@ -396,12 +395,6 @@ class Drawn:
             held = self.by_scope[scope] = (key, drawn)
             self.draws += 1
         return held[1]
-
-    def forget(self, gone: Callable[[str], bool]) -> None:
-        """Drop what the scopes ``gone`` says drew, answered and pooled."""
-        for held in (self.by_scope, self.answers, self.pools):
-            for scope in [scope for scope in held if gone(scope)]:
-                del held[scope]
 
     def clear(self) -> None:
         self.by_scope.clear()

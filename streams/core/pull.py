@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import insort
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import mul
 from typing import Literal, get_args
@@ -167,11 +167,6 @@ class AgedBounds:
 
     def keep(self, scope: str, policy: PullPolicy, bounds: dict[str, AgedBound]) -> None:
         self.by_scope[scope] = (policy, bounds)
-
-    def forget(self, gone: Callable[[str], bool]) -> None:
-        """Drop the bounds of the scopes ``gone`` says: they hold its open tickets."""
-        for scope in [scope for scope in self.by_scope if gone(scope)]:
-            del self.by_scope[scope]
 
 
 AGED_BOUNDS = AgedBounds()
