@@ -36,6 +36,7 @@ from streams.core.sla import Clock, SlaPolicy, TargetClock, Targets
 from streams.core.ticket import Kind, Transition
 from streams.core.timeline import US_PER_SECOND
 from tests.bench_alerts import run_alerts, run_other_rules
+from tests.bench_bound import run_bound as run_bound_table
 from tests.bench_codec import bench_codec
 from tests.bench_forecast import bench_forecast, calibration
 from tests.bench_gateway import bench_gateway
@@ -270,6 +271,11 @@ def run_alert_quality(_: Sizes) -> list[Target]:
     return []
 
 
+def run_bound(_: Sizes) -> list[Target]:
+    run_bound_table()
+    return []
+
+
 def run_rules(_: Sizes) -> list[Target]:
     run_other_rules()
     return []
@@ -289,6 +295,7 @@ PARTS: dict[str, Callable[[Sizes], list[Target]]] = {
     "web": run_web,  # the web view's history: memory per scope and day, the report page
     "calibration": run_calibration,  # the forecast against what happened, ~10 min
     "alerts": run_alert_quality,  # the scenarios: about half an hour
+    "bound": run_bound,  # how soon any rule could detect them: about a minute
     "rules": run_rules,  # the other rules on the scenarios: about 5 minutes
     "aging": run_aging,  # last: a million open tickets take gigabytes
 }

@@ -623,26 +623,39 @@ class _Simulation:
         """``hour`` for the modelled team: arrivals and resolve capacity per queue."""
         model, s = self.model, self.scenario
         assert model is not None
-        day, hour = self.weekday_hour(when)
-        since = self.run_day(when)
-        season = self._day_factor[day] * self._arrival_hour[hour] / 24
-        for handler, rate in zip(self._arrive_in, model.fresh(since), strict=True):
-            for moment in self.poisson_times(when, rate * season):
+        for handler, rate in zip(self._arrive_in, self.fresh_rates(when, model), strict=True):
+            for moment in self.poisson_times(when, rate):
                 self.at(moment, handler)
-        if day < 5:
-            share = self._work_hour.get(hour, 0.0)
-        else:
-            share = self._weekend_hour.get(hour, 0.0) * s.weekend_capacity
-        capacity = model.capacity(since)
+        capacity = model.capacity(self.run_day(when))
         staffing = sum(capacity) / model.team if model.team > 0 else 1.0
-        for moment in self.poisson_times(when, s.triage_per_weekday * share * staffing):
+        triage = s.triage_per_weekday * self.work_share(when) * staffing
+        for moment in self.poisson_times(when, triage):
             self.at(moment, self.triage)
-        to_weekday = 7 / (5 + 2 * s.weekend_capacity)
-        for handler, rate in zip(self._resolve_in, capacity, strict=True):
-            for moment in self.poisson_times(when, rate * to_weekday * share):
+        for handler, rate in zip(self._resolve_in, self.resolve_rates(when, model), strict=True):
+            for moment in self.poisson_times(when, rate):
                 self.at(moment, handler)
         if when + HOUR < self.end:
             self.at(when + HOUR, self.hour_by_queue)
+
+    def fresh_rates(self, when: float, model: TeamModel) -> list[float]:
+        """Per queue, the fresh tickets ``model`` expects in the hour starting at ``when``."""
+        day, hour = self.weekday_hour(when)
+        season = self._day_factor[day] * self._arrival_hour[hour] / 24
+        return [rate * season for rate in model.fresh(self.run_day(when))]
+
+    def resolve_rates(self, when: float, model: TeamModel) -> list[float]:
+        """Per queue, the resolve attempts ``model`` gives the hour starting at ``when`` (an
+        attempt on an empty resolve queue resolves nothing)."""
+        to_weekday = 7 / (5 + 2 * self.scenario.weekend_capacity)
+        share = self.work_share(when)
+        return [rate * to_weekday * share for rate in model.capacity(self.run_day(when))]
+
+    def work_share(self, when: float) -> float:
+        """The share of a weekday's work done in the hour starting at ``when``."""
+        day, hour = self.weekday_hour(when)
+        if day < 5:
+            return self._work_hour.get(hour, 0.0)
+        return self._weekend_hour.get(hour, 0.0) * self.scenario.weekend_capacity
 
     def run_day(self, when: float) -> float:
         """Days since the start to the beginning of the run's hour ``when`` is in."""
