@@ -205,7 +205,8 @@ class CrossingConfig(BaseModel):
     spans: int = Field(default=_RULE.spans, ge=1)
     fire_share: float = Field(default=_RULE.fire_share, ge=0)
     fire_z: float = Field(default=_RULE.fire_z, ge=0)
-    arrivals_z: float = Field(default=_RULE.arrivals_z, ge=0)
+    surge_size: float = Field(default=_RULE.surge_size, gt=0)
+    surge_evidence: float = Field(default=_RULE.surge_evidence, gt=0)
     week_share: float = Field(default=_RULE.week_share, ge=0)
     week_z: float = Field(default=_RULE.week_z, ge=0)
     clear_share: float = _RULE.clear_share
@@ -243,7 +244,8 @@ class CrossingConfig(BaseModel):
             spans=self.spans,
             fire_share=self.fire_share,
             fire_z=self.fire_z,
-            arrivals_z=self.arrivals_z,
+            surge_size=self.surge_size,
+            surge_evidence=self.surge_evidence,
             week_share=self.week_share,
             week_z=self.week_z,
             clear_share=self.clear_share,

@@ -182,9 +182,9 @@ def _imbalance_text(alert: AlertTransition, snapshot: FlowSnapshot, name: str) -
     closing = f"; the team closes {weekly_out / 7:.0f}/day" if weekly_out else ""
     if alert.state is AlertState.FIRING and alert.reading == ARRIVALS_READING:
         return (
-            f"{name}: {alert.value:.0f} more tickets a day arrive than in the same hours of"
-            f" earlier weeks (fires at {alert.threshold:.0f}){closing}; the backlog keeps"
-            " growing beyond the usual week"
+            f"{name}: {alert.value:.0f} more tickets a day arrive than usual for these hours"
+            f" of the week since they rose (it looks for {alert.threshold:.0f} more){closing};"
+            " the backlog keeps growing beyond the usual week"
         )
     if alert.state is AlertState.FIRING:
         return (

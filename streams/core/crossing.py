@@ -9,20 +9,27 @@ step), each in tickets per ``span`` (24 h by default):
   has its own mean daily net removed first, so what it contributes is the shape of a
   balanced week (Mondays heavy, weekends unworked); the median over the weeks leaves out one
   that was itself disturbed. What remains is the imbalance of the last ``span``.
-- **arrivals**: the arrivals of the last ``span`` against the median of the same hours of
-  the week in the earlier weeks. A surge shows here first: arrivals alone carry half the
-  Poisson noise of arrivals and closures together, and a team with room closes more while
-  it lasts, which hides part of it from the net. It fires only while the imbalance now is
-  above ``clear_share`` of capacity: more arrivals that the team absorbs are no imbalance.
+- **arrivals**: the evidence, hour by hour, that more tickets arrive than usual (a CUSUM
+  of the log-likelihood ratio of a surge of ``surge_size`` against the usual, Poisson
+  arrivals). The usual arrivals of an hour are the same weekday's arrivals in up to
+  ``history`` earlier weeks, shared out over the day as the hours of the day shared the
+  arrivals of those weeks. A surge shows here first: arrivals alone carry half the Poisson
+  noise of arrivals and closures together, a team with room closes more while it lasts,
+  which hides part of it from the net, and the evidence of each hour adds up from the
+  first hour of the surge, where a day's window dilutes it with the hours before. It fires
+  at ``surge_evidence`` (``e`` to that power times likelier a surge than the usual), and
+  only while the imbalance now is above ``clear_share`` of capacity: more arrivals that the
+  team absorbs are no imbalance.
 - **week**: the net inflow of the capacity window (7 d) scaled to ``span``: slow, but it
   sees a small imbalance that lasts (one percent more a week adds up).
 
-Each fires at the larger of an effect size (a share of the team's capacity: its outflow
-over the capacity window) and a multiple of its own Poisson noise (the square root of the
-tickets that came and went, or that came), so a small queue needs a clearer signal than the
-whole backlog. The rule fires once one has fired at ``confirm`` whole hours in a row, and
-resolves once the imbalance now has stayed at or below ``clear_share`` of capacity for
-``clear_for``. It decides nothing until ``warm_up`` after the scope's first hour.
+The two net readings fire at the larger of an effect size (a share of the team's capacity:
+its outflow over the capacity window) and a multiple of their Poisson noise (the square
+root of the tickets that came and went), so a small queue needs a clearer signal than the
+whole backlog; the evidence of the arrivals needs more hours of a small queue too. The rule
+fires once one has fired at ``confirm`` whole hours in a row, and resolves once the
+imbalance now has stayed at or below ``clear_share`` of capacity for ``clear_for``. It
+decides nothing until ``warm_up`` after the scope's first hour.
 
 Every decision is a function of the emitted snapshots: ``report`` and the stream agree.
 """
@@ -55,7 +62,9 @@ class CrossingRule:
     spans: int = 3  # the imbalance now is read over the last one, two and three spans
     fire_share: float = 0.25  # of capacity per span, the least imbalance now that fires
     fire_z: float = 3.0
-    arrivals_z: float = 3.5  # a third reading tested at each hour: a higher bar
+    hour_window: str = "1h"  # a configured window: the arrivals of each hour
+    surge_size: float = 0.5  # of the usual arrivals: the surge the arrivals reading looks for
+    surge_evidence: float = 10.0  # its log-likelihood ratio at which it fires
     week_share: float = 0.10  # of capacity, the least imbalance over the week that fires
     week_z: float = 3.0
     clear_share: float = 0.05  # of capacity: at or below, the imbalance is over
@@ -70,8 +79,8 @@ class Reading:
     """What the rule sees at one whole hour, in tickets per span."""
 
     now: float | None  # None until a week of history
-    arrivals: float | None  # the arrivals of the last span beyond the usual, read while
-    # the imbalance now grows (None otherwise)
+    arrivals: float | None  # per span, the arrivals beyond the usual since they rose, read
+    # while the imbalance now grows (None otherwise, or while they have not risen)
     week: float
     capacity: float
     fires_now: bool
@@ -105,7 +114,15 @@ class Crossing:
     slow: bool = False
     week_armed: bool = True
     resolved_hour: int | None = None  # the imbalance now is read over spans since then
-    arrived: dict[int, int] = field(default_factory=dict)  # hour: the arrivals of the span
+    # hour: the arrivals of the hour that ended then, from ``counted_since`` on (state
+    # written before held the arrivals of the span here: those hours are not read).
+    arrived: dict[int, int] = field(default_factory=dict)
+    counted_since: int | None = None
+    surge: float = 0.0  # the arrivals reading's evidence of a surge, in nats
+    day_usual: tuple[int, tuple[float, ...]] | None = None  # a day, its hours' usual arrivals
+    # Since the evidence was last at zero (where a surge began, if one did): the hours, their
+    # arrivals and their usual arrivals.
+    surge_run: tuple[int, int, float] = (0, 0, 0.0)
 
     def evaluate(self, snapshot: FlowSnapshot, rule: CrossingRule) -> AlertTransition | None:
         if snapshot.as_of_us % HOUR_US:
@@ -113,48 +130,107 @@ class Crossing:
         hour = snapshot.as_of_us // HOUR_US
         if self.first_hour is None:
             self.first_hour = hour
-        reading = self.read(hour, snapshot, rule)
+        if self.counted_since is None:
+            self.counted_since = hour
+        reading = self._read(hour, snapshot, rule)
         if hour - self.first_hour < rule.warm_up_hours:
             return None
         return self._decide(snapshot.as_of_us, reading, rule)
 
-    def read(self, hour: int, snapshot: FlowSnapshot, rule: CrossingRule) -> Reading:
+    def _read(self, hour: int, snapshot: FlowSnapshot, rule: CrossingRule) -> Reading:
         """Remember this hour's nets; the reading they give with the earlier weeks."""
         span, week = _net(snapshot, rule.span), _net(snapshot, rule.capacity_window)
         moved = snapshot.inflow[rule.span] + snapshot.outflow[rule.span]
         self.nets[hour] = (span, week, moved)
-        self.arrived[hour] = snapshot.inflow[rule.span]
         # The oldest span read (spans back) needs its weeks too.
         oldest = hour - rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
         forget_before(self.nets, oldest)
-        forget_before(self.arrived, oldest)
+        self._count_arrivals(hour, snapshot.inflow[rule.hour_window], rule)
         scale = rule.span_hours / rule.capacity_hours
         capacity = snapshot.outflow[rule.capacity_window] * scale
         week_moved = snapshot.inflow[rule.capacity_window] + snapshot.outflow[rule.capacity_window]
         enough = moved >= rule.min_volume
-        excesses = self._excesses(hour, rule, NET)
+        excesses = self._excesses(hour, rule)
         now = excesses[0][0] if excesses else None
         growing = enough and now is not None and now > rule.clear_share * capacity
         # More arrivals than usual matter only while the backlog grows beyond its rhythm.
-        arrivals = self._excesses(hour, rule, ARRIVALS) if growing else []
+        rates = self._surge_rates(rule) if growing else None
+        arrivals = rates[0] if rates is not None else None
         fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule.fire_z)
-        fires_arrivals = growing and _beyond(arrivals, rule.fire_share * capacity, rule.arrivals_z)
+        fires_arrivals = arrivals is not None and self.surge >= rule.surge_evidence
         week_net = week * scale
         # A first week shows arrivals without the closures of tickets opened before the
         # first event: the week reading waits until its window has passed it.
         seen = hour - (hour if self.first_hour is None else self.first_hour)
         level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
         fires_week = enough and seen >= 2 * rule.capacity_hours and week_net >= level
-        first_arrivals = arrivals[0][0] if arrivals else None
-        return Reading(
-            now, first_arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week
-        )
+        return Reading(now, arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week)
 
-    def _excesses(self, hour: int, rule: CrossingRule, reading: str) -> list[tuple[float, float]]:
-        """The net inflow (``NET``) or the arrivals (``ARRIVALS``) of the last one, two and
-        three spans beyond their usual, each with its variance (Poisson: the tickets that
-        came and went, or came, once for now and once over the number of weeks the usual is
-        the median of)."""
+    def _count_arrivals(self, hour: int, arrived: int, rule: CrossingRule) -> None:
+        """Keep the hour's arrivals and add its evidence of a surge against its usual."""
+        self.arrived[hour] = arrived
+        forget_before(self.arrived, hour - rule.history_weeks * WEEK_HOURS - DAY_HOURS)
+        usual = self._usual_arrivals(hour, rule)
+        if usual is None:
+            return
+        surge = 1.0 + rule.surge_size
+        self.surge = max(0.0, self.surge + arrived * math.log(surge) - (surge - 1.0) * usual)
+        if self.surge:
+            hours, came, expected = self.surge_run
+            self.surge_run = (hours + 1, came + arrived, expected + usual)
+        else:
+            self.surge_run = (0, 0, 0.0)
+
+    def _usual_arrivals(self, hour: int, rule: CrossingRule) -> float | None:
+        """The arrivals usual for the hour ending at ``hour`` (hours are named by their end:
+        day ``d`` holds hours ``24 d + 1 .. 24 d + 24``). None until a week of whole days has
+        been counted."""
+        today, offset = divmod(hour - 1, DAY_HOURS)
+        if self.day_usual is None or self.day_usual[0] != today:
+            self.day_usual = (today, self._usual_day(today, rule))
+        usual = self.day_usual[1]
+        return usual[offset] if usual else None
+
+    def _usual_day(self, today: int, rule: CrossingRule) -> tuple[float, ...]:
+        """Each hour's usual arrivals on ``today``: the same weekday's arrivals in the earlier
+        weeks counted (up to ``history``), shared out as the hours of the day shared the
+        arrivals of those weeks. Empty until a week of whole days has been counted."""
+        assert self.counted_since is not None
+        first_day = -(-(self.counted_since - 1) // DAY_HOURS)
+        weeks = min(rule.history_weeks, (today - first_day) // 7)
+        days = range(today - 7 * weeks, today)
+        by_hour = [sum(self.arrived.get(d * DAY_HOURS + h, 0) for d in days) for h in range(1, 25)]
+        counted = sum(by_hour)
+        if weeks < 1 or not counted:
+            return ()
+        same_day = (
+            sum(
+                self.arrived.get((today - 7 * back) * DAY_HOURS + h, 0)
+                for back in range(1, weeks + 1)
+                for h in range(1, DAY_HOURS + 1)
+            )
+            / weeks
+        )
+        # At least a tenth of the mean hour: one ticket in an hour that had none is no surge.
+        least = counted / len(days) / DAY_HOURS / 10
+        # The usual is itself counted from few days: taken one standard deviation high, a
+        # small queue in its second week does not read its own noise as a surge.
+        same_day += math.sqrt(same_day / weeks)
+        return tuple(max(same_day * count / counted, least) for count in by_hour)
+
+    def _surge_rates(self, rule: CrossingRule) -> tuple[float, float] | None:
+        """Per span, over the hours since the evidence was last at zero (where a surge began,
+        if one did): the arrivals beyond their usual, and the usual. None without such hours."""
+        hours, came, usual = self.surge_run
+        if not hours:
+            return None
+        per_span = rule.span_hours / hours
+        return (came - usual) * per_span, usual * per_span
+
+    def _excesses(self, hour: int, rule: CrossingRule) -> list[tuple[float, float]]:
+        """The net inflow of the last one, two and three spans beyond their usual, each with
+        its variance (Poisson: the tickets that came and went, once for now and once over
+        the number of weeks the usual is the median of)."""
         excesses: list[tuple[float, float]] = []
         excess = variance = 0.0
         for back in range(rule.spans):
@@ -165,42 +241,30 @@ class Crossing:
                 and then - rule.span_hours < self.resolved_hour
             ):
                 break  # what was over stays over
-            known, shapes = self._observed(then, reading), self._shapes(then, rule, reading)
+            known, shapes = self.nets.get(then), self._shapes(then, rule)
             if known is None or not shapes:
                 break
-            observed, noise = known
-            excess += observed - statistics.median(shapes)
-            variance += noise * (1 + 1 / len(shapes))
+            excess += known[0] - statistics.median(shapes)
+            variance += known[2] * (1 + 1 / len(shapes))
             excesses.append((excess, variance))
         return excesses
 
-    def _observed(self, hour: int, reading: str) -> tuple[float, float] | None:
-        """The span ending at ``hour``: its net inflow or its arrivals, and the tickets whose
-        Poisson noise it carries."""
-        if reading == ARRIVALS:
-            arrived = self.arrived.get(hour)
-            return None if arrived is None else (arrived, arrived)
-        known = self.nets.get(hour)
-        return None if known is None else (known[0], known[2])
-
-    def _shapes(self, hour: int, rule: CrossingRule, reading: str) -> list[float]:
+    def _shapes(self, hour: int, rule: CrossingRule) -> list[float]:
         """The same hours of the week in earlier weeks, only where a whole span had been
         seen."""
         first = hour if self.first_hour is None else self.first_hour
         shapes = []
         for weeks in range(1, rule.history_weeks + 1):
             then = hour - weeks * WEEK_HOURS
-            usual = self._usual(then, first, rule, reading)
+            usual = self._usual_net(then, first, rule)
             if usual is not None and then - first >= rule.span_hours:
                 shapes.append(usual)
         return shapes
 
-    def _usual(self, hour: int, first: int, rule: CrossingRule, reading: str) -> float | None:
-        """What the span ending at ``hour`` of an earlier week adds to the usual: its
-        arrivals, or its net with its week's mean removed (the mean over what had been seen
-        of the week centred there, known half a week later)."""
-        if reading == ARRIVALS:
-            return self.arrived.get(hour)
+    def _usual_net(self, hour: int, first: int, rule: CrossingRule) -> float | None:
+        """What the span ending at ``hour`` of an earlier week adds to the usual: its net
+        with its week's mean removed (the mean over what had been seen of the week centred
+        there, known half a week later)."""
         then, around = self.nets.get(hour), self.nets.get(hour + WEEK_HOURS // 2)
         if then is None or around is None:
             return None
@@ -234,6 +298,7 @@ class Crossing:
         self.firing, self.clear_streak = False, 0
         self.week_armed = not reading.fires_week
         self.resolved_hour = at_us // HOUR_US
+        self.surge, self.surge_run = 0.0, (0, 0, 0.0)  # what was over stays over
         return self._transition(AlertState.RESOLVED, at_us, now, reading, rule)
 
     def _transition(
@@ -245,7 +310,12 @@ class Crossing:
         rule: CrossingRule,
         fired_by: str = NET,
     ) -> AlertTransition:
-        share = rule.fire_share if state is AlertState.FIRING else rule.clear_share
+        if fired_by == ARRIVALS:  # the surge it looks for
+            rates = self._surge_rates(rule)
+            threshold = rule.surge_size * rates[1] if rates is not None else 0.0
+        else:
+            share = rule.fire_share if state is AlertState.FIRING else rule.clear_share
+            threshold = share * reading.capacity
         per_day = DAY_HOURS / rule.span_hours  # what the message and the topic say
         return AlertTransition(
             INFLOW_ABOVE_OUTFLOW,
@@ -253,7 +323,7 @@ class Crossing:
             state,
             at_us,
             value * per_day,
-            share * reading.capacity * per_day,
+            threshold * per_day,
             self.fired_at_us,
             fired_by if fired_by == ARRIVALS else "",
         )

@@ -59,7 +59,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         wanted = (
-            (self.crossing.span, self.crossing.capacity_window)
+            (self.crossing.span, self.crossing.capacity_window, self.crossing.hour_window)
             if isinstance(self.crossing, CrossingRule)
             else (self.crossing.window,)
         )
