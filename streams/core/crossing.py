@@ -199,18 +199,12 @@ class Crossing:
         first_day = -(-(self.counted_since - 1) // DAY_HOURS)
         weeks = min(rule.history_weeks, (today - first_day) // 7)
         days = range(today - 7 * weeks, today)
-        by_hour = [sum(self.arrived.get(d * DAY_HOURS + h, 0) for d in days) for h in range(1, 25)]
+        counts = [[self.arrived.get(d * DAY_HOURS + h, 0) for h in range(1, 25)] for d in days]
+        by_hour = [sum(hour) for hour in zip(*counts, strict=True)]
         counted = sum(by_hour)
         if weeks < 1 or not counted:
             return ()
-        same_day = (
-            sum(
-                self.arrived.get((today - 7 * back) * DAY_HOURS + h, 0)
-                for back in range(1, weeks + 1)
-                for h in range(1, DAY_HOURS + 1)
-            )
-            / weeks
-        )
+        same_day = sum(sum(day) for day in counts[::7]) / weeks  # today's weekday, weeks back
         # At least a tenth of the mean hour: one ticket in an hour that had none is no surge.
         least = counted / len(days) / DAY_HOURS / 10
         # The usual is itself counted from few days: taken one standard deviation high, a
