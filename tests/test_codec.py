@@ -105,7 +105,7 @@ def older(state: object, dropped: str) -> bytes:
         (PartitionProgress(100), "base", 0),
         (RequesterPartitionRecord(0, 4), "log", None),
         (ScopeAging("all"), "sla_read", None),
-        (Crossing("all"), "surge_run", (0, 0, 0.0)),
+        (Crossing("all"), "incidents", []),
     ],
     ids=[
         "Progress",

@@ -96,14 +96,16 @@ def test_fewer_closures_fire_within_a_day_and_resolve_once_they_are_back() -> No
     assert resolved_hour - fired_hour > 2  # no flap: at least clear_hours after firing
 
 
-def _surge(arrivals: float, closures: float) -> Iterator[FlowSnapshot]:
-    """Six weeks; for three days from day 21 arrivals and closures scaled."""
-    start, end = 21 * DAY_HOURS, 24 * DAY_HOURS
+def _surge(
+    arrivals: float, closures: float, day: int = 21, days: int = 3, weeks: int = 6
+) -> Iterator[FlowSnapshot]:
+    """For ``days`` from ``day`` arrivals and closures scaled."""
+    start, end = day * DAY_HOURS, (day + days) * DAY_HOURS
 
     def during(factor: float) -> Factor:
         return lambda h: factor if start <= h < end else 1.0
 
-    return flows(weeks=6, arrivals=during(arrivals), closures=during(closures))
+    return flows(weeks=weeks, arrivals=during(arrivals), closures=during(closures))
 
 
 def test_a_surge_the_team_partly_absorbs_fires_from_the_arrivals() -> None:
@@ -153,6 +155,26 @@ def test_state_of_an_earlier_version_is_not_read_as_hourly_arrivals() -> None:
     day, usual = crossing.day_usual
     assert day == first_day + 7
     assert usual == pytest.approx([(2880 + math.sqrt(2880)) / DAY_HOURS] * DAY_HOURS)
+
+
+def test_a_week_with_an_incident_teaches_no_rhythm() -> None:
+    """Twice the arrivals on Wednesday and Thursday of the second week, closures unchanged.
+    That week's mean net, removed to read its shape, is raised by the two days: read as the
+    usual, the rest of it made the next Monday look a quarter of capacity beyond its rhythm
+    (617-720 tickets a day, against 617), and the rule fired again at day 14. Left out, no
+    earlier week remains to read the imbalance now against (the first has no whole day
+    before it), and the week reading, which still holds the surge, stays disarmed."""
+    alerts = transitions(_surge(arrivals=2.0, closures=1.0, day=9, days=2, weeks=4))
+    assert [state for state, _ in hours_of(alerts)] == [AlertState.FIRING, AlertState.RESOLVED]
+    assert 9 * DAY_HOURS < hours_of(alerts)[0][1] <= 10 * DAY_HOURS
+
+
+def test_the_week_reading_does_not_fire_again_for_an_incident_resolved_before_it_counts() -> None:
+    """A surge in the second week resolves before the week reading counts (from day 14):
+    the week still holds the surge then, which must not fire it afresh."""
+    alerts = transitions(_surge(arrivals=1.6, closures=1.2, day=8, days=3, weeks=4))
+    assert [state for state, _ in hours_of(alerts)] == [AlertState.FIRING, AlertState.RESOLVED]
+    assert hours_of(alerts)[1][1] < 14 * DAY_HOURS
 
 
 def test_more_arrivals_the_team_absorbs_are_no_imbalance() -> None:

@@ -8,7 +8,10 @@ step), each in tickets per ``span`` (24 h by default):
   against the same hours of the week in up to ``history`` earlier weeks. Each earlier week
   has its own mean daily net removed first, so what it contributes is the shape of a
   balanced week (Mondays heavy, weekends unworked); the median over the weeks leaves out one
-  that was itself disturbed. What remains is the imbalance of the last ``span``.
+  that was itself disturbed. A week in which an incident fired and resolved is passed over
+  (looking back up to twice ``history``): a surge of a few days raises its week's mean, and
+  the rest of that week would read as a rhythm quieter than the team's. What remains is the
+  imbalance of the last ``span``.
 - **arrivals**: the evidence, hour by hour, that more tickets arrive than usual (a CUSUM
   of the log-likelihood ratio of a surge of ``surge_size`` against the usual, Poisson
   arrivals). The usual arrivals of an hour are the same weekday's arrivals in up to
@@ -86,6 +89,7 @@ class Reading:
     fires_now: bool
     fires_arrivals: bool
     fires_week: bool
+    week_above: bool  # the week beyond its level, counted or not yet (its first two weeks)
 
     @property
     def fired_by(self) -> str:
@@ -123,6 +127,9 @@ class Crossing:
     # Since the evidence was last at zero (where a surge began, if one did): the hours, their
     # arrivals and their usual arrivals.
     surge_run: tuple[int, int, float] = (0, 0, 0.0)
+    # The hours it fired and resolved, of the incidents still within the weeks read: a week
+    # it found out of balance shows no rhythm.
+    incidents: list[tuple[int, int]] = field(default_factory=list)
 
     def evaluate(self, snapshot: FlowSnapshot, rule: CrossingRule) -> AlertTransition | None:
         if snapshot.as_of_us % HOUR_US:
@@ -143,8 +150,10 @@ class Crossing:
         moved = snapshot.inflow[rule.span] + snapshot.outflow[rule.span]
         self.nets[hour] = (span, week, moved)
         # The oldest span read (spans back) needs its weeks too.
-        oldest = hour - rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
+        oldest = hour - 2 * rule.history_weeks * WEEK_HOURS - (rule.spans - 1) * rule.span_hours
         forget_before(self.nets, oldest)
+        while self.incidents and self.incidents[0][1] < oldest - WEEK_HOURS // 2:
+            del self.incidents[0]
         self._count_arrivals(hour, snapshot.inflow[rule.hour_window], rule)
         scale = rule.span_hours / rule.capacity_hours
         capacity = snapshot.outflow[rule.capacity_window] * scale
@@ -163,8 +172,11 @@ class Crossing:
         # first event: the week reading waits until its window has passed it.
         seen = hour - (hour if self.first_hour is None else self.first_hour)
         level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
-        fires_week = enough and seen >= 2 * rule.capacity_hours and week_net >= level
-        return Reading(now, arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week)
+        week_above = enough and week_net >= level
+        fires_week = week_above and seen >= 2 * rule.capacity_hours
+        return Reading(
+            now, arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week, week_above
+        )
 
     def _count_arrivals(self, hour: int, arrived: int, rule: CrossingRule) -> None:
         """Keep the hour's arrivals and add its evidence of a surge against its usual."""
@@ -248,12 +260,21 @@ class Crossing:
         seen."""
         first = hour if self.first_hour is None else self.first_hour
         shapes = []
-        for weeks in range(1, rule.history_weeks + 1):
+        for weeks in range(1, 2 * rule.history_weeks + 1):
             then = hour - weeks * WEEK_HOURS
             usual = self._usual_net(then, first, rule)
-            if usual is not None and then - first >= rule.span_hours:
+            if usual is not None and then - first >= rule.span_hours and self._calm(then):
                 shapes.append(usual)
+            if len(shapes) == rule.history_weeks:
+                break
         return shapes
+
+    def _calm(self, hour: int) -> bool:
+        """Whether no resolved incident overlaps the week centred on ``hour`` (the week whose
+        mean ``_usual_net`` removes): an imbalance of a few days, spread over its week by that
+        mean, would make the rest of the week look quieter than its rhythm."""
+        start, end = hour - WEEK_HOURS // 2, hour + WEEK_HOURS // 2
+        return all(resolved < start or fired > end for fired, resolved in self.incidents)
 
     def _usual_net(self, hour: int, first: int, rule: CrossingRule) -> float | None:
         """What the span ending at ``hour`` of an earlier week adds to the usual: its net
@@ -266,7 +287,7 @@ class Crossing:
         return then[0] - around[1] * rule.span_hours / seen
 
     def _decide(self, at_us: int, reading: Reading, rule: CrossingRule) -> AlertTransition | None:
-        if not reading.fires_week:
+        if not reading.week_above:
             self.week_armed = True
         if not self.firing:
             week = reading.fires_week and self.week_armed
@@ -290,8 +311,9 @@ class Crossing:
         if self.clear_streak < rule.clear_hours:
             return None
         self.firing, self.clear_streak = False, 0
-        self.week_armed = not reading.fires_week
+        self.week_armed = not reading.week_above
         self.resolved_hour = at_us // HOUR_US
+        self.incidents.append((self.fired_at_us // HOUR_US, self.resolved_hour))
         self.surge, self.surge_run = 0.0, (0, 0, 0.0)  # what was over stays over
         return self._transition(AlertState.RESOLVED, at_us, now, reading, rule)
 
