@@ -22,7 +22,8 @@ step), each in tickets per ``span`` (24 h by default):
   first hour of the surge, where a day's window dilutes it with the hours before. It fires
   at ``surge_evidence`` (``e`` to that power times likelier a surge than the usual), and
   only while the imbalance now is above ``clear_share`` of capacity: more arrivals that the
-  team absorbs are no imbalance.
+  team absorbs are no imbalance (while the rhythm is still a first week's, a backlog that
+  grows at all by as much counts too).
 - **week**: the net inflow of the capacity window (7 d) scaled to ``span``: slow, but it
   sees a small imbalance that lasts (one percent more a week adds up).
 
@@ -90,6 +91,7 @@ class Reading:
     fires_arrivals: bool
     fires_week: bool
     week_above: bool  # the week beyond its level, counted or not yet (its first two weeks)
+    unsettled: bool  # the backlog grows while the rhythm is a first week's
 
     @property
     def fired_by(self) -> str:
@@ -161,22 +163,29 @@ class Crossing:
         enough = moved >= rule.min_volume
         excesses = self._excesses(hour, rule)
         now = excesses[0][0] if excesses else None
-        growing = enough and now is not None and now > rule.clear_share * capacity
+        # A first week shows arrivals without the closures of tickets opened before the first
+        # event (or began with an empty queue): no rhythm to read a backlog's growth against.
+        seen = hour - (hour if self.first_hour is None else self.first_hour)
+        floor = rule.clear_share * capacity
+        growing = enough and now is not None and now > floor
+        # Until the week centred on an hour a week back has been seen whole, the imbalance now
+        # is read against that first week: the backlog growing at all counts as growing too,
+        # and keeps what fired from resolving.
+        unsettled = enough and seen < WEEK_HOURS + WEEK_HOURS // 2 and span > floor
         # More arrivals than usual matter only while the backlog grows beyond its rhythm.
-        rates = self._surge_rates(rule) if growing else None
+        rates = self._surge_rates(rule) if growing or unsettled else None
         arrivals = rates[0] if rates is not None else None
         fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule.fire_z)
         fires_arrivals = arrivals is not None and self.surge >= rule.surge_evidence
         week_net = week * scale
-        # A first week shows arrivals without the closures of tickets opened before the
-        # first event: the week reading waits until its window has passed it.
-        seen = hour - (hour if self.first_hour is None else self.first_hour)
         level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
         week_above = enough and week_net >= level
+        # The week reading waits until its window has passed the first week.
         fires_week = week_above and seen >= 2 * rule.capacity_hours
         return Reading(
-            now, arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week, week_above
-        )
+            now, arrivals, week_net, capacity, fires_now, fires_arrivals, fires_week, week_above,
+            unsettled,
+        )  # fmt: skip
 
     def _count_arrivals(self, hour: int, arrived: int, rule: CrossingRule) -> None:
         """Keep the hour's arrivals and add its evidence of a surge against its usual."""
@@ -306,7 +315,7 @@ class Crossing:
         # drains: a lasting imbalance hovers around its level and would resolve and fire
         # again with the noise.
         ceiling = 0.0 if reading.fires_week and not self.slow else rule.clear_share
-        calm = now <= ceiling * reading.capacity
+        calm = now <= ceiling * reading.capacity and not reading.unsettled
         self.clear_streak = self.clear_streak + 1 if calm else 0
         if self.clear_streak < rule.clear_hours:
             return None
