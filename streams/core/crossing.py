@@ -265,8 +265,8 @@ class Crossing:
         return excesses
 
     def _shapes(self, hour: int, rule: CrossingRule) -> list[float]:
-        """The same hours of the week in earlier weeks, only where a whole span had been
-        seen."""
+        """The same hours of the week in the latest ``history`` earlier weeks without an
+        incident (up to twice as many weeks back), only where a whole span had been seen."""
         first = hour if self.first_hour is None else self.first_hour
         shapes = []
         for weeks in range(1, 2 * rule.history_weeks + 1):
