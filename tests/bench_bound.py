@@ -22,6 +22,7 @@ from streams.commands.scenarios import named
 from streams.commands.simulate import (
     _NOBODY,
     HOUR,
+    Effect,
     Handler,
     Scenario,
     TeamModel,
@@ -30,7 +31,6 @@ from streams.commands.simulate import (
 )
 
 SEEDS = (1, 2, 3, 4, 5)
-CHANGE_DAY = 8  # both scenarios change on day 8 (scenarios.py)
 Counts = defaultdict[int, Counter[str]]  # hour of the run -> queue -> count
 
 
@@ -66,19 +66,26 @@ class _Counting(_Simulation):
 class Change:
     scenario: str
     reading: str  # what the bound counts
-    factor: float  # the change it looks for
     target_hours: int  # the target for detecting it
+    effect: Callable[[Scenario], Effect]  # the scenario's change: when it starts, its size
     counts: Callable[[_Counting], Counts]
     rates: Callable[[_Counting, float, TeamModel], list[float]]
 
 
 CHANGES = (
-    Change("surge", "new tickets", 1.6, 12, lambda s: s.fresh, lambda s, w, m: s.fresh_rates(w, m)),
+    Change(
+        "surge",
+        "new tickets",
+        12,
+        lambda s: s.arrival_effects[0],
+        lambda s: s.fresh,
+        lambda s, w, m: s.fresh_rates(w, m),
+    ),
     Change(
         "understaffed",
         "resolve attempts",
-        0.75,
         24,
+        lambda s: s.capacity_effects[0],
         lambda s: s.attempts,
         lambda s, w, m: s.resolve_rates(w, m),
     ),
@@ -93,7 +100,8 @@ def cusum_path(change: Change, name: str, seed: int) -> dict[str, list[float]]:
         pass
     usual = TeamModel(named("steady"))
     counts, queues = change.counts(simulation), list(usual.names)
-    log_factor = math.log(change.factor)
+    factor = change.effect(named(change.scenario)).factor
+    log_factor = math.log(factor)
     paths: dict[str, list[float]] = {scope: [] for scope in ("all", *queues)}
     level = dict.fromkeys(paths, 0.0)
     for hour in range(int(simulation.scenario.days * 24)):
@@ -102,7 +110,7 @@ def cusum_path(change: Change, name: str, seed: int) -> dict[str, list[float]]:
         for scope in paths:
             rate = sum(rates) if scope == "all" else rates[queues.index(scope)]
             count = sum(seen.values()) if scope == "all" else seen[scope]
-            step = count * log_factor - (change.factor - 1.0) * rate
+            step = count * log_factor - (factor - 1.0) * rate
             level[scope] = max(0.0, level[scope] + step)
             paths[scope].append(level[scope])
     return paths
@@ -120,9 +128,9 @@ def run_bound() -> None:
             for scope, path in cusum_path(change, "steady", seed).items():
                 bars[scope] = max(bars[scope], max(path))
         delays: dict[str, list[int | None]] = defaultdict(list)
+        start = round(change.effect(named(change.scenario)).start * 24)
         for seed in SEEDS:
             for scope, path in cusum_path(change, change.scenario, seed).items():
-                start = CHANGE_DAY * 24
                 fired = next((h for h in range(start, len(path)) if path[h] > bars[scope]), None)
                 delays[scope].append(None if fired is None else fired + 1 - start)
         for scope, hours in delays.items():

@@ -168,10 +168,10 @@ class Crossing:
         seen = hour - (hour if self.first_hour is None else self.first_hour)
         floor = rule.clear_share * capacity
         growing = enough and now is not None and now > floor
-        # Until the week centred on an hour a week back has been seen whole, the imbalance now
-        # is read against that first week: the backlog growing at all counts as growing too,
-        # and keeps what fired from resolving.
-        unsettled = enough and seen < WEEK_HOURS + WEEK_HOURS // 2 and span > floor
+        # Until the week centred on an hour a week back has been seen whole (``_usual_net``),
+        # the imbalance now is read against that first week: the backlog growing at all counts
+        # as growing too, and keeps what fired from resolving.
+        unsettled = enough and seen < WEEK_HOURS // 2 + rule.capacity_hours and span > floor
         # More arrivals than usual matter only while the backlog grows beyond its rhythm.
         rates = self._surge_rates(rule) if growing or unsettled else None
         arrivals = rates[0] if rates is not None else None
