@@ -32,6 +32,7 @@ from streams.commands.simulate import (
 
 SEEDS = (1, 2, 3, 4, 5)
 Counts = defaultdict[int, Counter[str]]  # hour of the run -> queue -> count
+FRESH, ATTEMPTS = "new tickets", "resolve attempts"  # what the bound counts
 
 
 class _Counting(_Simulation):
@@ -39,8 +40,10 @@ class _Counting(_Simulation):
     resolve attempts per queue."""
 
     def __init__(self, scenario: Scenario) -> None:
-        self.fresh: Counts = defaultdict(Counter)
-        self.attempts: Counts = defaultdict(Counter)
+        self.counted: dict[str, Counts] = {
+            FRESH: defaultdict(Counter),
+            ATTEMPTS: defaultdict(Counter),
+        }
         super().__init__(scenario)
 
     def hour_of(self, when: float) -> int:
@@ -48,7 +51,7 @@ class _Counting(_Simulation):
 
     def open_ticket(self, when: float, source: _Ticket, queue: str | None, tag: str) -> None:
         if source is _NOBODY and queue is not None:  # fresh, in a modelled queue
-            self.fresh[self.hour_of(when)][queue] += 1
+            self.counted[FRESH][self.hour_of(when)][queue] += 1
         super().open_ticket(when, source, queue, tag)
 
     def _resolver(self, pool: list[tuple[float, int, _Ticket, int]]) -> Handler:
@@ -56,7 +59,7 @@ class _Counting(_Simulation):
         queue = next(name for name, kept in self.pools.items() if kept is pool)
 
         def counted(when: float, ticket: _Ticket) -> None:
-            self.attempts[self.hour_of(when)][queue] += 1
+            self.counted[ATTEMPTS][self.hour_of(when)][queue] += 1
             resolve(when, ticket)
 
         return counted
@@ -68,27 +71,12 @@ class Change:
     reading: str  # what the bound counts
     target_hours: int  # the issue's target for detecting it
     effect: Callable[[Scenario], Effect]  # the scenario's change: when it starts, its size
-    counts: Callable[[_Counting], Counts]
-    rates: Callable[[_Counting, float, TeamModel], list[float]]
+    rates: Callable[[_Counting, float, TeamModel], list[float]]  # what is expected per queue
 
 
 CHANGES = (
-    Change(
-        "surge",
-        "new tickets",
-        12,
-        lambda s: s.arrival_effects[0],
-        lambda s: s.fresh,
-        lambda s, w, m: s.fresh_rates(w, m),
-    ),
-    Change(
-        "understaffed",
-        "resolve attempts",
-        24,
-        lambda s: s.capacity_effects[0],
-        lambda s: s.attempts,
-        lambda s, w, m: s.resolve_rates(w, m),
-    ),
+    Change("surge", FRESH, 12, lambda s: s.arrival_effects[0], _Counting.fresh_rates),
+    Change("understaffed", ATTEMPTS, 24, lambda s: s.capacity_effects[0], _Counting.resolve_rates),
 )
 
 
@@ -99,7 +87,7 @@ def cusum_path(change: Change, name: str, seed: int) -> dict[str, list[float]]:
     for _ in simulation.run():
         pass
     usual = TeamModel(named("steady"))
-    counts, queues = change.counts(simulation), list(usual.names)
+    counts, queues = simulation.counted[change.reading], list(usual.names)
     factor = change.effect(named(change.scenario)).factor
     log_factor = math.log(factor)
     paths: dict[str, list[float]] = {scope: [] for scope in ("all", *queues)}
