@@ -28,7 +28,13 @@ from streams.core.alerts import (
     describe,
 )
 from streams.core.flow import FlowSnapshot
-from streams.core.indicators import Driver, IndicatorSnapshot
+from streams.core.indicators import (
+    Driver,
+    Effort,
+    IndicatorSnapshot,
+    IndicatorWindows,
+    ScopeIndicators,
+)
 from streams.core.scope import Emitted
 from streams.core.timeline import iso, to_us
 
@@ -351,3 +357,33 @@ def test_every_alert_has_a_text_whatever_the_snapshots_hold(
     text = describe(alert, flow, "http://dash", indicators, earlier_rule)
     assert text.startswith("tech: ")
     assert text.endswith(" (http://dash)")
+
+
+STEP_US = 3_600_000_000
+WINDOWS = IndicatorWindows(baseline=6, recent=2, settle=3)
+# (what happened, in which step, how long the response took) or a boundary to read
+_counted = st.tuples(st.sampled_from(["opened", "resolved", "responded"]), st.integers(0, 30))
+_operation = st.one_of(_counted, st.just(("read", 0)))
+
+
+@given(st.lists(_operation, max_size=60))
+def test_a_quiet_boundary_reads_what_a_fresh_read_would(operations: list[tuple[str, int]]) -> None:
+    """A scope whose windows did not move since its last read reuses it at the new instant:
+    late counts, entering and leaving buckets must each make it read afresh."""
+    reused, fresh = ScopeIndicators("all"), ScopeIndicators("all")
+    boundary = 0
+    for name, step in operations:
+        if name == "read":
+            boundary += 1
+            fresh.last = None
+            got = reused.snapshot(boundary, STEP_US, WINDOWS)
+            assert got == fresh.snapshot(boundary, STEP_US, WINDOWS)
+            continue
+        at_us = step * STEP_US - 1  # within the step that ends at boundary ``step``
+        for state in (reused, fresh):
+            if name == "opened":
+                state.opened(at_us, Effort(tags=("billing",)), STEP_US, WINDOWS)
+            elif name == "resolved":
+                state.resolved(at_us, Effort(transfers=1), STEP_US, WINDOWS)
+            else:
+                state.responded(at_us, step * 60_000_000, STEP_US, WINDOWS)

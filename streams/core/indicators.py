@@ -10,7 +10,7 @@ response times in the window sit in a sorted list, so percentiles are lookups.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sortedcontainers import SortedList
 
@@ -135,6 +135,9 @@ class ScopeIndicators:
     settled: Bucket = field(default_factory=Bucket)  # the baseline window, ``settle`` earlier
     responses: SortedList = field(default_factory=SortedList)
     slid: int | None = None  # the last boundary index the sums include
+    # What the last snapshot read, while nothing in the windows has moved since: a quiet
+    # scope's boundaries (most of them at a short step) are read again only at their instant.
+    last: IndicatorSnapshot | None = None
 
     def resolved(self, at_us: int, effort: Effort, step_us: int, windows: IndicatorWindows) -> None:
         entry = Bucket(
@@ -166,9 +169,15 @@ class ScopeIndicators:
     def snapshot(self, index: int, step_us: int, windows: IndicatorWindows) -> IndicatorSnapshot:
         """Slide the windows to boundary ``index`` and read the indicators there."""
         self._slide_to(index, windows)
+        if self.last is not None:
+            return replace(self.last, as_of_us=index * step_us)
+        self.last = self._read(index * step_us)
+        return self.last
+
+    def _read(self, as_of_us: int) -> IndicatorSnapshot:
         base, recent, settled = self.baseline, self.recent, self.settled
         return IndicatorSnapshot(
-            index * step_us,
+            as_of_us,
             self.scope,
             base.resolutions,
             _ratio(base.quick_reopens, base.resolutions),
@@ -216,6 +225,7 @@ class ScopeIndicators:
         bucket = self.buckets.get(index)
         if bucket is not None:
             sums.add(bucket, sign)
+            self.last = None
 
     def _count(self, at_us: int, entry: Bucket, step_us: int, windows: IndicatorWindows) -> None:
         index = boundary_index(at_us, step_us)
@@ -230,6 +240,7 @@ class ScopeIndicators:
         if slid is None:
             return
         # Late: it joins the windows it falls in now; its bucket takes it out when it leaves.
+        self.last = None
         for sums, back, length in self._windows(windows):
             if slid - back - length < index <= slid - back:
                 sums.add(entry, 1)
