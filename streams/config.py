@@ -205,6 +205,7 @@ class CrossingConfig(BaseModel):
     spans: int = Field(default=_RULE.spans, ge=1)
     fire_share: float = Field(default=_RULE.fire_share, ge=0)
     fire_z: float = Field(default=_RULE.fire_z, ge=0)
+    span_z: float = Field(default=_RULE.span_z, ge=0)
     surge_size: float = Field(default=_RULE.surge_size, gt=0)
     surge_evidence: float = Field(default=_RULE.surge_evidence, gt=0)
     week_share: float = Field(default=_RULE.week_share, ge=0)
@@ -244,6 +245,7 @@ class CrossingConfig(BaseModel):
             spans=self.spans,
             fire_share=self.fire_share,
             fire_z=self.fire_z,
+            span_z=self.span_z,
             surge_size=self.surge_size,
             surge_evidence=self.surge_evidence,
             week_share=self.week_share,

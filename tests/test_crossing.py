@@ -197,6 +197,27 @@ def test_the_week_reading_does_not_fire_again_for_an_incident_resolved_before_it
     assert hours_of(alerts)[1][1] < 14 * DAY_HOURS
 
 
+def test_one_short_day_of_a_small_queue_is_its_noise_two_are_an_imbalance() -> None:
+    """A queue of about 125 tickets a day closes 40% less on a Tuesday: about 70 tickets
+    beyond its rhythm, between 3 and 4 standard deviations of a day's Poisson noise. A queue
+    at its capacity has such days, and the last day alone is read every hour: it fires only
+    beyond 4. Two such days fire within the second; half the closures within the first."""
+
+    def short(cut: float, days: int) -> list[tuple[AlertState, float]]:
+        start, end = 22 * DAY_HOURS, (22 + days) * DAY_HOURS
+        small = 0.05  # of the hand-made team
+        closures = lambda h: small * (cut if start <= h < end else 1.0)  # noqa: E731
+        return hours_of(transitions(flows(weeks=5, arrivals=lambda h: small, closures=closures)))
+
+    assert short(cut=0.6, days=1) == []
+    two_days = short(cut=0.6, days=2)
+    assert [state for state, _ in two_days] == [AlertState.FIRING, AlertState.RESOLVED]
+    assert 23 * DAY_HOURS < two_days[0][1] <= 24 * DAY_HOURS
+    half = short(cut=0.5, days=1)
+    assert [state for state, _ in half] == [AlertState.FIRING, AlertState.RESOLVED]
+    assert 22 * DAY_HOURS < half[0][1] <= 23 * DAY_HOURS
+
+
 def test_more_arrivals_the_team_absorbs_are_no_imbalance() -> None:
     assert transitions(_surge(arrivals=1.6, closures=1.6)) == []
 
@@ -238,6 +259,7 @@ def test_the_earlier_rule_runs_when_its_sustain_or_clear_is_set() -> None:
     assert crossing({"clear": 5, "window": "1h"}) == CrossingPolicy("1h", 10, 3, 5)
     assert crossing({"fire_z": 2.5, "confirm": "3h"}) == CrossingRule(fire_z=2.5, confirm_hours=3)
     assert crossing({"surge_evidence": 8}) == CrossingRule(surge_evidence=8.0)
+    assert crossing({"span_z": 3.5}) == CrossingRule(span_z=3.5)
     with pytest.raises(ValidationError, match="arrivals_z"):
         crossing({"arrivals_z": 4})  # the 24-hour arrivals reading it set is gone
     with pytest.raises(ValidationError, match="belong to the earlier rule"):

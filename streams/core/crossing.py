@@ -29,11 +29,12 @@ step), each in tickets per ``span`` (24 h by default):
 
 The two net readings fire at the larger of an effect size (a share of the team's capacity:
 its outflow over the capacity window) and a multiple of their Poisson noise (the square
-root of the tickets that came and went), so a small queue needs a clearer signal than the
-whole backlog; the evidence of the arrivals needs more hours of a small queue too. The rule
-fires once one has fired at ``confirm`` whole hours in a row, and resolves once the
-imbalance now has stayed at or below ``clear_share`` of capacity for ``clear_for``. It
-decides nothing until ``warm_up`` after the scope's first hour.
+root of the tickets that came and went; more of it for the last span alone, the reading
+looked at most often), so a small queue needs a clearer signal than the whole backlog;
+the evidence of the arrivals needs more hours of a small queue too. The rule fires once
+one has fired at ``confirm`` whole hours in a row, and resolves once the imbalance now has
+stayed at or below ``clear_share`` of capacity for ``clear_for``. It decides nothing until
+``warm_up`` after the scope's first hour.
 
 Every decision is a function of the emitted snapshots: ``report`` and the stream agree.
 """
@@ -66,6 +67,9 @@ class CrossingRule:
     spans: int = 3  # the imbalance now is read over the last one, two and three spans
     fire_share: float = 0.25  # of capacity per span, the least imbalance now that fires
     fire_z: float = 3.0
+    # The last span alone: read every hour, it is looked at most often and is the noisiest
+    # against its effect (a busy day of a queue at its capacity reached 3 of them).
+    span_z: float = 4.0
     hour_window: str = "1h"  # a configured window: the arrivals of each hour
     surge_size: float = 0.5  # of the usual arrivals: the surge the arrivals reading looks for
     surge_evidence: float = 10.0  # its log-likelihood ratio at which it fires
@@ -175,7 +179,7 @@ class Crossing:
         # More arrivals than usual matter only while the backlog grows beyond its rhythm.
         rates = self._surge_rates(rule) if growing or unsettled else None
         arrivals = rates[0] if rates is not None else None
-        fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule.fire_z)
+        fires_now = growing and _beyond(excesses, rule.fire_share * capacity, rule)
         fires_arrivals = arrivals is not None and self.surge >= rule.surge_evidence
         week_net = week * scale
         level = max(rule.week_share * capacity, rule.week_z * math.sqrt(week_moved) * scale)
@@ -354,13 +358,14 @@ class Crossing:
         )
 
 
-def _beyond(excesses: list[tuple[float, float]], share: float, z: float) -> bool:
+def _beyond(excesses: list[tuple[float, float]], share: float, rule: CrossingRule) -> bool:
     """The last span, the last two, the last three: an imbalance that lasts stands out of
     the noise over more of them; one that is over (the last span calm) does not."""
-    return any(
-        excess >= max(share * spans, z * math.sqrt(variance))
-        for spans, (excess, variance) in enumerate(excesses, 1)
-    )
+    for spans, (excess, variance) in enumerate(excesses, 1):
+        z = rule.span_z if spans == 1 else rule.fire_z
+        if excess >= max(share * spans, z * math.sqrt(variance)):
+            return True
+    return False
 
 
 def _net(snapshot: FlowSnapshot, window: str) -> int:
