@@ -240,10 +240,10 @@ class ScopeIndicators:
         if slid is None:
             return
         # Late: it joins the windows it falls in now; its bucket takes it out when it leaves.
-        self.last = None
         for sums, back, length in self._windows(windows):
             if slid - back - length < index <= slid - back:
                 sums.add(entry, 1)
+                self.last = None
         if slid - windows.baseline < index <= slid:
             self.responses.update(entry.responses)
 
