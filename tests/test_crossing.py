@@ -206,7 +206,10 @@ def test_one_short_day_of_a_small_queue_is_its_noise_two_are_an_imbalance() -> N
     def short(cut: float, days: int) -> list[tuple[AlertState, float]]:
         start, end = 22 * DAY_HOURS, (22 + days) * DAY_HOURS
         small = 0.05  # of the hand-made team
-        closures = lambda h: small * (cut if start <= h < end else 1.0)  # noqa: E731
+
+        def closures(hour: int) -> float:
+            return small * (cut if start <= hour < end else 1.0)
+
         return hours_of(transitions(flows(weeks=5, arrivals=lambda h: small, closures=closures)))
 
     assert short(cut=0.6, days=1) == []

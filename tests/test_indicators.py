@@ -361,7 +361,7 @@ def test_every_alert_has_a_text_whatever_the_snapshots_hold(
 
 STEP_US = 3_600_000_000
 WINDOWS = IndicatorWindows(baseline=6, recent=2, settle=3)
-# (what happened, in which step, how long the response took) or a boundary to read
+# (what happened, in which step; a response waits minutes as many as the step) or a read
 _counted = st.tuples(st.sampled_from(["opened", "resolved", "responded"]), st.integers(0, 30))
 _operation = st.one_of(_counted, st.just(("read", 0)))
 
