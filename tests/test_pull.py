@@ -10,29 +10,33 @@ open and not paused; the first-response clock stops for good at the first meanin
 from __future__ import annotations
 
 import asyncio
+import copy
 import csv
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from itertools import count
 from pathlib import Path
 
 import pytest
 from faust.types import TP
+from hypothesis import given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streams.commands.report import run
+from streams.commands.report import LocalPipeline, run
 from streams.commands.simulate import Scenario, encode, generate_events
 from streams.config import FlowgaugeConfig
-from streams.core.aging import OpenTicket
+from streams.core.events import parse_event
 from streams.core.forecast import DRAWN
-from streams.core.pull import AGED_BOUNDS, AgedBound, PullList, PullPolicy
+from streams.core.pull import RANKINGS, PullList, PullPolicy, Rankings, pull_list
 from streams.core.scope import Emitted, Settings
 from streams.core.sla import SlaState, Target
 from streams.core.stages import dimension_key, dimension_partition
-from streams.core.ticket import Traits
 from streams.core.timeline import iso, to_us
 from streams.kafka import Kafka
 from streams.shell.pull import PullLists
@@ -205,8 +209,8 @@ def test_a_sentiment_update_moves_the_score_at_the_next_whole_hour(
 
 
 def test_a_day_old_ticket_moves_with_its_first_reply_and_its_sentiment() -> None:
-    """Past a day the age part is whole and the bound is kept from hour to hour (the
-    pull list's ``AGED_BOUNDS``): a reply or new traits must still move the ticket."""
+    """Past a day the age part is whole and the ticket keeps its rank from hour to hour
+    (the pull list's ``Ranking``): a reply or new traits must still move it."""
     day = "2025-03-04"
     events = [
         event("created", "00:00", "X", queue="old", priority="P3"),
@@ -233,15 +237,61 @@ def test_a_day_old_ticket_moves_with_its_first_reply_and_its_sentiment() -> None
     )
 
 
-def test_a_kept_bound_holds_only_for_the_same_ticket_replies_and_traits() -> None:
-    ticket = OpenTicket(0, False, traits=Traits("P3"))
-    kept = AgedBound(ticket, ticket.replied, ticket.traits, 0.5)
-    assert kept.holds(ticket)
-    ticket.replied = True  # applied in place, as aging applies a first reply
-    assert not kept.holds(ticket)
-    ticket.replied, ticket.traits = False, Traits("P3", sentiment=-1.0)
-    assert not kept.holds(ticket)
-    assert not kept.holds(OpenTicket(0, False, traits=kept.traits))  # reopened: a new one
+PULLED = PullPolicy(top=2, age_full_us=2 * 3600 * 1_000_000)  # day-old after two hours
+
+
+@st.composite
+def queue_days(draw: st.DrawFn) -> list[bytes]:
+    """Events of a few tickets in two queues over half a day, in time order: openings,
+    replies, pauses, new traits, transfers, resolves and reopens."""
+    lines = []
+    for minute in sorted(draw(st.lists(st.integers(0, 720), min_size=1, max_size=60))):
+        ticket = draw(st.sampled_from("ABCDEFGHIJ"))
+        kind, fields = draw(
+            st.sampled_from(
+                [
+                    ("created", {"queue": "q1", "priority": "P2"}),
+                    ("created", {"queue": "q2", "priority": "P0", "account_tier": "business"}),
+                    ("agent_replied", {"meaningful": True}),
+                    ("customer_replied", {"sentiment": -0.7}),
+                    ("status_changed", {"status": "pending"}),
+                    ("status_changed", {"status": "open"}),
+                    ("priority_changed", {"priority": "P1"}),
+                    ("transferred", {"queue": "q1"}),
+                    ("transferred", {"queue": "q2"}),
+                    ("resolved", {}),
+                    ("reopened", {}),
+                ]
+            )
+        )
+        lines.append(event(kind, f"{minute // 60:02d}:{minute % 60:02d}", ticket, **fields))
+    return lines
+
+
+@given(queue_days())
+@settings_of_hypothesis(max_examples=60, deadline=None)
+def test_each_hour_ranks_as_a_fresh_read_of_the_queue_would(lines: list[bytes]) -> None:
+    """The ranking kept from hour to hour (``Ranking``) against one made afresh from a copy
+    of the queue's index at every whole hour: the same list, scores, parts and counts."""
+    pipeline = LocalPipeline(settings(PULLED), GRACE_US)
+    core = pipeline.settings
+    assert core.pull is not None
+
+    def check(items: Iterable[Emitted]) -> None:
+        for item in items:  # taken one by one: the scope is still as of the item
+            if item.pull is None:
+                continue
+            aging = pipeline.scopes[item.flow.scope].aging
+            assert aging is not None
+            fresh = pull_list(
+                item.flow.scope, copy.deepcopy(aging), item.flow.as_of_us, core.pull, core.sla,
+                Rankings(),
+            )  # fmt: skip
+            assert item.pull == fresh
+
+    for line in lines:
+        check(pipeline.ingest(parse_event(line)))
+    check(pipeline.finish())
 
 
 def test_the_paused_ticket_comes_back_with_its_clock_stopped_while_paused(
@@ -482,7 +532,7 @@ def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: P
 
     queues = placed("queue:billing")
     drawn = set(DRAWN.by_scope) | set(DRAWN.answers) | set(DRAWN.pools)
-    assert {"queue:billing", "queue:tech"} <= set(AGED_BOUNDS.by_scope)
+    assert {"queue:billing", "queue:tech"} <= set(RANKINGS.by_scope)
     assert {"all", "queue:billing"} <= drawn
     assert placed("all") != queues  # so that one partition's scopes go, another's stay
 
@@ -490,8 +540,8 @@ def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: P
         asyncio.run(wiring.app.on_partitions_revoked.send({TP(topic, queues)}))
 
     revoke("ticket-events")  # not the scopes' topic
-    assert "queue:billing" in AGED_BOUNDS.by_scope
+    assert "queue:billing" in RANKINGS.by_scope
     revoke(wiring.deltas.get_topic_name())
-    for held in (AGED_BOUNDS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
+    for held in (RANKINGS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
         assert all(placed(scope) != queues for scope in held)
     assert "all" in set(DRAWN.by_scope) | set(DRAWN.answers) | set(DRAWN.pools)

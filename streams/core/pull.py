@@ -17,16 +17,16 @@ Paused tickets (pending, on hold) wait on someone else and are left out, as are 
 
 from __future__ import annotations
 
-import heapq
 from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import mul
 from typing import Literal, get_args
 
-from streams.core.aging import OpenTicket
+from sortedcontainers import SortedList
+
+from streams.core.aging import OpenTicket, ScopeAging
 from streams.core.sla import TARGETS, SlaPolicy
-from streams.core.ticket import Traits
 from streams.core.timeline import US_PER_SECOND
 
 Part = Literal["age", "untouched", "sla", "priority", "tier", "sentiment"]
@@ -78,52 +78,31 @@ class PullList:
 
 def pull_list(
     scope: str,
-    tickets: dict[str, OpenTicket],
+    aging: ScopeAging,
     as_of_us: int,
     policy: PullPolicy,
     sla: SlaPolicy,
+    rankings: Rankings | None = None,
 ) -> PullList:
-    """The top ``policy.top`` tickets of ``tickets`` (the queue's open tickets as of
-    ``as_of_us``), highest score first.
+    """The top ``policy.top`` tickets of the queue whose aging index is ``aging`` (settled
+    as of ``as_of_us``), highest score first.
 
-    The SLA part is the dear one (a clock brought forward in business time): tickets are
-    visited by their score without it plus its most (its weight), and the visit stops once
-    that cannot reach the last of the top, so a long queue costs about ``top`` clocks."""
+    The SLA part is the dear one (a clock brought forward in business time), and the age
+    part moves with every hour: tickets are visited by their score with both at their most
+    (their weights), which moves only with the ticket's replies and traits and so is kept
+    from hour to hour (``Ranking``). The visit stops once that cannot reach the last of the
+    top, so a long queue costs about ``top`` clocks, and an hour re-ranks only the tickets
+    that changed."""
     weights = tuple(policy.weights.get(name, 0.0) for name in PARTS)
-    sla_weight = policy.weights.get("sla", 0.0)
-    # A ticket a day old has the whole age part: its bound moves only with its replies
-    # and traits, and is kept from the last hour while those stay the same objects.
-    aged_since = as_of_us - policy.age_full_us
-    kept = AGED_BOUNDS.of(scope, policy)
-    bounds: dict[str, AgedBound] = {}
-
-    def bound(ticket_id: str, ticket: OpenTicket) -> float:
-        aged = ticket.first_open_us <= aged_since
-        known = kept.get(ticket_id) if aged else None
-        if known is None or not known.holds(ticket):
-            value = _score(_cheap_parts(ticket, as_of_us, policy), weights) + sla_weight
-            if not aged:
-                return value
-            known = AgedBound(ticket, ticket.replied, ticket.traits, value)
-        bounds[ticket_id] = known
-        return known.value
-
-    # A heap, not a sort: the visit reads about ``top`` of them. (-bound, ticket_id) is
-    # unique, so it pops in the order a sort would give.
-    bounded = [
-        (-bound(ticket_id, ticket), ticket_id)
-        for ticket_id, ticket in tickets.items()
-        if not (ticket.traits is not None and ticket.traits.paused)
-    ]
-    AGED_BOUNDS.keep(scope, policy, bounds)
-    heapq.heapify(bounded)
-    candidates = len(bounded)
+    ranking = (RANKINGS if rankings is None else rankings).of(scope, aging, policy)
+    ranking.catch_up(weights)
+    tickets = aging.tickets
     best: list[tuple[float, str, dict[Part, float]]] = []  # (-score, ticket_id, parts)
-    while bounded:
-        negative_bound, ticket_id = heapq.heappop(bounded)
-        # Scores are rounded to 6 decimals: a bound this far below the last cannot tie it.
-        if len(best) == policy.top and -negative_bound < -best[-1][0] - 1e-6:
+    for entry in ranking.order:
+        # No score is above its bound: from here on none can come before the last of the top.
+        if len(best) == policy.top and entry > best[-1][:2]:
             break
+        ticket_id = entry[1]
         ticket = tickets[ticket_id]
         parts = dict(zip(PARTS, _cheap_parts(ticket, as_of_us, policy), strict=True))
         parts["sla"] = round(_sla_used(ticket, as_of_us, sla), 6)
@@ -133,43 +112,52 @@ def pull_list(
         Pick(rank, ticket_id, -negative, parts)
         for rank, (negative, ticket_id, parts) in enumerate(best, 1)
     )
-    return PullList(as_of_us, scope, len(tickets), candidates, picks)
+    return PullList(as_of_us, scope, len(tickets), len(ranking.bounds), picks)
 
 
-@dataclass(frozen=True, slots=True)
-class AgedBound:
-    """A day-old ticket's bound, and what it was worked out from."""
+@dataclass(slots=True)
+class Ranking:
+    """A queue's candidates (open, not paused) in the order the pull list visits them,
+    kept between whole hours: by their bound, the score with the age and SLA parts at their
+    most, which moves only with the ticket's replies and traits. An hour re-ranks only the
+    tickets its aging index says changed (``touched``): ranking every ticket of a backlog
+    every hour was most of the pull list's cost."""
 
-    ticket: OpenTicket
-    replied: bool
-    traits: Traits | None
-    value: float
+    aging: ScopeAging  # the index read: another one (restored, or a new scope) is read afresh
+    policy: PullPolicy
+    order: SortedList = field(default_factory=SortedList)  # (-bound, ticket_id)
+    bounds: dict[str, float] = field(default_factory=dict)
 
-    def holds(self, ticket: OpenTicket) -> bool:
-        return (
-            self.ticket is ticket
-            and self.replied == ticket.replied
-            and (self.traits is ticket.traits)
-        )
+    def catch_up(self, weights: tuple[float, ...]) -> None:
+        """Re-rank the tickets that changed since the last read."""
+        tickets, touched = self.aging.tickets, self.aging.touched
+        assert touched is not None  # set by ``Rankings.of``
+        for ticket_id in touched:
+            value = self.bounds.pop(ticket_id, None)
+            if value is not None:
+                self.order.remove((-value, ticket_id))
+            ticket = tickets.get(ticket_id)
+            if ticket is not None and not (ticket.traits is not None and ticket.traits.paused):
+                value = self.bounds[ticket_id] = _bound(ticket, self.policy, weights)
+                self.order.add((-value, ticket_id))
+        touched.clear()
 
 
-class AgedBounds:
-    """Per queue, the bounds of its day-old tickets at the last hour read, and the policy
-    they were worked out with: most of a backlog is older than a day, and scoring each of
-    its tickets every hour was most of the pull list's cost."""
+class Rankings:
+    """The ``Ranking`` of each queue read, by scope."""
 
     def __init__(self) -> None:
-        self.by_scope: dict[str, tuple[PullPolicy, dict[str, AgedBound]]] = {}
+        self.by_scope: dict[str, Ranking] = {}
 
-    def of(self, scope: str, policy: PullPolicy) -> dict[str, AgedBound]:
+    def of(self, scope: str, aging: ScopeAging, policy: PullPolicy) -> Ranking:
         held = self.by_scope.get(scope)
-        return held[1] if held is not None and held[0] is policy else {}
+        if held is None or held.aging is not aging or held.policy is not policy:
+            held = self.by_scope[scope] = Ranking(aging, policy)
+            aging.touched = set(aging.tickets)  # as if every ticket had just changed
+        return held
 
-    def keep(self, scope: str, policy: PullPolicy, bounds: dict[str, AgedBound]) -> None:
-        self.by_scope[scope] = (policy, bounds)
 
-
-AGED_BOUNDS = AgedBounds()
+RANKINGS = Rankings()
 
 
 def _cheap_parts(ticket: OpenTicket, as_of_us: int, policy: PullPolicy) -> tuple[float, ...]:
@@ -189,6 +177,14 @@ def _cheap_parts(ticket: OpenTicket, as_of_us: int, policy: PullPolicy) -> tuple
         policy.tiers.get((traits.tier or "").lower(), 0.0),
         round(min(1.0, max(0.0, -sentiment)), 6) if sentiment is not None else 0.0,
     )
+
+
+def _bound(ticket: OpenTicket, policy: PullPolicy, weights: tuple[float, ...]) -> float:
+    """The ticket's score at its most, a day old and breached: while its replies and traits
+    stay the same, no hour's score is above it (the same sum of the same parts, none
+    larger, rounded the same way: never more)."""
+    parts = dict(zip(PARTS, _cheap_parts(ticket, ticket.first_open_us, policy), strict=True))
+    return _score((parts | {"age": 1.0, "sla": 1.0}).values(), weights)
 
 
 def _sla_used(ticket: OpenTicket, as_of_us: int, sla: SlaPolicy) -> float:

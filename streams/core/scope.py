@@ -34,7 +34,7 @@ from streams.core.indicators import (
     IndicatorWindows,
     ScopeIndicators,
 )
-from streams.core.pull import AGED_BOUNDS, PullList, PullPolicy, pull_list
+from streams.core.pull import RANKINGS, PullList, PullPolicy, pull_list
 from streams.core.sla import SlaPolicy, SlaState
 from streams.core.ticket import FINDING_KINDS, FLOW_KINDS, Kind, Transition
 from streams.core.timeline import US_PER_SECOND
@@ -194,7 +194,7 @@ class ScopeState:
             or not self.scope.startswith("queue:")
         ):
             return None
-        return pull_list(self.scope, self.aging.tickets, as_of_us, settings.pull, settings.sla)
+        return pull_list(self.scope, self.aging, as_of_us, settings.pull, settings.sla)
 
     def _forecast(self, snapshot: FlowSnapshot, settings: Settings) -> Forecast | None:
         policy = settings.forecast
@@ -213,7 +213,7 @@ def forget_caches(gone: Callable[[str], bool]) -> None:
     """Drop what the pull lists and the forecasts keep per scope between whole hours (a
     queue's day-old tickets; the futures drawn, the last answer and pools), for the scopes
     ``gone`` says (those a worker no longer owns)."""
-    for held in (AGED_BOUNDS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
+    for held in (RANKINGS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
         for scope in [scope for scope in held if gone(scope)]:
             del held[scope]
 

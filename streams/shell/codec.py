@@ -5,6 +5,7 @@ classes listed here (and a Clock through ``clock_of``): a record written by anyo
 else cannot run code. The writer reduces dataclasses itself, in the form pickle's own
 writer uses, so state written before it loads the same. A scope's held-back transitions
 are left out of its aging index: the scope stage writes them apart (``ScopeAging.seal``).
+So is what its pull list has yet to read (``ScopeAging.touched``).
 """
 
 from __future__ import annotations
@@ -221,12 +222,15 @@ _REDUCERS[Clock] = _flat_clock
 
 def _without_held_back(reduce: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], Any]:
     """ScopeAging's reducer, leaving out the held-back transitions: they are written apart,
-    in segments (``ScopeAging.seal``), and put back by ``ScopeAging.restore``."""
-    index = [f.name for f in dataclasses.fields(ScopeAging)].index("pending")
+    in segments (``ScopeAging.seal``), and put back by ``ScopeAging.restore``. Nor does it
+    write which tickets the pull list has yet to read (``touched``): that is the process's,
+    and a loaded index is read afresh."""
+    names = [f.name for f in dataclasses.fields(ScopeAging)]
+    pending, touched = names.index("pending"), names.index("touched")
 
     def reducer(aging: ScopeAging) -> tuple[Any, ...]:
         newobj, args, values = reduce(aging)
-        values[index] = []
+        values[pending], values[touched] = [], None
         return newobj, args, values
 
     return reducer
