@@ -20,6 +20,7 @@ from itertools import accumulate
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
@@ -42,6 +43,7 @@ from streams.core.forecast import (
     DayHistory,
     Forecast,
     ForecastPolicy,
+    Futures,
     Pool,
     Target,
     band_tickets,
@@ -536,6 +538,19 @@ def nearest_rank_85_or_none(values: list[int | None]) -> int | None:
 def nearest_rank_85(values: list[int]) -> int:
     ordered = sorted(values)
     return ordered[(85 * len(ordered) + 99) // 100 - 1]  # rank ceil(0.85 n), 1-based
+
+
+def test_the_effort_is_what_85_percent_of_the_paths_need_not_a_neighbour() -> None:
+    """Every path needs another effort (path p: 100 + p closes, or fewer arrivals, a day):
+    the answer is the 425th least of 500 exactly. A day off first eases nothing."""
+    order = np.random.default_rng(7).permutation(500)  # the paths in no particular order
+    early = np.array([[50] * 500, 100 + order, 200 + 2 * order], dtype=np.int64)
+    arrivals = np.array([[0] * 500, [1000] * 500, [1000] * 500], dtype=np.int64)
+    futures = Futures(early, early, arrivals, most_arrivals=1000)
+    assert futures.least_closes((0, 1, 2), need=0) == 524
+    assert futures.least_fewer_arrivals(need=0) == 524  # no arrivals to take off on day 1
+    assert futures.least_fewer_arrivals(need=0) == 524  # from the last answer: the same
+    assert futures.least_closes((0, 1, 2), need=10) == 514
 
 
 @ORACLE
