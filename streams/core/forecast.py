@@ -39,7 +39,6 @@ HOUR_US = 3600 * US_PER_SECOND
 DAY_US = 24 * HOUR_US
 QUANTILES = (0.5, 0.85, 0.95)
 TARGET_QUANTILE = 0.85
-NEVER = np.iinfo(np.int64).max  # closes needed on a day no business day comes before
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +280,7 @@ class Futures:
     arrivals: Paths
     most_arrivals: int = 0  # of any path on any day to the target
     # Where each search starts: its last answer (yesterday's at first, see ``Drawn``).
-    _last: dict[str, int] = field(default_factory=dict)
+    _last: dict[tuple[str, tuple[int, ...]], int] = field(default_factory=dict)
 
     def shares_by(self, need: int) -> list[float]:
         """Per day of the horizon, the share of paths whose net has come down to ``need``
@@ -289,34 +288,21 @@ class Futures:
         paths = self.lowest.shape[1]
         return [int(count) / paths for count in np.count_nonzero(self.lowest <= need, axis=1)]
 
-    def least_closes(self, pace: tuple[int, ...], need: int) -> int:
-        """The least whole number of extra closes per business day (taken off the net by
-        day k ``pace[k]`` times, the business days to it) that brings at least 85% of the
-        paths down to ``need`` on some day up to the target. A path needs, on each day, the
-        excess over its business days rounded up, and the least of its days; the answer is
-        the least that enough paths need. Days off before the first business day ease
-        nothing: a path in band on such a day needs no closes, one above it is not brought
-        down on that day."""
-        over = self.early - need
-        worked = np.array(pace, dtype=np.int64)[:, np.newaxis]
-        eased = -(-np.maximum(over, 0) // np.maximum(worked, 1))  # rounded up
-        needed = np.where((worked > 0) | (over <= 0), eased, NEVER).min(axis=0)
-        rank = _enough_paths(len(needed)) - 1
-        return int(np.partition(needed, rank)[rank])
+    def least_effort(self, how: str, pace: tuple[int, ...], need: int) -> int | None:
+        """The least whole effort such that at least 85% of the paths, eased by it, come
+        down to ``need`` on some day up to the target: ``how`` is "closes" (the effort times
+        ``pace[k]``, the business days to day k, off the net by day k) or "arrivals" (up to
+        the effort fewer arrivals each day, never more than came). The share grows with the
+        effort: gallop from the last answer (the next hour's is close to it), then bisect;
+        the answer is the same whichever hour came before. None: no number of fewer
+        arrivals is enough (the closes alone would not bring the paths down)."""
 
-    def least_fewer_arrivals(self, need: int) -> int | None:
-        """The least whole number of fewer arrivals a day (never more than came) that brings
-        at least 85% of the paths down to ``need`` on some day up to the target; None when
-        even no arrivals at all would not (only closes can). The share grows with the
-        number: gallop from the last answer (the next hour's is close to it), then bisect;
-        the answer is the same whichever hour came before."""
+        def enough(effort: int) -> bool:
+            return self._share_within(how, pace, effort, need) >= TARGET_QUANTILE
 
-        def enough(fewer: int) -> bool:
-            return self._share_with_fewer(fewer, need) >= TARGET_QUANTILE
-
-        if not enough(self.most_arrivals):
-            return None
-        low = high = self._last.get("arrivals", 0)  # enough at high, not at low (-1: none)
+        if how == "arrivals" and not enough(self.most_arrivals):
+            return None  # even no arrivals at all would not do: only closes can
+        low = high = self._last.get((how, pace), 0)  # enough at high, not at low (-1: none)
         step = 1
         if enough(high):
             while (low := high - step) >= 0 and enough(low):
@@ -328,21 +314,19 @@ class Futures:
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if enough(middle) else (middle, high)
-        self._last["arrivals"] = high
+        self._last[(how, pace)] = high
         return high
 
-    def _share_with_fewer(self, fewer: int, need: int) -> float:
-        """The share of paths whose net, with up to ``fewer`` fewer arrivals each day, comes
-        down to ``need`` on some day up to the target."""
-        eased = self.early - np.cumsum(np.minimum(self.arrivals, fewer), axis=0)
+    def _share_within(self, how: str, pace: tuple[int, ...], effort: int, need: int) -> float:
+        """The share of paths whose net, eased by ``effort``, comes down to ``need`` on some
+        day up to the target. Days off before the first business day ease nothing but
+        count: a path in band on such a day needs no effort."""
+        if how == "closes":
+            eased = self.early - effort * np.array(pace, dtype=np.int64)[:, np.newaxis]
+        else:
+            eased = self.early - np.cumsum(np.minimum(self.arrivals, effort), axis=0)
         paths: int = eased.shape[1]
         return int(np.count_nonzero(eased.min(axis=0) <= need)) / paths
-
-
-@lru_cache(maxsize=8)
-def _enough_paths(paths: int) -> int:
-    """The fewest paths whose share is at least ``TARGET_QUANTILE``, compared as shares are."""
-    return next(count for count in range(paths + 1) if count / paths >= TARGET_QUANTILE)
 
 
 def futures(scope: str, today: int, pools: tuple[Pool, ...], count: int, early: int) -> Futures:
@@ -435,7 +419,7 @@ def _effort(
     in band by the target day."""
     business = set(horizon.business)
     worked = tuple(accumulate(int(k in business) for k in range(1, target_day + 1)))
-    return drawn.least_closes(worked, need), drawn.least_fewer_arrivals(need)
+    return drawn.least_effort("closes", worked, need), drawn.least_effort("arrivals", (), need)
 
 
 def day_end_seconds(day: date, timezone: str) -> float:
