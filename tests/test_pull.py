@@ -514,7 +514,7 @@ def test_a_change_of_traits_alone_moves_no_clock() -> None:
 
 def test_a_worker_forgets_the_caches_of_the_scopes_it_no_longer_owns(tmp_path: Path) -> None:
     """After a rebalance a revoked partition's scopes live on another worker: the pull
-    lists' kept bounds (which hold the queue's open tickets) and the forecasts' draws of
+    lists' rankings (which hold the queue's aging index) and the forecasts' draws of
     those scopes are dropped; the other partitions' stay."""
     config = FlowgaugeConfig.model_validate(
         {"broker": "kafka://localhost:9092", "data_dir": str(tmp_path), "step": "1h"}

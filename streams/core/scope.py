@@ -211,7 +211,7 @@ def _headline(scope: str, policy: CrossingPolicy | CrossingRule) -> Crossing | I
 
 def forget_caches(gone: Callable[[str], bool]) -> None:
     """Drop what the pull lists and the forecasts keep per scope between whole hours (a
-    queue's day-old tickets; the futures drawn, the last answer and pools), for the scopes
+    queue's ranking of its tickets; the futures drawn, the last answer and pools), for the scopes
     ``gone`` says (those a worker no longer owns)."""
     for held in (RANKINGS.by_scope, DRAWN.by_scope, DRAWN.answers, DRAWN.pools):
         for scope in [scope for scope in held if gone(scope)]:
