@@ -205,27 +205,36 @@ class ScopeIndicators:
             return
         # Buckets stamped before the first boundary slide in silently, as in the flow.
         first = min(self.buckets, default=index) if self.slid is None else self.slid + 1
+        buckets, length, settle = self.buckets, windows.baseline, windows.settle
         for current in range(min(first, index), index + 1):
-            entering = self.buckets.get(current)
+            # What enters and leaves each window of ``_windows`` at this boundary, each sum
+            # taking its entering bucket before its leaving one.
+            entering = buckets.get(current)
+            left_baseline = buckets.get(current - length)
+            left_recent = buckets.get(current - windows.recent)
+            settling = buckets.get(current - settle)
+            left_settled = buckets.pop(current - settle - length, None)
             if entering is not None:
                 entering.keep_top_tags(TAGS_PER_STEP)  # before it joins any window
-            for sums, back, length in self._windows(windows):
-                self._move(current - back, sums, 1)
-                self._move(current - back - length, sums, -1)
-            if entering is not None:
+                self.baseline.add(entering)
+                self.recent.add(entering)
                 self.responses.update(entering.responses)
-            leaving = self.buckets.get(current - windows.baseline)
-            if leaving is not None:
-                for seconds in leaving.responses:
+                self.last = None
+            if left_baseline is not None:
+                self.baseline.add(left_baseline, -1)
+                for seconds in left_baseline.responses:
                     self.responses.remove(seconds)
-            self.buckets.pop(current - windows.settle - windows.baseline, None)
+                self.last = None
+            if left_recent is not None:
+                self.recent.add(left_recent, -1)
+                self.last = None
+            if settling is not None:
+                self.settled.add(settling)
+                self.last = None
+            if left_settled is not None:
+                self.settled.add(left_settled, -1)
+                self.last = None
             self.slid = current
-
-    def _move(self, index: int, sums: Bucket, sign: int) -> None:
-        bucket = self.buckets.get(index)
-        if bucket is not None:
-            sums.add(bucket, sign)
-            self.last = None
 
     def _count(self, at_us: int, entry: Bucket, step_us: int, windows: IndicatorWindows) -> None:
         index = boundary_index(at_us, step_us)
