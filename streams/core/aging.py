@@ -251,9 +251,9 @@ class ScopeAging:
     # The SLA counts as snapshots carry them, until they change: shared by the snapshots
     # taken meanwhile, which nobody writes to.
     sla_read: dict[Target, dict[SlaState, int]] | None = None
-    # The tickets opened, closed, replied to or given new traits since the pull list last
-    # read them (streams/core/pull.py), while it reads them; None: nobody does. The
-    # process's own, not state: ``codec`` writes None.
+    # The tickets a transition applied to (opened, closed, replied to, new traits) since the
+    # pull list last read them (streams/core/pull.py), while it reads them; None: nobody
+    # does. The process's own, not state: ``codec`` writes None.
     touched: set[str] | None = None
 
     def seal(self) -> tuple[int, list[Held]] | None:
@@ -351,18 +351,17 @@ class ScopeAging:
             self.first_opens.add(first_open)
             self.ages.opened(first_open)
             self.untouched += not replied
-            self._touch(ticket_id)
         elif current is None:
             return
         elif kind == Kind.REPLIED and not current.replied:
             current.replied = True
             self.untouched -= 1
-            self._touch(ticket_id)
+        if self.touched is not None:  # opened, replied to, new traits, closed: rank it again
+            self.touched.add(ticket_id)
         # Traits are the ticket's as of its latest event by arrival, as its attributes are
         # (DESIGN): a transition applied later in event time may have arrived earlier.
         if len(held) > 9 and held[9] is not None and held[1] >= current.traits_arrival:
             current.traits, current.traits_arrival = held[9], held[1]
-            self._touch(ticket_id)
         closing = kind in CLOSING_KINDS
         # Only ``all`` keeps the changes: elsewhere a closing ticket's states just leave.
         if clock is not None and (not closing or self.scope == ALL_SCOPE):
@@ -374,11 +373,6 @@ class ScopeAging:
             self.ages.closed(current.first_open_us)
             self.untouched -= not current.replied
             self._count(current.states, -1)
-            self._touch(ticket_id)
-
-    def _touch(self, ticket_id: str) -> None:
-        if self.touched is not None:
-            self.touched.add(ticket_id)
 
     def _cross(self, crossing: tuple[int, int, str, int], policy: SlaPolicy) -> None:
         if self._is_live(crossing):

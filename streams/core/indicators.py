@@ -119,6 +119,8 @@ class Bucket:
             self.tags = Counter(dict(ranked[:count]))
 
 
+_NOTHING_MOVED = (None,) * 5  # a boundary of ``_slide_to`` no bucket enters or leaves at
+
 # The tags of a transition's entry that has none: an entry is added to buckets and sums,
 # never kept or changed, so its entries share one (a Counter each was 3% of ``report``).
 _NO_TAGS: Counter[str] = Counter()
@@ -214,27 +216,26 @@ class ScopeIndicators:
             left_recent = buckets.get(current - windows.recent)
             settling = buckets.get(current - settle)
             left_settled = buckets.pop(current - settle - length, None)
+            self.slid = current
+            moved = (entering, left_baseline, left_recent, settling, left_settled)
+            if moved == _NOTHING_MOVED:
+                continue
+            self.last = None
             if entering is not None:
                 entering.keep_top_tags(TAGS_PER_STEP)  # before it joins any window
                 self.baseline.add(entering)
                 self.recent.add(entering)
                 self.responses.update(entering.responses)
-                self.last = None
             if left_baseline is not None:
                 self.baseline.add(left_baseline, -1)
                 for seconds in left_baseline.responses:
                     self.responses.remove(seconds)
-                self.last = None
             if left_recent is not None:
                 self.recent.add(left_recent, -1)
-                self.last = None
             if settling is not None:
                 self.settled.add(settling)
-                self.last = None
             if left_settled is not None:
                 self.settled.add(left_settled, -1)
-                self.last = None
-            self.slid = current
 
     def _count(self, at_us: int, entry: Bucket, step_us: int, windows: IndicatorWindows) -> None:
         index = boundary_index(at_us, step_us)
