@@ -268,6 +268,8 @@ def _hours(duration: str) -> int:
 class TargetsConfig(BaseModel):
     """Business time; ``d`` is a business day (24 h, or a calendar day's working hours)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     first_response: Duration
     resolution: Duration
 
@@ -291,6 +293,8 @@ class CalendarConfig(BaseModel):
     may be dated in (README, "Input from outside") and the next, in about 0.1 s once per
     process and country.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     HOLIDAY_YEARS: ClassVar[range] = range(2000, 2101)
 
@@ -386,6 +390,8 @@ def _default_priorities() -> dict[str, TargetsConfig]:
 class SlaConfig(BaseModel):
     """SLA targets per priority (unnamed ones keep their default), optional per queue."""
 
+    model_config = ConfigDict(extra="forbid")
+
     priorities: dict[str, TargetsConfig] = Field(default_factory=_default_priorities)
     queues: dict[str, dict[str, TargetsConfig]] = Field(default_factory=dict)
     at_risk_share: float = Field(default=0.25, gt=0, lt=1)
@@ -404,6 +410,8 @@ class SlaConfig(BaseModel):
 
 class RulesConfig(BaseModel):
     """Thresholds of the indicator rules (docs/semantics.md, "Indicators and alert rules")."""
+
+    model_config = ConfigDict(extra="forbid")
 
     reopen_rate: float = Field(default=0.15, ge=0, le=1)
     recontact_rate: float = Field(default=0.20, ge=0)
@@ -432,11 +440,19 @@ class RulesConfig(BaseModel):
 
 
 class AlertsConfig(BaseModel):
+    """The headline rule and the others' thresholds (``[alerts]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     inflow_above_outflow: CrossingConfig = CrossingConfig()
     rules: RulesConfig = RulesConfig()
 
 
 class IndicatorsConfig(BaseModel):
+    """The indicators' windows (``[indicators]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     window: Duration = "7d"  # reopen rate, response times, effort, and the drivers' baseline
     recent: Duration = "24h"  # the drivers' recent window
 

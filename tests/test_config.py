@@ -32,6 +32,29 @@ def test_defaults_match_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.stall_restart_seconds == 300
 
 
+@pytest.mark.parametrize(
+    ("table", "misspelled"),
+    [
+        ("[alerts]", "rule = {}"),
+        ("[alerts.rules]", "reopen_rat = 0.3"),
+        ("[indicators]", 'windw = "14d"'),
+        ("[sla]", "at_risk_shar = 0.5"),
+        ("[sla.priorities.P1]", 'first_response = "1h"\nresolution = "1d"\nresolutoin = "2d"'),
+        ("[sla.calendar]", 'weekday = ["mon"]'),
+    ],
+)
+def test_a_misspelled_key_is_refused_not_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, misspelled: str
+) -> None:
+    """A threshold a team believes it set, silently left at its default, is worse than no start."""
+    toml = tmp_path / "flowgauge.toml"
+    toml.write_text(f"{table}\n{misspelled}\n")
+    monkeypatch.setenv("FLOWGAUGE_CONFIG", str(toml))
+    key = misspelled.split("\n")[-1].split(" = ")[0]
+    with pytest.raises(ValidationError, match=f"{key}\n +Extra inputs are not permitted"):
+        FlowgaugeConfig()
+
+
 @pytest.mark.parametrize(("value", "seconds"), [("OFF", None), (" 90s", 90), ("10s", 10)])
 def test_the_stall_restart_is_off_or_a_duration_of_at_least_10s(
     monkeypatch: pytest.MonkeyPatch, value: str, seconds: int | None

@@ -33,7 +33,7 @@ root of the tickets that came and went; more of it for the last span alone, the 
 looked at most often), so a small queue needs a clearer signal than the whole backlog;
 the evidence of the arrivals needs more hours of a small queue too. The rule fires once
 one has fired at ``confirm`` whole hours in a row, and resolves once the imbalance now has
-stayed at or below ``clear_share`` of capacity for ``clear_for``. It decides nothing until
+stayed at or below ``clear_share`` of capacity for ``clear_after``. It decides nothing until
 ``warm_up`` after the scope's first hour.
 
 Every decision is a function of the emitted snapshots: ``report`` and the stream agree.
