@@ -253,8 +253,9 @@ class ScopeAging:
     sla_read: dict[Target, dict[SlaState, int]] | None = None
     # The tickets a transition applied to (opened, closed, replied to, new traits) since the
     # pull list last read them (streams/core/pull.py), while it reads them; None: nobody
-    # does. The process's own, not state: ``codec`` writes None.
-    touched: set[str] | None = None
+    # does. The process's own, not state: ``codec`` writes None, and equal states may
+    # differ in it.
+    touched: set[str] | None = field(default=None, compare=False)
 
     def seal(self) -> tuple[int, list[Held]] | None:
         """The transitions held back since the last seal, as a new segment (its number and

@@ -144,7 +144,11 @@ class Ranking:
 
 
 class Rankings:
-    """The ``Ranking`` of each queue read, by scope."""
+    """The ``Ranking`` of each queue read, by scope.
+
+    One reader per index: ``of`` takes the index's ``touched`` over, and ``catch_up`` clears
+    it, so a second ``Rankings`` over the same live index would take changes the first has
+    yet to read (``RANKINGS`` is the process's; a test gives another one a copy)."""
 
     def __init__(self) -> None:
         self.by_scope: dict[str, Ranking] = {}
