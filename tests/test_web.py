@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -347,12 +348,14 @@ def test_the_page_says_its_data_is_stale_while_the_broker_is_lost(
 
 def test_make_demo_prints_the_web_view_s_address_first_and_serves_it(tmp_path: Path) -> None:
     """``flowgauge demo`` (what ``make demo`` runs) starts the web view beside the terminal
-    one; its first line is the page's address, and the page fills as the simulator runs."""
-    port = free_port()
+    one; its first line is the page's address, and the page fills as the simulator runs.
+    Asked to stop as ``timeout`` or a service manager asks (SIGTERM), it stops its broker and
+    worker too."""
+    port, metrics_port = free_port(), free_port()
     environment = {
         **os.environ,
         "FLOWGAUGE_UI_PORT": str(port),
-        "FLOWGAUGE_WEB_PORT": str(free_port()),
+        "FLOWGAUGE_WEB_PORT": str(metrics_port),
         "FLOWGAUGE_DATA_DIR": str(tmp_path / "data"),
     }
     command = [sys.executable, "-m", "streams.commands.cli", "demo", "--duration", "90"]
@@ -370,5 +373,20 @@ def test_make_demo_prints_the_web_view_s_address_first_and_serves_it(tmp_path: P
                 return json.loads(response.read())["as_of"] is not None
 
         wait_until("the demo's page shows a boundary", drawn, 80)
+        broker_port = int(output.read_text().splitlines()[1].split(";")[0].rsplit(":", 1)[1])
+        assert answers(broker_port)
+        assert answers(metrics_port)
+
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+        assert "demo stopped" in output.read_text()
+        assert not answers(broker_port), "the demo's broker outlived it"
+        assert not answers(metrics_port), "the demo's worker outlived it"
     finally:
         end_process(demo, signal.SIGINT)
+
+
+def answers(port: int) -> bool:
+    """Whether something on this machine accepts connections on ``port``."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -155,6 +155,12 @@ async def _run(
     print(where, flush=True)
     view = View()
     started = time.monotonic()
+    # Stopped as by Ctrl-C when a service manager, ``timeout`` or a closed terminal asks:
+    # the broker and the worker run in sessions of their own, which only ``run_demo``'s
+    # own ending stops.
+    stopping = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        asyncio.get_running_loop().add_signal_handler(number, stopping.set)
     tasks = [
         asyncio.create_task(_simulate(config, view, speed)),
         asyncio.create_task(_follow(config, view)),
@@ -162,7 +168,9 @@ async def _run(
     console = Console()
     try:
         with Live(view.render(url, started), console=console, refresh_per_second=4) as live:
-            while duration is None or time.monotonic() - started < duration:
+            while not stopping.is_set() and (
+                duration is None or time.monotonic() - started < duration
+            ):
                 await asyncio.sleep(0.25)
                 live.update(view.render(url, started))
                 for task in tasks:
@@ -205,7 +213,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_demo(config: FlowgaugeConfig, duration: float | None, speed: float) -> int:
-    """Run everything in the foreground until Ctrl-C or ``duration`` seconds."""
+    """Run everything in the foreground until Ctrl-C, SIGTERM or ``duration`` seconds."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     log = config.data_dir / "demo-worker.log"
     with EmbeddedBroker() as broker:
