@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tomllib
 import warnings
 from datetime import date, datetime, time
 from fnmatch import fnmatchcase
@@ -19,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -41,6 +43,20 @@ from streams.core.pull import Part, PullPolicy
 from streams.core.scope import Settings
 from streams.core.sla import DEFAULT_TARGETS, Calendar, SlaPolicy, Targets
 from streams.core.timeline import US_PER_SECOND, WallClock, parse_duration
+
+
+class SettingsError(ValueError):
+    """Settings flowgauge cannot run with, said in one line a person can act on."""
+
+    @classmethod
+    def of(cls, error: ValidationError) -> SettingsError:
+        """Each refused setting by its key, as the TOML file or the environment names it."""
+        reasons = [
+            f"{'.'.join(str(part) for part in item['loc']) or 'settings'}: "
+            f"{item['msg'].removeprefix('Value error, ')}"
+            for item in error.errors(include_url=False)
+        ]
+        return cls("; ".join(reasons))
 
 
 def _duration(text: str) -> str:
@@ -776,8 +792,11 @@ class FlowgaugeConfig(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if path:
             if not Path(path).is_file():
-                raise FileNotFoundError(f"FLOWGAUGE_CONFIG points at no file: {path}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+                raise SettingsError(f"FLOWGAUGE_CONFIG points at no file: {path}")
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"FLOWGAUGE_CONFIG {path} is no TOML file: {exc}") from None
         return tuple(sources)
 
     def ticket_link(self, ticket_id: str) -> str | None:
@@ -805,17 +824,29 @@ class FlowgaugeConfig(BaseSettings):
         tolerance = parse_duration(self.clock_tolerance) * US_PER_SECOND
         return WallClock(int(now_seconds * US_PER_SECOND), tolerance)
 
+    @classmethod
+    def load(cls, **given: object) -> FlowgaugeConfig:
+        """The settings of the environment and the TOML file, ``given`` over both; refused
+        with a ``SettingsError``."""
+        try:
+            return cls(**given)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise SettingsError.of(exc) from None
+
     def core(self, track_aging: bool = True) -> Settings:
-        windows = Windows.of(self.step_seconds, {w: parse_duration(w) for w in self.windows})
+        try:
+            windows = Windows.of(self.step_seconds, {w: parse_duration(w) for w in self.windows})
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         policy = self.alerts.inflow_above_outflow.policy()
         indicator_seconds = (
             parse_duration(self.indicators.window),
             parse_duration(self.indicators.recent),
         )
         if any(seconds % self.step_seconds for seconds in indicator_seconds):
-            raise ValueError("indicator windows must be multiples of the step")
+            raise SettingsError("indicator windows must be multiples of the step")
         if indicator_seconds[1] >= indicator_seconds[0]:
-            raise ValueError(
+            raise SettingsError(
                 "the recent indicator window must be shorter than the baseline: drivers"
                 " compare it with the baseline before it"
             )

@@ -1,22 +1,32 @@
-"""The ``flowgauge`` command: report, schemas, dashboards, broker, worker, simulate, replay,
-demo."""
+"""The ``flowgauge`` command: watch a support backlog from ticket events. ``flowgauge COMMAND
+--help`` tells more of each."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from streams.config import FlowgaugeConfig
+from streams.commands.files import RefusedOutput, check_outputs, replacing
+from streams.config import FlowgaugeConfig, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    command: int = args.run(args)
+    args = _parser().parse_args(argv)
+    try:
+        command: int = args.run(args)
+    except (SettingsError, RefusedOutput) as exc:  # said in one line, before any work
+        print(f"flowgauge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader stopped (``| head``): the rest is not wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # every output is left as it was (``replacing``)
+        return 130
     return command
 
 
@@ -33,7 +43,7 @@ def fewer_collections() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowgauge", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     report = commands.add_parser("report", help="run the core over a JSONL file, write CSV")
     report.add_argument("events", type=Path)
@@ -106,9 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "next to --output; without --output (to the broker) --scenario needs --truth.",
     )
     _broker_option(simulate)
-    simulate.add_argument("--speed", type=float, default=3600.0, help="simulated s per real s")
+    simulate.add_argument("--speed", type=_positive, default=3600.0, help="simulated s per real s")
     simulate.add_argument(
-        "--days", type=float, help="simulated days to produce (default 28, or the scenario's)"
+        "--days", type=_positive, help="simulated days to produce (default 28, or the scenario's)"
     )
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--flat-out", action="store_true", help="ignore --speed, produce at once")
@@ -183,9 +193,18 @@ def _broker_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", help="kafka://HOST:PORT (env FLOWGAUGE_BROKER)")
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is no number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
 def _config(**overrides: object) -> FlowgaugeConfig:
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return FlowgaugeConfig(**given)  # type: ignore[arg-type]
+    return FlowgaugeConfig.load(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -212,7 +231,9 @@ def _report(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"flowgauge report: cannot read {args.events}: {exc.strerror}", file=sys.stderr)
             return 2
-        rows = files.enter_context(args.output.open("w", newline="")) if args.output else sys.stdout
+        named = (args.output, args.alerts, args.sla_events, args.indicators, args.forecast)
+        check_outputs((*named, args.pull, args.html), inputs=[args.events])
+        rows = files.enter_context(replacing(args.output)) if args.output else sys.stdout
         outputs = [(rows, snapshot_rows(settings))]
         extras = (
             (args.alerts, ALERTS),
@@ -222,9 +243,7 @@ def _report(args: argparse.Namespace) -> int:
             (args.pull, PULL),
         )
         outputs += [
-            (files.enter_context(path.open("w", newline="")), output)
-            for path, output in extras
-            if path
+            (files.enter_context(replacing(path)), output) for path, output in extras if path
         ]
         # Read as it goes: the file is never held whole, nor are the rows.
         lines = (line.rstrip(b"\r\n") for line in source)
@@ -256,6 +275,9 @@ def _report(args: argparse.Namespace) -> int:
         f"{counters.duplicates} duplicates, {counters.late} late",
         file=sys.stderr,
     )
+    if counters.invalid and not counters.processed:
+        print(f"flowgauge report: no line of {args.events} is an event", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -325,6 +347,7 @@ def _simulate(args: argparse.Namespace) -> int:
             print("flowgauge simulate: --truth and --imbalance need --scenario", file=sys.stderr)
             return 2
         scenario = Scenario(days=28.0 if args.days is None else args.days, seed=args.seed)
+        check_outputs([args.output])
         return run_simulator(_config(broker=args.broker), scenario, speed, args.output)
     path: Path | None = args.truth
     if path is None and args.output is not None:
@@ -332,6 +355,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if path is None:
         print("flowgauge simulate: --scenario without --output needs --truth PATH", file=sys.stderr)
         return 2
+    check_outputs([args.output, path])
     imbalance = DEFAULT_IMBALANCE if args.imbalance is None else args.imbalance
     if imbalance < 0:
         print("flowgauge simulate: --imbalance must not be negative", file=sys.stderr)
@@ -377,6 +401,7 @@ def _convert(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    check_outputs([args.output], inputs=args.files)
     return run_convert(source.connector(), args.files, args.event, args.ticket, args.output)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from streams.commands.files import replacing
 from streams.connectors.base import Connector, Delivery, Ignored, Unmappable, event_json
 from streams.core.events import TicketEvent
 
@@ -112,7 +113,7 @@ def run_convert(
         write(conversion.events, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        with output.open("wb") as out:
+        with replacing(output, "wb") as out:
             write(conversion.events, out)
     for line in conversion.skipped:
         print(f"{line}: skipped", file=sys.stderr)

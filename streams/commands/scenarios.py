@@ -57,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from streams.commands.files import replacing
 from streams.commands.simulate import DAY, HOUR, Effect, Scenario, TeamModel, stamp
 from streams.core.alerts import DRIVER_SPIKE, REOPEN_RATE_HIGH, RulesPolicy
 from streams.core.indicators import SPIKE_FACTOR
@@ -246,4 +247,5 @@ def _spike(shares: Shares, usual: Shares, factor: float) -> bool:
 
 
 def write_truth(path: Path, found: Truth) -> None:
-    path.write_text(found.to_text())
+    with replacing(path) as out:
+        out.write(found.to_text())

@@ -48,6 +48,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streams.commands.files import replacing
+
 if TYPE_CHECKING:
     from streams.config import FlowgaugeConfig
 
@@ -1033,7 +1035,7 @@ def run_simulator(
         f"{scenario.days:g} simulated days from {scenario.start.isoformat()}, seed {scenario.seed}"
     )
     if output is not None:
-        with output.open("wb") as sink:
+        with replacing(output, "wb") as sink:
             for event in events:
                 sink.write(encode(event) + b"\n")
         print(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from streams.commands.files import replacing
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Emitted
 from streams.kafka import Kafka, KafkaUnreachable
@@ -67,5 +68,6 @@ def write_html(path: Path, history: History, config: FlowgaugeConfig) -> int:
     freshness = Freshness(now=time.time())
     views = {scope: view(history, scope, settings, freshness) for scope in history.scope_names()}
     page = report_page(views).encode()
-    path.write_bytes(page)
+    with replacing(path, "wb") as out:
+        out.write(page)
     return len(page)
