@@ -426,6 +426,33 @@ def test_evaluate_refuses_a_truth_file_that_is_not_one(
     assert message in err
 
 
+@pytest.mark.parametrize("days", [0, 3])
+def test_evaluate_refuses_events_that_are_not_the_truth_s_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: int
+) -> None:
+    """Three days scored against two weeks' truth would read as every imbalance missed."""
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.json"
+    truth.write_text(truth_json())
+    if days:
+        argv = ["simulate", "--days", str(days), "--flat-out", "--output", str(events)]
+        assert main(argv) == 0
+    else:
+        events.write_text("")
+    capsys.readouterr()
+    assert main(["evaluate", str(events), str(truth), "--step", "1h"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    said = f"flowgauge evaluate: {events}: "
+    if days:
+        said += (
+            "the events run from 2026-03-02T01:00:00Z to 2026-03-05T00:00:00Z, the truth's run"
+            " from 2026-03-02T00:00:00Z to 2026-03-16T00:00:00Z: not the run it was made of"
+        )
+    else:
+        said += "no line is an event"
+    assert captured.err == said + "\n"
+
+
 # -- end to end ------------------------------------------------------------------------
 
 

@@ -206,6 +206,8 @@ class RuleRun:
     )
     scopes: set[str] = field(default_factory=set)
     counters: Counters = field(default_factory=Counters)
+    first_us: int | None = None  # the first and last boundaries emitted
+    last_us: int | None = None
 
 
 def run_rules(lines: Iterable[bytes], config: FlowgaugeConfig) -> RuleRun:
@@ -215,6 +217,9 @@ def run_rules(lines: Iterable[bytes], config: FlowgaugeConfig) -> RuleRun:
     pipeline = LocalPipeline(settings, config.grace_us, clock=config.wall_clock(time.time()))
     result = RuleRun(counters=pipeline.counters)
     for item in in_order(lines, pipeline):  # by as_of, so each group is in time order
+        if result.first_us is None:
+            result.first_us = item.flow.as_of_us
+        result.last_us = item.flow.as_of_us
         if crossing_applies(item.flow.scope):
             result.scopes.add(item.flow.scope)
         for alert in item.alerts:
@@ -485,6 +490,22 @@ def summary_line(s: Summary) -> str:
     )
 
 
+DAY = 24 * US_PER_HOUR
+
+
+def _not_the_truths_run(run: RuleRun, truth: JudgedTruth) -> str | None:
+    """Why the events cannot be the run the truth was made of (they would be scored as
+    missing every imbalance), or None: they cover its span, give or take a day."""
+    if run.first_us is None or run.last_us is None:
+        return "no line is an event"
+    if run.first_us > truth.start_us + DAY or run.last_us < truth.end_us - DAY:
+        return (
+            f"the events run from {iso(run.first_us)} to {iso(run.last_us)}, the truth's run"
+            f" from {iso(truth.start_us)} to {iso(truth.end_us)}: not the run it was made of"
+        )
+    return None
+
+
 def evaluate_file(
     config: FlowgaugeConfig,
     events: Path,
@@ -492,7 +513,8 @@ def evaluate_file(
     as_json: bool,
     policy: ScoringPolicy | None = None,
 ) -> int:
-    """``flowgauge evaluate``: 0, or 2 when a file cannot be read."""
+    """``flowgauge evaluate``: 0, or 2 when a file cannot be read or the events are not the
+    truth's run."""
     policy = policy or ScoringPolicy()
     try:
         truth = read_truth(truth_path)
@@ -506,6 +528,10 @@ def evaluate_file(
         return 2
     with source:
         run = run_rules((line.rstrip(b"\r\n") for line in source), config)
+    mismatch = _not_the_truths_run(run, truth)
+    if mismatch:
+        print(f"flowgauge evaluate: {events}: {mismatch}", file=sys.stderr)
+        return 2
     for scope in truth.ignored:
         print(f"flowgauge evaluate: no rule runs for truth scope {scope}", file=sys.stderr)
     outside = sum(
