@@ -138,6 +138,8 @@ def test_the_report_page_opens_offline_and_shows_the_report_s_numbers(
         page.wait_for_selector('[data-testid="open"][data-value]:not([data-value=""])')
         queue = check_page(watched, report, "report-all")
         assert f"scope={queue.replace(':', '%3A')}" in page.url
+        # History ends at its as_of: the day the page is read tells no ticket's age.
+        assert not page.is_visible('[data-testid="oldest-age-now"]')
         assert not watched.errors
         assert [url for url in watched.requests if not url.startswith("file://")] == []
     finally:
@@ -260,6 +262,9 @@ def test_the_live_page_shows_what_report_computes_and_follows_new_events(
         )
         check_page(watched, report, "live-all")
         page.select_option('[data-testid="scope"]', "all")
+        # Live, the oldest ticket's age now runs on from its as_of with the clock.
+        assert page.is_visible('[data-testid="oldest-age-now"]')
+        assert watched.number("oldest-age-now") > watched.number("oldest-age")
 
         # A ticket opened two hours after the last event: the page moves on by itself.
         later = datetime.fromtimestamp(last_event(events), UTC) + timedelta(hours=2)

@@ -703,8 +703,12 @@
     var asOf = num(v.as_of), now = num(v.now);
     setNum("oldest-age", oldest, fmtAge(oldest));
     $("oldest-sub").textContent = oldest != null && asOf != null ? "as of " + fmtWhen(asOf, now) : "";
-    var est = oldest != null && asOf != null && now != null ? oldest + Math.max(0, now - asOf) : null;
+    // Live only: a report's history ends at its as_of, and the day it is read says nothing
+    // of the ticket's age (March's oldest read in December is no 9-month-old ticket).
+    var live = S.mode === "live";
+    var est = live && oldest != null && asOf != null && now != null ? oldest + Math.max(0, now - asOf) : null;
     setNum("oldest-age-now", est, est == null ? "–" : "~" + fmtAge(est));
+    $("oldest-now-row").hidden = !live;
 
     var untouched = la ? num(la.untouched) : null;
     setNum("untouched", untouched, fmtInt(untouched));
