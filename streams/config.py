@@ -108,6 +108,16 @@ def _read_secret(path: Path, name: str) -> SecretStr:
         raise ValueError(f"{name}_file {path} is not UTF-8 text") from None
 
 
+def _not_empty(secret: SecretStr) -> SecretStr:
+    if not secret.get_secret_value():
+        raise ValueError("is empty: anyone could present it (leave it out to refuse everyone)")
+    return secret
+
+
+# A secret set empty (``secret = ""``, a mounted file holding only a newline) would be a key
+# or password anyone can present: an HMAC over the empty key, basic auth of ":".
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
+
 ALL_RULES = (INFLOW_ABOVE_OUTFLOW, *INDICATOR_RULES)
 
 
@@ -589,7 +599,7 @@ class GatewaySource(BaseModel):
     account: str = Field(
         min_length=1, max_length=128, description="namespaces ids: kind:account:vendor-id"
     )
-    secret: SecretStr | None = None
+    secret: Secret | None = None
     secret_file: Path | None = None
     insecure: bool = False  # accept deliveries unsigned: only where nothing else can reach it
     tolerance: Duration = "5m"  # a signed timestamp older than this is a replay
@@ -678,14 +688,14 @@ class FlowgaugeConfig(BaseSettings):
     ssl_key_file: Path | None = None
     sasl_mechanism: SaslMechanism = "PLAIN"
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: Secret | None = None
     sasl_password_file: Path | None = None
     web_port: int = Field(6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
-    web_token: SecretStr | None = None  # bearer token every protected page asks for
+    web_token: Secret | None = None  # bearer token every protected page asks for
     web_token_file: Path | None = None
     web_username: str | None = None  # basic auth, with web_password
-    web_password: SecretStr | None = None
+    web_password: Secret | None = None
     web_password_file: Path | None = None
     web_auth_metrics: bool = False  # /metrics asks for them too
     ui_host: str = "127.0.0.1"  # flowgauge web

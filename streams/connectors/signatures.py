@@ -33,7 +33,7 @@ class Hmac:
     def verify(
         self, headers: Headers, body: bytes, secret: bytes | None, now: float, tolerance: int
     ) -> None:
-        if secret is None:
+        if not secret:  # the empty key signs for anyone (the settings refuse it too)
             raise Refused("no secret is configured for this source")
         given = headers.get(self.header.lower())
         if not given:
@@ -44,7 +44,7 @@ class Hmac:
             if not stamp:
                 raise Refused(f"no {self.timestamp_header} header")
             fresh(stamp, now, tolerance, self.timestamp_header)
-            signed = stamp.encode() + self.separator + body
+            signed = _bytes(stamp) + self.separator + body
         digest = hmac.new(secret, signed, getattr(hashlib, self.algorithm)).digest()
         if not matches(digest, given, self.encoding, self.prefix):
             raise Refused(f"{self.header} does not match the body")
@@ -61,12 +61,12 @@ class Token:
         self, headers: Headers, body: bytes, secret: bytes | None, now: float, tolerance: int
     ) -> None:
         """As ``Hmac.verify``; a token covers neither the body nor a time."""
-        if secret is None:
+        if not secret:  # the empty key signs for anyone (the settings refuse it too)
             raise Refused("no secret is configured for this source")
         given = headers.get(self.header.lower(), "")
         if self.header.lower() == "authorization":
             given = _authorization_secret(given)
-        if not given or not hmac.compare_digest(given.encode(), secret):
+        if not given or not hmac.compare_digest(_bytes(given), secret):
             raise Refused(f"no valid token in {self.header}")
 
 
@@ -77,12 +77,18 @@ def _authorization_secret(value: str) -> str:
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, or no UTF-8 inside
             return ""
         # Freshdesk puts its API key as the user name ("key:X"); others the password.
         user, _, password = decoded.partition(":")
         return password if password not in ("", "X") else user
     return ""
+
+
+def _bytes(header: str) -> bytes:
+    """A header's value as the bytes sent: those that are no UTF-8 come as lone surrogates,
+    which compare unequal rather than fail."""
+    return header.encode("utf-8", "surrogateescape")
 
 
 def matches(digest: bytes, given: str, encoding: Encoding, prefix: str) -> bool:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -26,8 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Access:
-    token: bytes | None = None  # bearer
-    basic: bytes | None = None  # ``user:password``
+    token: bytes | None = field(default=None, repr=False)  # bearer
+    basic: bytes | None = field(default=None, repr=False)  # ``user:password``
     metrics_open: bool = True
 
     @classmethod
@@ -53,7 +53,8 @@ class Access:
 
     def _presented(self, authorization: str | None) -> bool:
         scheme, _, credentials = (authorization or "").strip().partition(" ")
-        given = credentials.strip().encode()
+        # Bytes that are no UTF-8 come as lone surrogates: compared as sent, never a 500.
+        given = credentials.strip().encode("utf-8", "surrogateescape")
         if scheme.lower() == "bearer" and self.token is not None:
             return hmac.compare_digest(given, self.token)
         if scheme.lower() == "basic" and self.basic is not None:
