@@ -480,7 +480,8 @@ def test_the_pull_page_keeps_each_queue_s_newest_record_and_skips_what_is_not_on
     first = json.dumps({"scope": "queue:billing", "as_of": "2026-03-02T09:00:00Z"}).encode()
     later = json.dumps({"scope": "queue:billing", "as_of": "2026-03-02T10:00:00Z"}).encode()
     lists.take(b"queue:billing", first)
-    for bad in (b"{not json", b"[]", b'"text"', b'{"as_of": 5}', b'{"scope": 7}', None):
+    deep = b"[" * 100_000 + b"]" * 100_000  # deeper than the interpreter's stack
+    for bad in (b"{not json", b"[]", b'"text"', b'{"as_of": 5}', b'{"scope": 7}', None, deep):
         lists.take(b"queue:billing", bad)  # skipped: never raises, never replaces
     assert lists.answer("billing").body == first
     lists.take(b"queue:billing", later)

@@ -154,9 +154,22 @@ def deliver_alerts_to_chat(
             # down for long stops this agent; Faust buffers stream_buffer_maxsize alerts more
             # before its one fetcher, shared by every agent, waits too.
             await notifier.wait_for_room()
-            record = AlertRecord.model_validate_json(event.value)
-            acks.track(event, notifier.submit(record))
+            acks.track(event, _posted(notifier, event.value))
             yield None
+
+
+def _posted(notifier: Notifier, value: bytes | None) -> asyncio.Future[None]:
+    """The alert submitted to the chat destinations; a record that is no alert is skipped,
+    finished at once: the topic is anyone's to write to, and one bad record must not stop
+    every worker that owns its partition, again after each restart."""
+    try:
+        record = AlertRecord.model_validate_json(value or b"")
+    except ValidationError as exc:
+        log.warning("backlog.alerts (chat): skipped a record: %s", exc.errors()[0]["msg"])
+        skipped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        skipped.set_result(None)
+        return skipped
+    return notifier.submit(record)
 
 
 def _remind(

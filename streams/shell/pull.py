@@ -40,7 +40,8 @@ class PullLists:
             scope = record["scope"]
             if not isinstance(scope, str) or not scope.startswith("queue:"):
                 raise ValueError(f"scope {scope!r} is no queue")
-        except (ValueError, TypeError, KeyError) as exc:
+        # RecursionError: JSON nested deeper than the interpreter's stack.
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             log.warning("backlog.pull: skipped a record (key %r): %s", key, exc)
             return
         self.latest[scope.removeprefix("queue:")] = value or b""
