@@ -18,12 +18,13 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,7 @@ kind = "github"
 account = "acme"
 """
 LISTENING = re.compile(rb"flowgauge gateway on (http://\S+) \((\d+) sources\)")
+Headers = Mapping[str, str | bytes | tuple[str | bytes, ...]]  # a tuple: the header repeated
 # The four real deliveries: the file, its X-GitHub-Event, the answer.
 DELIVERIES = [
     ("issues.opened", "issues", 200, {"published": ["created"]}),
@@ -118,17 +120,18 @@ class Gateway:
         method: str,
         path: str,
         body: bytes | Iterable[bytes] | None = None,
-        headers: dict[str, str | bytes] | None = None,
+        headers: Headers | None = None,
         timeout: float = 30.0,
     ) -> Reply:
-        """One request on a connection of its own; header values as given, bytes too. An
-        iterable body goes chunked, without Content-Length."""
+        """One request on a connection of its own; header values as given, bytes too, a
+        tuple as the header repeated. An iterable body goes chunked, without Content-Length."""
         connection = http.client.HTTPConnection(*self.address, timeout=timeout)
         started = time.monotonic()
         try:
             connection.putrequest(method, path, skip_accept_encoding=True)
             for name, value in (headers or {}).items():
-                connection.putheader(name, value)
+                for each in value if isinstance(value, tuple) else (value,):
+                    connection.putheader(name, each)
             chunked = body is not None and not isinstance(body, bytes)
             if isinstance(body, bytes):
                 connection.putheader("Content-Length", str(len(body)))
@@ -149,9 +152,7 @@ class Gateway:
         finally:
             connection.close()
 
-    def post(
-        self, name: str, body: bytes | Iterable[bytes], headers: dict[str, str | bytes]
-    ) -> Reply:
+    def post(self, name: str, body: bytes | Iterable[bytes], headers: Headers) -> Reply:
         return self.request("POST", f"/webhooks/{name}", body, headers)
 
     def get(self, path: str) -> Reply:
@@ -434,6 +435,17 @@ REFUSALS = {
         {**signed(fixture("issues.opened"), "issues"), "X-Hub-Signature-256": b"sha256=\xff"},
         401, "X-Hub-Signature-256 does not match the body",
     ),
+    "the signature twice, the right one last": (
+        "gh", fixture("issues.opened"),
+        {
+            **signed(fixture("issues.opened"), "issues"),
+            "X-Hub-Signature-256": (
+                "sha256=" + "0" * 64,
+                signed(fixture("issues.opened"), "issues")["X-Hub-Signature-256"],
+            ),
+        },
+        401, "X-Hub-Signature-256 does not match the body",
+    ),
     "a source without a secret": (
         "nosecret", fixture("issues.opened"), signed(fixture("issues.opened"), "issues"),
         401, "no secret is configured for this source",
@@ -488,6 +500,25 @@ def test_a_refused_delivery_is_answered_so_and_publishes_nothing(
     assert reply.status == status, reply.body[:300]
     assert reply.json()["error"].startswith(reason)
     assert {topic: log_ends(broker, topic) for topic in (INPUT, REJECTED)} == before
+
+
+def test_a_body_that_trickles_in_is_answered_408_and_publishes_nothing(
+    gateway: Gateway, broker: EmbeddedBroker
+) -> None:
+    """A sender that announces a body and never sends it holds a connection for nobody."""
+    before = log_ends(broker, INPUT)
+    started = time.monotonic()
+    with socket.create_connection(gateway.address, timeout=30) as slow:
+        slow.sendall(
+            b"POST /webhooks/open HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"action"'
+        )
+        answer = slow.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b'{"error": "the body took over 10 s"}' in answer
+    assert 10 <= time.monotonic() - started < 20
+    assert log_ends(broker, INPUT) == before
+    assert gateway.get("/healthz").status == 200
 
 
 def test_the_insecure_source_takes_unsigned_deliveries(

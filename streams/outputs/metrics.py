@@ -425,7 +425,7 @@ class GatewayMetrics:
     bounded set) or ``unknown`` for a path naming none."""
 
     OUTCOMES = (
-        "published", "ignored", "rejected", "refused", "not_json", "too_large",
+        "published", "ignored", "rejected", "refused", "not_json", "too_large", "timeout",
         "unsupported_media_type", "unknown_source", "unavailable",
     )  # fmt: skip
 
