@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -519,6 +520,40 @@ def test_a_body_that_trickles_in_is_answered_408_and_publishes_nothing(
     assert 10 <= time.monotonic() - started < 20
     assert log_ends(broker, INPUT) == before
     assert gateway.get("/healthz").status == 200
+
+
+def test_asked_to_stop_it_answers_the_delivery_in_flight_first(
+    broker: EmbeddedBroker, settings_file: Path, workdir: Path
+) -> None:
+    """SIGTERM (a rolling update) while a delivery waits for the broker's acknowledgement:
+    the gateway stops listening, answers that delivery once acknowledged, then exits,
+    instead of dropping the connection."""
+    stopping = start_gateway(broker, settings_file, workdir / "stopping.log")
+    body = fixture("issues.opened")
+    assert stopping.post("gh", body, signed(body, "issues")).status == 200  # metadata known
+    before = sum(log_ends(broker, INPUT).values())
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed(body, "issues").items())
+    assert broker.process is not None
+    broker.process.send_signal(signal.SIGSTOP)  # no acknowledgement until it goes on
+    try:
+        with socket.create_connection(stopping.address, timeout=30) as sender:
+            sender.sendall(
+                f"POST /webhooks/gh HTTP/1.1\r\nHost: x\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.5)  # its handler waits for the broker
+            stopping.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert stopping.process.poll() is None  # waiting for the delivery in flight
+            broker.process.send_signal(signal.SIGCONT)
+            answer = sender.recv(65536)
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert stopping.process.wait(30) == 0
+    assert sum(log_ends(broker, INPUT).values()) == before + 1
+    assert "Traceback" not in stopping.log.read_text()
 
 
 def test_the_insecure_source_takes_unsigned_deliveries(

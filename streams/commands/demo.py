@@ -33,6 +33,7 @@ from streams.core.topics import AGING, ALERTS, FLOW
 from streams.kafka import Kafka
 from streams.outputs.chat import plain_text
 from streams.outputs.records import AlertRecord
+from streams.outputs.stopping import stop_requested
 
 DEMO_WORKER_ENV = {"FLOWGAUGE_IDLE_TIMEOUT": "5s", "FLOWGAUGE_REBALANCE_TIMEOUT": "3"}
 
@@ -155,12 +156,9 @@ async def _run(
     print(where, flush=True)
     view = View()
     started = time.monotonic()
-    # Stopped as by Ctrl-C when a service manager, ``timeout`` or a closed terminal asks:
-    # the broker and the worker run in sessions of their own, which only ``run_demo``'s
-    # own ending stops.
-    stopping = asyncio.Event()
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        asyncio.get_running_loop().add_signal_handler(number, stopping.set)
+    # The broker and the worker run in sessions of their own: only ``run_demo``'s own
+    # ending stops them, however the demo is asked to stop.
+    stopping = stop_requested()
     tasks = [
         asyncio.create_task(_simulate(config, view, speed)),
         asyncio.create_task(_follow(config, view)),

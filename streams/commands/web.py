@@ -15,6 +15,7 @@ from streams.commands.files import replacing
 from streams.config import FlowgaugeConfig
 from streams.core.scope import Emitted
 from streams.kafka import Kafka, KafkaUnreachable
+from streams.outputs.stopping import stop_requested
 from streams.web.history import History
 from streams.web.page import report_page
 from streams.web.service import WebService, view_settings
@@ -50,7 +51,7 @@ async def _serve(config: FlowgaugeConfig) -> None:
     runner, url = await start_web(config)
     print(f"flowgauge web: {url}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop_requested().wait()
     finally:
         await runner.cleanup()
 

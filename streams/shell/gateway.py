@@ -41,6 +41,7 @@ from streams.kafka import Kafka
 from streams.outputs.access import METRICS, Access
 from streams.outputs.metrics import GatewayMetrics
 from streams.outputs.records import Rejected
+from streams.outputs.stopping import stop_requested
 from streams.shell.topics import ensure_topics
 from streams.workarounds import redeclare
 
@@ -50,6 +51,9 @@ UNKNOWN = "unknown"  # the metrics' source label for a path that names no source
 # A helpdesk sends its few kilobytes at once; a body that trickles in holds a connection
 # open for nobody (aiohttp has no such limit of its own).
 BODY_SECONDS = 10.0
+# A delivery in flight when asked to stop: its body, then the broker's acknowledgement; within
+# Kubernetes' 30 s grace (deploy/kubernetes/gateway/deployment.yaml).
+SHUTDOWN_SECONDS = 20.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Message = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -254,15 +258,17 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
         config.gateway.max_body_bytes,
         config.gateway.ack_timeout_seconds,
     )
-    runner = web.AppRunner(gateway.application(), access_log=None)
+    runner = web.AppRunner(
+        gateway.application(), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0]
     print(f"flowgauge gateway on http://{bound[0]}:{bound[1]} ({len(sources)} sources)", flush=True)
     try:
-        await asyncio.Event().wait()
-    finally:
+        await stop_requested().wait()
+    finally:  # stops listening, then answers what is in flight (up to SHUTDOWN_SECONDS)
         connected.cancel()
         await runner.cleanup()
         await producer.stop()
