@@ -10,6 +10,7 @@ from datetime import date, datetime, time
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -140,8 +141,16 @@ Kind = Literal["slack", "teams", "discord", "mattermost", "google_chat", "webhoo
 
 
 def _web_url(url: SecretStr) -> SecretStr:
-    if not url.get_secret_value().startswith(("https://", "http://")):
-        raise ValueError("url must start with https:// or http://")
+    _http_url(url.get_secret_value())
+    return url
+
+
+def _http_url(url: str) -> str:
+    """An absolute http(s) URL with a host: chat platforms refuse a message with any other
+    link (Discord: "Not a well formed URL"), and every alert to them would be lost."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an https:// or http:// URL with a host")
     return url
 
 
@@ -727,7 +736,7 @@ class FlowgaugeConfig(BaseSettings):
     rebalance_timeout: float = Field(4.0, gt=0)
     stall_restart: StallRestart = "5m"  # docs/operations.md, "Known limits"
     log_level: str = "warning"
-    dashboard_url: str | None = None
+    dashboard_url: Annotated[str, AfterValidator(_http_url)] | None = None
     alerts: AlertsConfig = AlertsConfig()
     sla: SlaConfig = SlaConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()

@@ -589,6 +589,74 @@ def test_escaping_never_leaves_a_mention(text: str) -> None:
     assert "<users/" not in escape_google_chat(text)
 
 
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+# Names as long as events may make them (256), in what costs most: CJK and astral
+# characters (six bytes or two UTF-16 units a character as sent), "&" (five as HTML).
+LONG_NAMES = ["請" * 256, "&" * 256, "\U0001f525" * 256, "v" * 256]
+
+
+@pytest.mark.parametrize("name", LONG_NAMES, ids=["cjk", "ampersands", "astral", "ascii"])
+def test_a_group_of_twenty_long_alerts_stays_within_every_platform_s_limits(name: str) -> None:
+    """Over a limit the platform answers 400 and every alert of the group would be lost."""
+    forecast = (
+        " at this pace back in band by 14 Mar (85%); 12 more closes a day would make it 6 Mar"
+    )
+    records = [
+        alert(f"queue:{name}{n}", summary=f"{name}{n}: inflow 214/day now exceeds outflow "
+              f"188/day; 42 open as of 2026-03-02T14:00:00Z;{forecast}")
+        for n in range(20)
+    ]  # fmt: skip
+    for kind in get_args(Kind):
+        if kind == "webhook":
+            continue
+        payload = render_group(records, kind, DASHBOARD)
+        sent = len(json.dumps(payload).encode())  # as aiohttp's json= writes it
+        if kind == "discord":
+            [embed] = payload["embeds"]
+            total = utf16(embed["title"] + embed["description"] + embed["footer"]["text"])
+            total += sum(utf16(f["name"] + f["value"]) for f in embed["fields"])
+            assert total <= 6000
+            assert utf16(embed["description"]) <= 4096
+            assert utf16(payload["content"]) <= 2000
+            assert embed["description"].endswith(" more")
+        elif kind == "slack":
+            header, section, facts, _ = payload["blocks"]
+            assert len(header["text"]["text"]) <= 150
+            assert len(section["text"]["text"]) <= 3000
+            assert section["text"]["text"].endswith(" more")
+            assert all(len(field["text"]) <= 2000 for field in facts["fields"])
+        elif kind == "teams":
+            assert sent <= 28 * 1024
+        elif kind == "google_chat":
+            assert sent <= 32_000
+        elif kind == "mattermost":
+            assert len(payload["attachments"][0]["text"]) <= 7_900
+            assert payload["props"]["alert_ids"] == [record.alert_id for record in records]
+
+
+@pytest.mark.parametrize("kind", get_args(Kind))
+def test_ticket_text_opens_no_link_starts_no_heading_and_mentions_no_one(kind: Kind) -> None:
+    """A queue name is anyone's to write: it must not turn a trusted bot's alert into a
+    phishing link, a heading, or a ping of a person."""
+    queue = "[Password expired, sign in](https://evil.example/login)\n# URGENT\n> @alice"
+    record = alert(f"queue:{queue}", summary=f"{queue}: inflow 214/day now exceeds outflow")
+    payload = render(record, kind, None)
+    if kind == "webhook":  # the record itself, for a program: nothing is rendered
+        assert payload["scope"] == record.scope
+        return
+    payload.pop("props", None)  # Mattermost's: data for integrations, never shown
+    shown = strings(payload)
+    assert "](" not in shown
+    assert "://evil" not in shown
+    assert not re.search(r"@\w", shown)
+    lines = [line for text in shown.split("\n") for line in text.splitlines()]
+    assert "# URGENT" not in [line.strip() for line in lines]  # no line of its own
+    assert "Password expired, sign in" in shown  # still readable
+
+
 # --- grouping -------------------------------------------------------------------------------
 
 

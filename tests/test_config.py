@@ -71,6 +71,8 @@ def test_the_stall_restart_is_off_or_a_duration_of_at_least_10s(
         ("FLOWGAUGE_WEB_PORT", "70000"),
         ("FLOWGAUGE_STALL_RESTART", "5s"),
         ("FLOWGAUGE_STALL_RESTART", "never"),
+        ("FLOWGAUGE_DASHBOARD_URL", "grafana.internal:3000/d/flowgauge"),  # chat refuses it
+        ("FLOWGAUGE_DASHBOARD_URL", "https:///d/flowgauge"),
     ],
 )
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

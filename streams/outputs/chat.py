@@ -2,15 +2,17 @@
 
 ``render`` builds the JSON body a platform's incoming webhook takes; ``plain_text`` is the same
 message as it reads in a terminal. Text that comes from tickets (queue, priority and channel
-names inside the scope and the summary) is escaped per platform so that it can never mention
-a whole channel.
+names inside the scope and the summary, tags) is anyone's to write: it can mention no one,
+open no link and start no heading or quote, and it is escaped per platform. A message stays
+within its platform's limits however many alerts a group holds and however long the names:
+a platform refuses a message over them (400), and the alerts in it would be lost.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,16 +22,28 @@ from streams.outputs.records import AlertRecord
 Payload = dict[str, Any]
 
 ZERO_WIDTH_SPACE = "\u200b"
-# A zero-width space after "@" keeps the text readable and stops every platform's parser.
-_BROADCAST = re.compile(r"@(?=(?:channel|here|all|everyone))", re.IGNORECASE)
+# A zero-width space after "@" keeps the text readable and stops every platform's parser:
+# @channel, @here, @all, @everyone, and a user or group (Mattermost mentions @alice).
+_MENTION = re.compile(r"@(?=\w)")
+# A Markdown link (Teams, Discord, Mattermost) and a bare URL, which they all link.
+_LINK = re.compile(r"\]\(|://")
+DISCORD_EMBED_TOTAL = 6000  # title, description, fields, footer together (UTF-16 units)
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 _SCOPE_KINDS = frozenset({"queue", "priority", "channel"})
 _FIRING_COLOR = 0xD93F0B
 _RESOLVED_COLOR = 0x2EB67D
 
 
 def break_mentions(text: str) -> str:
-    """Neutralise @channel, @here, @all and @everyone (any case) with a zero-width space."""
-    return _BROADCAST.sub("@" + ZERO_WIDTH_SPACE, text)
+    """Neutralise every @mention (@channel, @everyone, @alice) with a zero-width space."""
+    return _MENTION.sub("@" + ZERO_WIDTH_SPACE, text)
+
+
+def defused(text: str) -> str:
+    """Ticket text on one line (no heading, quote or list of its own), its links broken."""
+    return _LINK.sub(
+        lambda link: link[0][0] + ZERO_WIDTH_SPACE + link[0][1:], " ".join(text.split())
+    )
 
 
 def escape_slack(text: str) -> str:
@@ -91,21 +105,22 @@ def message(record: AlertRecord, dashboard_url: str | None) -> Message:
     if dashboard_url:
         # describe() may already end with the link; every platform shows it as a button instead.
         summary = summary.removesuffix(f" ({dashboard_url})")
+    summary, scope = defused(summary), defused(scope_label(record.scope))
     facts = (
-        ("Scope", scope_label(record.scope)),
+        ("Scope", scope),
         ("State", record.state),
         ("At", record.at),
         ("Value", f"{record.value:g} (threshold {record.threshold:g})"),
-        ("Alert ID", record.alert_id),
+        ("Alert ID", defused(record.alert_id)),  # it holds the scope: shown, not data
     )
     return Message(
         firing=firing,
         state="Firing" if firing else "Resolved",
         rule=record.rule.replace("_", " "),
-        scope=scope_label(record.scope),
+        scope=scope,
         summary=summary,
         facts=facts,
-        alert_id=record.alert_id,
+        alert_id=defused(record.alert_id),
         dashboard_url=dashboard_url or None,
     )
 
@@ -121,13 +136,32 @@ def plain_text(record: AlertRecord, dashboard_url: str | None) -> str:
 
 def _clip(text: str, limit: int) -> str:
     """Platforms reject a whole message over a field's limit; losing the tail is better."""
-    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _clip_lines(text: str, limit: int, measure: Callable[[str], int] = len) -> str:
+    """A group's lines that fit in ``limit``, then how many more there were (every alert id
+    is in the facts): whole lines, so no escaped entity is cut in half."""
+    lines = text.split("\n")
+    if measure(text) <= limit:
+        return text
+    for kept in range(len(lines) - 1, -1, -1):
+        shown = "\n".join([*lines[:kept], f"{ELLIPSIS} and {len(lines) - kept} more"])
+        if measure(shown) <= limit:
+            return shown
+    return _clip(lines[0], limit) if measure(_clip(lines[0], limit)) <= limit else ""
+
+
+def _utf16(text: str) -> int:
+    """Characters as Discord counts them (JavaScript's string length)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def slack(shown: Message) -> Payload:
     """Slack incoming webhook, Block Kit. The header holds no ticket text (plain_text)."""
     rule_header = f"{shown.mark} {shown.state}: {shown.rule}"
-    section = f"*{escape_slack(shown.scope)}*\n{escape_slack(shown.summary)}"
+    scope = _clip(f"*{escape_slack(shown.scope)}*", 300)
+    section = f"{scope}\n{_clip_lines(escape_slack(shown.summary), 3000 - len(scope) - 1)}"
     blocks: list[Payload] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(rule_header, 150)}},
         {
@@ -168,17 +202,24 @@ def teams(shown: Message) -> Payload:
         "body": [
             {
                 "type": "TextBlock",
-                "text": break_mentions(shown.headline),
+                "text": _clip(break_mentions(shown.headline), 300),
                 "weight": "Bolder",
                 "size": "Medium",
                 "color": "Attention" if shown.firing else "Good",
                 "wrap": True,
             },
-            {"type": "TextBlock", "text": break_mentions(shown.summary), "wrap": True},
+            # A TextBlock breaks lines at a blank line only. Within the 28 KB a message may
+            # take, non-ASCII text written as \uXXXX (six bytes a character) included.
+            {
+                "type": "TextBlock",
+                "text": _clip_lines(break_mentions(shown.summary), 2500).replace("\n", "\n\n"),
+                "wrap": True,
+            },
             {
                 "type": "FactSet",
                 "facts": [
-                    {"title": label, "value": break_mentions(value)} for label, value in shown.facts
+                    {"title": label, "value": _clip(break_mentions(value), 500)}
+                    for label, value in shown.facts
                 ],
             },
         ],
@@ -201,15 +242,19 @@ def teams(shown: Message) -> Payload:
 
 def discord(shown: Message, at: str) -> Payload:
     """Discord webhook: one embed; allowed_mentions parses nothing, whatever the text says."""
+    title = _clip(break_mentions(shown.scope), 256)
+    facts = [(label, _clip(break_mentions(value), 1024)) for label, value in shown.facts]
+    footer = _clip(break_mentions(shown.alert_id), 256)  # a group's ids are in its fields
+    taken = _utf16(title + footer) + sum(_utf16(label + value) for label, value in facts)
+    description = _clip_lines(
+        break_mentions(shown.summary), min(4096, DISCORD_EMBED_TOTAL - taken), _utf16
+    )
     embed: Payload = {
-        "title": _clip(break_mentions(shown.scope), 256),
-        "description": _clip(break_mentions(shown.summary), 4096),
+        "title": title,
+        "description": description,
         "color": _FIRING_COLOR if shown.firing else _RESOLVED_COLOR,
-        "fields": [
-            {"name": label, "value": _clip(break_mentions(value), 1024), "inline": True}
-            for label, value in shown.facts
-        ],
-        "footer": {"text": _clip(break_mentions(shown.alert_id), 2048)},
+        "fields": [{"name": label, "value": value, "inline": True} for label, value in facts],
+        "footer": {"text": footer},
         "timestamp": at,
     }
     if shown.dashboard_url:
@@ -224,12 +269,13 @@ def discord(shown: Message, at: str) -> Payload:
 def mattermost(shown: Message, props: Payload) -> Payload:
     """Mattermost incoming webhook: a colored attachment; ids also in props for integrations."""
     attachment: Payload = {
-        "fallback": break_mentions(f"{shown.headline}: {shown.summary}"),
+        "fallback": _clip(break_mentions(f"{shown.headline}: {shown.summary}"), 1000),
         "color": f"#{_FIRING_COLOR if shown.firing else _RESOLVED_COLOR:06X}",
-        "title": break_mentions(shown.scope),
-        "text": break_mentions(shown.summary),
+        "title": _clip(break_mentions(shown.scope), 300),
+        # Servers before 5.0 took about 7,900 characters an attachment.
+        "text": _clip_lines(break_mentions(shown.summary), 6000),
         "fields": [
-            {"title": label, "value": break_mentions(value), "short": True}
+            {"title": label, "value": _clip(break_mentions(value), 1000), "short": True}
             for label, value in shown.facts
         ],
     }
@@ -246,12 +292,21 @@ def google_chat(shown: Message) -> Payload:
     """Google Chat webhook: a text line (Chat syntax) and a card (HTML text)."""
     widgets: list[Payload] = [
         {
+            # Within the 32,000 bytes a message may take: "&" escapes to five characters, and
+            # non-ASCII text goes as \uXXXX, six bytes a character.
             "textParagraph": {
-                "text": f"<b>{escape_html(shown.scope)}</b><br>{escape_html(shown.summary)}"
+                "text": f"<b>{escape_html(_clip(shown.scope, 256))}</b><br>"
+                + _clip_lines(escape_html(shown.summary), 2500).replace("\n", "<br>")
             }
         },
         *(
-            {"decoratedText": {"topLabel": label, "text": escape_html(value), "wrapText": True}}
+            {
+                "decoratedText": {
+                    "topLabel": label,
+                    "text": escape_html(_clip(value, 500)),
+                    "wrapText": True,
+                }
+            }
             for label, value in shown.facts
         ),
     ]
@@ -259,7 +314,7 @@ def google_chat(shown: Message) -> Payload:
         link = {"openLink": {"url": shown.dashboard_url}}
         widgets.append({"buttonList": {"buttons": [{"text": "Open dashboard", "onClick": link}]}})
     return {
-        "text": escape_google_chat(shown.headline),
+        "text": escape_google_chat(_clip(shown.headline, 300)),
         "cardsV2": [{"cardId": "flowgauge-alert", "card": {"sections": [{"widgets": widgets}]}}],
     }
 
@@ -281,7 +336,7 @@ def grouped(records: Sequence[AlertRecord], dashboard_url: str | None) -> Messag
     firing = sum(one.firing for one in shown)
     scopes = {one.scope for one in shown}
     lines = [f"{one.mark} {one.state}: {one.rule} in {one.scope}: {one.summary}" for one in shown]
-    ids = ", ".join(record.alert_id for record in records)
+    ids = ", ".join(defused(record.alert_id) for record in records)
     return Message(
         firing=firing > 0,
         state=f"{len(records)} alert changes",

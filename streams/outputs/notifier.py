@@ -35,8 +35,8 @@ OutcomeHook = Callable[[str, Outcome], None]
 
 # A replayed alert (Kafka redelivery after a rebalance) is not posted twice by this process.
 _REMEMBERED_ALERTS = 10_000
-# A group's message stays within every platform's limits (Slack: 50 blocks, 3,000 characters
-# a section, which clips; the alert_ids are also in the facts).
+# A group's message stays within every platform's limits however long it is (chat.py shows
+# the lines that fit); past 20 alerts it would show little more than their count.
 MAX_GROUP = 20
 
 
