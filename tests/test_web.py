@@ -254,6 +254,8 @@ def test_the_live_page_shows_what_report_computes_and_follows_new_events(
     )
     with urllib.request.urlopen(f"{live.url}readyz", timeout=5) as ready:  # open, as probes are
         assert ready.status == 200
+        # The page runs its own files only; a violation would be a console error below.
+        assert ready.headers["Content-Security-Policy"].startswith("default-src 'none'; ")
     watched, close = open_live(browser, live)
     try:
         page = watched.page
