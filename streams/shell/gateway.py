@@ -51,9 +51,8 @@ UNKNOWN = "unknown"  # the metrics' source label for a path that names no source
 # A helpdesk sends its few kilobytes at once; a body that trickles in holds a connection
 # open for nobody (aiohttp has no such limit of its own).
 BODY_SECONDS = 10.0
-# A delivery in flight when asked to stop: its body, then the broker's acknowledgement; within
-# Kubernetes' 30 s grace (deploy/kubernetes/gateway/deployment.yaml).
-SHUTDOWN_SECONDS = 20.0
+# Asked to stop, the deliveries in flight get their body's time, the broker's, and this.
+SHUTDOWN_MARGIN_SECONDS = 5.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Message = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -259,7 +258,11 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
         config.gateway.ack_timeout_seconds,
     )
     runner = web.AppRunner(
-        gateway.application(), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+        gateway.application(),
+        access_log=None,
+        shutdown_timeout=BODY_SECONDS
+        + config.gateway.ack_timeout_seconds
+        + SHUTDOWN_MARGIN_SECONDS,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -268,7 +271,7 @@ async def _serve(config: FlowgaugeConfig, host: str, port: int) -> None:
     print(f"flowgauge gateway on http://{bound[0]}:{bound[1]} ({len(sources)} sources)", flush=True)
     try:
         await stop_requested().wait()
-    finally:  # stops listening, then answers what is in flight (up to SHUTDOWN_SECONDS)
+    finally:  # stops listening, then answers what is in flight
         connected.cancel()
         await runner.cleanup()
         await producer.stop()
