@@ -816,6 +816,10 @@ class FlowgaugeConfig(BaseSettings):
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"FLOWGAUGE_CONFIG {path} is no TOML file: {exc}") from None
+            except OSError as exc:  # a mounted file of mode 0600 owned by another user
+                raise SettingsError(
+                    f"FLOWGAUGE_CONFIG {path} cannot be read: {exc.strerror}"
+                ) from None
         return tuple(sources)
 
     def ticket_link(self, ticket_id: str) -> str | None:

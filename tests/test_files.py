@@ -136,6 +136,11 @@ def test_a_run_stopped_halfway_leaves_the_files_it_would_have_replaced(
         ({"FLOWGAUGE_STEP": "7m"}, "window 1h is not a multiple of the step (420s)"),
         ({"FLOWGAUGE_STEP": "0"}, "step: not a positive duration like 5m, 24h or 7d: '0'"),
         ({"FLOWGAUGE_CONFIG": "nowhere.toml"}, "FLOWGAUGE_CONFIG points at no file: nowhere.toml"),
+        # A file that is there but cannot be read (as a mounted 0600 file of another user).
+        (
+            {"FLOWGAUGE_CONFIG": "/proc/self/mem"},
+            "FLOWGAUGE_CONFIG /proc/self/mem cannot be read: Input/output error",
+        ),
     ],
 )
 def test_settings_that_cannot_run_are_said_in_one_line(
