@@ -109,15 +109,24 @@ def _read_secret(path: Path, name: str) -> SecretStr:
         raise ValueError(f"{name}_file {path} is not UTF-8 text") from None
 
 
-def _not_empty(secret: SecretStr) -> SecretStr:
-    if not secret.get_secret_value():
+PLACEHOLDER = "REPLACE-ME"  # what the shipped manifests (deploy/kubernetes) hold
+
+
+def _a_secret(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    if not value:
         raise ValueError("is empty: anyone could present it (leave it out to refuse everyone)")
+    if PLACEHOLDER in value:
+        raise ValueError(
+            f"is still the manifests' placeholder {PLACEHOLDER}: anyone could present it"
+        )
     return secret
 
 
-# A secret set empty (``secret = ""``, a mounted file holding only a newline) would be a key
-# or password anyone can present: an HMAC over the empty key, basic auth of ":".
-Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
+# A secret set empty (``secret = ""``, a mounted file holding only a newline) or left as the
+# manifests' placeholder would be a key or password anyone can present: an HMAC over the
+# empty key, basic auth of ":", a bearer token printed in the repository.
+Secret = Annotated[SecretStr, AfterValidator(_a_secret)]
 
 ALL_RULES = (INFLOW_ABOVE_OUTFLOW, *INDICATOR_RULES)
 

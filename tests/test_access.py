@@ -82,6 +82,15 @@ def test_an_empty_secret_is_refused_at_start(
         FlowgaugeConfig.load()
 
 
+def test_the_manifests_placeholder_is_refused_as_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Secret applied as shipped (deploy/kubernetes) would open the pages to a token
+    printed in the repository, and sign webhooks with a key anyone has."""
+    monkeypatch.delenv("FLOWGAUGE_CONFIG", raising=False)
+    monkeypatch.setenv("FLOWGAUGE_WEB_TOKEN", "REPLACE-ME")
+    with pytest.raises(SettingsError, match=r"^web_token: is still the manifests' placeholder"):
+        FlowgaugeConfig.load()
+
+
 def test_a_secret_file_holding_only_a_newline_is_refused_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

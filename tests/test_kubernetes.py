@@ -467,6 +467,14 @@ def config_toml() -> str:
     return text
 
 
+FILLED = "filled-in"  # what an operator puts where the manifests say REPLACE-ME
+
+
+def filled(text: str) -> str:
+    """A Secret's value as an operator applies it: the placeholders replaced."""
+    return text.replace("REPLACE-ME", FILLED)
+
+
 def test_the_worker_environment_and_config_file_make_a_valid_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -480,14 +488,14 @@ def test_the_worker_environment_and_config_file_make_a_valid_config(
     for name, entry in environment().items():
         if "valueFrom" in entry:
             reference = entry["valueFrom"]["secretKeyRef"]
-            monkeypatch.setenv(name, secrets[reference["name"]][reference["key"]])
+            monkeypatch.setenv(name, filled(secrets[reference["name"]][reference["key"]]))
             continue
         value = entry["value"]
         if PurePosixPath(value) in files:
             secret, key = files[PurePosixPath(value)]
             copy_of = tmp_path / secret / key
             copy_of.parent.mkdir(exist_ok=True)
-            copy_of.write_text(secrets[secret][key])
+            copy_of.write_text(filled(secrets[secret][key]))
             value = str(copy_of)
         monkeypatch.setenv(name, value)
     # Settings come from the environment; without pydantic's mypy plugin, mypy takes each
@@ -501,12 +509,12 @@ def test_the_worker_environment_and_config_file_make_a_valid_config(
     assert config.data_dir == Path("/var/lib/flowgauge")
     assert config.chat == []
     assert (config.security_protocol, config.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
-    assert config.sasl_username == "REPLACE-ME"
+    assert config.sasl_username == FILLED
     assert config.sasl_password is not None
-    assert config.sasl_password.get_secret_value() == "REPLACE-ME"
+    assert config.sasl_password.get_secret_value() == FILLED
     assert config.ssl_ca_file == tmp_path / "flowgauge-kafka" / "ca.crt"
     assert config.web_token is not None
-    assert config.web_token.get_secret_value() == "REPLACE-ME"
+    assert config.web_token.get_secret_value() == FILLED
     # /metrics stays open, so the PodMonitor sends no credentials (see the next test).
     assert config.web_auth_metrics is False
 

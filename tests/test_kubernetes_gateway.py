@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streams.config import FlowgaugeConfig
-from tests.test_kubernetes import KUBERNETES, NAMESPACE, schema_errors
+from tests.test_kubernetes import FILLED, KUBERNETES, NAMESPACE, filled, schema_errors
 
 GATEWAY = KUBERNETES / "gateway"
 Document = dict[str, Any]
@@ -160,23 +160,23 @@ def test_the_environment_and_the_sources_secret_make_a_valid_config(
     for name, entry in environment(container()).items():
         if "valueFrom" in entry:
             reference = entry["valueFrom"]["secretKeyRef"]
-            monkeypatch.setenv(name, secrets[reference["name"]][reference["key"]])
+            monkeypatch.setenv(name, filled(secrets[reference["name"]][reference["key"]]))
             continue
         value = entry["value"]
         if PurePosixPath(value) in files:
             copy = tmp_path / PurePosixPath(value).name
-            copy.write_text(files[PurePosixPath(value)])
+            copy.write_text(filled(files[PurePosixPath(value)]))
             value = str(copy)
         monkeypatch.setenv(name, value)
     no_arguments: dict[str, Any] = {}
     config = FlowgaugeConfig(**no_arguments)
     (source,) = config.gateway.sources
-    assert (source.name, source.kind, source.account) == ("github", "github", "REPLACE-ME")
+    assert (source.name, source.kind, source.account) == ("github", "github", FILLED)
     assert source.secret is not None
-    assert source.secret.get_secret_value() == "REPLACE-ME"
+    assert source.secret.get_secret_value() == FILLED
     source.connector()
     assert (
-        config.ticket_link("github:REPLACE-ME:acme/app:42")
+        config.ticket_link(f"github:{FILLED}:acme/app:42")
         == "https://github.com/acme/app/issues/42"
     )
 

@@ -14,7 +14,14 @@ from streams.commands.cli import _parser
 from streams.config import FlowgaugeConfig
 from streams.outputs.access import Access
 from streams.web.service import view_settings
-from tests.test_kubernetes import KUBERNETES, NAMESPACE, schema_errors, setting_names
+from tests.test_kubernetes import (
+    FILLED,
+    KUBERNETES,
+    NAMESPACE,
+    filled,
+    schema_errors,
+    setting_names,
+)
 from tests.test_kubernetes_gateway import (
     GATEWAY,
     assert_kustomize_renders,
@@ -267,12 +274,12 @@ def pod_config(
             if reference["key"] not in stored:
                 assert reference.get("optional") is True, name
                 continue
-            monkeypatch.setenv(name, stored[reference["key"]])
+            monkeypatch.setenv(name, filled(stored[reference["key"]]))
             continue
         value = entry["value"]
         if PurePosixPath(value) in files:
             copy_of = tmp_path / PurePosixPath(value).name
-            copy_of.write_text(files[PurePosixPath(value)])
+            copy_of.write_text(filled(files[PurePosixPath(value)]))
             value = str(copy_of)
         monkeypatch.setenv(name, value)
     no_arguments: dict[str, Any] = {}
@@ -302,7 +309,7 @@ def test_with_a_username_and_password_it_asks_for_them_and_shows_ticket_ids(
     extra = {"flowgauge-web": {"username": "lead", "password": "REPLACE-ME"}}
     config = pod_config(monkeypatch, tmp_path, extra)
     access = Access.of(config)
-    assert access.basic == b"lead:REPLACE-ME"
+    assert access.basic == f"lead:{FILLED}".encode()
     assert access.token is None
     assert access.challenge() == 'Basic realm="flowgauge"', "one a browser can answer"
     assert access.status("/", None) == 401
