@@ -38,6 +38,8 @@ SERVICES = {
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 ALERTS = {
     "FlowgaugeEventsAheadOfClock",
+    "FlowgaugeGatewayBrokerUnavailable",
+    "FlowgaugeGatewayRefusesEverything",
     "FlowgaugeInflowAboveOutflow",
     "FlowgaugeIntakeStalled",
     "FlowgaugePipelineStale",
