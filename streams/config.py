@@ -470,11 +470,12 @@ class RulesConfig(BaseModel):
     hold: Duration = "3h"  # a firing stands at least this long: never a flap
     band_for: Duration = "12h"  # the backlog stays outside its band this long: band rules fire
 
-    def policy(self, capacity_window: str) -> RulesPolicy:
+    def policy(self, capacity_window: str, timezone: str = "UTC") -> RulesPolicy:
         durations = {"sustain", "clear", "warm_up", "hold", "band_for"}
         return RulesPolicy(
             **self.model_dump(exclude=durations),
             capacity_window=capacity_window,
+            timezone=timezone,
             sustain_seconds=parse_duration(self.sustain),
             clear_seconds=parse_duration(self.clear),
             warm_up_seconds=parse_duration(self.warm_up),
@@ -885,8 +886,8 @@ class FlowgaugeConfig(BaseSettings):
         capacity = (
             "7d" if "7d" in windows.steps else max(windows.steps, key=windows.steps.__getitem__)
         )
-        rules = self.alerts.rules.policy(capacity)
         sla = self.sla.policy()
+        rules = self.alerts.rules.policy(capacity, sla.calendar.timezone if sla.calendar else "UTC")
         return Settings(
             windows, policy, track_aging, sla, rules, indicator_seconds, self.scope_cap,
             self.forecast.policy(rules, sla.calendar), self.pull.policy(),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import count
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,7 +38,7 @@ from streams.core.indicators import (
     ScopeIndicators,
 )
 from streams.core.scope import Emitted
-from streams.core.timeline import iso, to_us
+from streams.core.timeline import from_us, iso, to_us
 
 GRACE_US = 600 * 1_000_000
 START = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
@@ -240,6 +242,39 @@ def test_the_breach_wave_is_measured_against_the_same_hour_of_earlier_weeks() ->
     tuesday = 23 + 10 / 24
     assert wave_firings(3600) == [tuesday]  # one boundary stands for its hour
     assert wave_firings(300) == [tuesday + 25 / (24 * 60)]  # six boundaries: half an hour
+
+
+def monday_wave_firings(step_seconds: int, zone: str) -> list[str]:
+    """When ``sla_breach_wave`` fires over six weeks from Monday 2 March 2026 in which every
+    Monday from 09:30 to 12:00 on the team's clock (its SLA calendar's ``zone``) holds 23
+    more tickets past SLA: the weekend's tickets breaching at once, the same every week."""
+    calendar = {"timezone": zone}
+    settings = FlowgaugeConfig(step=f"{step_seconds}s", sla={"calendar": calendar}).core()
+    rules = IndicatorRules("all")
+    quiet = IndicatorSnapshot(0, "all", 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, ())
+    start = to_us(datetime(2026, 3, 2, tzinfo=UTC))
+    fired = []
+    for index in range(42 * 86400 // step_seconds):
+        at = start + index * step_seconds * 1_000_000
+        local = from_us(at).astimezone(ZoneInfo(zone))
+        breached = 23 if local.weekday() == 0 and time(9, 30) <= local.time() < time(12) else 0
+        flow = FlowSnapshot(at, "all", 100, {}, {"7d": 700}, {}, {})
+        for alert in rules.evaluate(flow, quiet, breached, settings.rules, settings.rule_spans):
+            if alert.rule == SLA_BREACH_WAVE and alert.state.value == "firing":
+                fired.append(iso(at))
+    return fired
+
+
+@pytest.mark.parametrize("step_seconds", [300, 3600])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_a_monday_s_usual_breaches_fire_nothing_at_any_step_nor_across_a_clock_change(
+    step_seconds: int, zone: str
+) -> None:
+    """The breaches come within the hour (09:30), and Berlin's clocks go forward on 29
+    March, New York's on 8 March: the usual rise is that of the same hour of the week on
+    the team's clock, read at whole hours. It fired every Monday at 09:55 at a 5-minute
+    step (compared with the hour before), and on the two Mondays after a clock change."""
+    assert monday_wave_firings(step_seconds, zone) == []
 
 
 def response_firings(step_seconds: int) -> list[float]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from streams.core.flow import FlowSnapshot
 from streams.core.forecast import QUANTILES, TARGET_QUANTILE, Forecast
 from streams.core.indicators import SPIKE_FACTOR, SPIKE_MIN_TICKETS, Driver, IndicatorSnapshot
-from streams.core.timeline import US_PER_SECOND, forget_before, iso, parse_duration
+from streams.core.timeline import US_PER_SECOND, forget_before, from_us, iso, parse_duration, to_us
 
 INFLOW_ABOVE_OUTFLOW = "inflow_above_outflow"
 ARRIVALS_READING = "arrivals"  # the headline fired by its arrivals (crossing.py)
@@ -303,6 +305,9 @@ class RulesPolicy:
     # A backlog outside its band for hours is the weekly rhythm (Monday mornings hold the
     # weekend's arrivals): the band rules wait until it has stayed out this long.
     band_for_seconds: int = 12 * 3600
+    # The team's (its SLA calendar's): the breach wave's "same hour of the week" is on its
+    # wall clock, which moves an hour against UTC twice a year.
+    timezone: str = "UTC"
 
 
 class RuleSpans(NamedTuple):
@@ -355,6 +360,9 @@ class IndicatorRules:
     # outage went on; it now holds while the tag stays above the share it had before.
     spike_tag: str = ""
     spike_usual: float = 0.0
+    # The breach wave read at the last whole hour (fires, rise, limit): it is decided at
+    # whole hours only, where its usual is known, and stands until the next.
+    wave: tuple[bool, float, float] | None = None
 
     def __post_init__(self) -> None:
         self.machines = {rule: Hysteresis(rule, self.scope) for rule in INDICATOR_RULES}
@@ -408,9 +416,12 @@ class IndicatorRules:
         }
         if breached is not None:
             earlier = _remember(self.breached_history, breached, wave_steps)
-            rise = breached - earlier if earlier is not None else 0
-            limit = policy.breach_wave + self._usual_rise(flow.as_of_us, breached, policy)
-            readings[SLA_BREACH_WAVE] = Reading(rise >= limit, float(rise), float(limit))
+            if not flow.as_of_us % HOUR_US:
+                rise = breached - earlier if earlier is not None else 0
+                limit = policy.breach_wave + self._usual_rise(flow.as_of_us, breached, policy)
+                self.wave = (rise >= limit, float(rise), float(limit))
+            if self.wave is not None:
+                readings[SLA_BREACH_WAVE] = Reading(*self.wave)
         if flow.as_of_us - self.first_us < policy.warm_up_seconds * US_PER_SECOND:
             return []
         alerts = self._step(readings, flow.as_of_us, policy, spans)
@@ -437,18 +448,18 @@ class IndicatorRules:
         return Reading(holds, tag.recent_share, limit)
 
     def _usual_rise(self, at_us: int, breached: int, policy: RulesPolicy) -> int:
-        """The median rise of tickets past an SLA over the same hour of the week in the
-        last ``WAVE_WEEKS`` weeks (0 where none rose, or before a week is known): a team
-        that works no weekends breaches every Sunday, and that is its rhythm, not a wave."""
-        hour, whole = divmod(at_us, HOUR_US)
-        if not whole:
-            self.breached_hours[hour] = breached
-            forget_before(self.breached_hours, hour - WAVE_WEEKS * WEEK_HOURS - 1)
+        """The median rise of tickets past an SLA over the same hour of the week, on the
+        team's clock, in the last ``WAVE_WEEKS`` weeks (0 where none rose, or before a week
+        is known): a team that works no weekends breaches every Monday morning, and that
+        is its rhythm, not a wave. At a whole hour."""
+        hour = at_us // HOUR_US
         span = max(1, policy.wave_seconds // 3600)
+        self.breached_hours[hour] = breached
+        forget_before(self.breached_hours, hour - WAVE_WEEKS * WEEK_HOURS - span - 1)
         rises = [
             self.breached_hours[then] - self.breached_hours[then - span]
             for weeks in range(1, WAVE_WEEKS + 1)
-            if (then := hour - weeks * WEEK_HOURS) in self.breached_hours
+            if (then := _weeks_back(hour, weeks, policy.timezone)) in self.breached_hours
             and then - span in self.breached_hours
         ]
         return max(0, int(statistics.median(rises))) if rises else 0
@@ -500,3 +511,11 @@ def capacity_days(flow: FlowSnapshot, window: str) -> float | None:
     outflow = flow.outflow.get(window, 0)
     days = parse_duration(window) / 86400
     return flow.open / (outflow / days) if outflow else None
+
+
+@lru_cache(maxsize=4096)
+def _weeks_back(hour: int, weeks: int, timezone: str) -> int:
+    """The hour (since the epoch) that shows the same wall-clock time ``weeks`` weeks
+    before ``hour`` in ``timezone``: 168 hours back but where a clock change lies between."""
+    local = from_us(hour * HOUR_US).astimezone(ZoneInfo(timezone))
+    return to_us((local - timedelta(weeks=weeks)).astimezone(UTC)) // HOUR_US
