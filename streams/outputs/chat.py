@@ -149,7 +149,8 @@ def _clip_lines(text: str, limit: int, measure: Callable[[str], int] = len) -> s
         shown = "\n".join([*lines[:kept], f"{ELLIPSIS} and {len(lines) - kept} more"])
         if measure(shown) <= limit:
             return shown
-    return _clip(lines[0], limit) if measure(_clip(lines[0], limit)) <= limit else ""
+    first = _clip(lines[0], limit)  # a limit too small even for the count of lines
+    return first if measure(first) <= limit else ""
 
 
 def _utf16(text: str) -> int:
